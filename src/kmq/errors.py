@@ -1,0 +1,49 @@
+"""Exceptions and warnings raised by kmq.
+
+Every exception subclasses :class:`KmqError` and a builtin, so ``except ValueError`` keeps working for
+callers that do not know kmq. Messages name the parameter, file, line or record, show the value and say
+what to do. The command line turns any :class:`KmqError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class KmqError(Exception):
+    """Base class of every error kmq raises on purpose."""
+
+
+class InvalidParameterError(KmqError, ValueError, TypeError):
+    """A parameter has a wrong type or value: "The 'x' parameter of Y must be ... Got ... instead."."""
+
+
+class DataFormatError(KmqError, ValueError):
+    """The input data is malformed or in a format kmq cannot read (names file, line or record, and field)."""
+
+
+class EmptyPoolError(DataFormatError):
+    """The pool has no records."""
+
+
+class MissingDependencyError(KmqError, ImportError):
+    """An optional dependency is not installed; the message carries the pip command."""
+
+
+class MissingArtifactError(KmqError, FileNotFoundError):
+    """A file, model or artifact that kmq needs does not exist."""
+
+
+class NotFittedError(KmqError, ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class KmqWarning(UserWarning):
+    """Base class of kmq's warnings."""
+
+
+class EmptyClusterWarning(KmqWarning):
+    """A cluster ended up with no member."""
+
+
+def invalid_parameter(name: str, owner: str, expected: str, got: object) -> InvalidParameterError:
+    """Build the one message form for a bad parameter value."""
+    return InvalidParameterError(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
