@@ -1,0 +1,141 @@
+"""The embedder interface: texts -> (n, d) float32 rows of unit L2 norm, cached per text.
+
+A subclass writes one method, :meth:`Embedder.embed_batch`, for a block of non-empty texts. The base
+class does everything else once for all embedders: it deduplicates texts, looks each one up in the
+content-addressed :class:`~kmq.cache.VectorStore`, encodes only the missing ones in length-sorted blocks,
+persists every finished block at once (so an interrupted run resumes where it stopped), shows a
+progress bar on stderr and reports what it did in :attr:`Embedder.stats_`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kmq.cache import VectorStore, default_cache_dir, digest, text_keys
+
+logger = logging.getLogger(__name__)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def progress_enabled(show_progress: bool | None) -> bool:
+    """``None`` means: show bars when kmq logs at INFO or below (the CLI does; libraries stay quiet)."""
+    if show_progress is not None:
+        return show_progress
+    return logging.getLogger("kmq").getEffectiveLevel() <= logging.INFO
+
+
+class Embedder(ABC):
+    """Base class of text encoders.
+
+    Attributes
+    ----------
+    name : str
+        The spec the user gave (``"minilm"``, ``"st:BAAI/bge-small-en-v1.5"``, ``"hashing"``).
+    stats_ : dict
+        What the last :meth:`encode` did: ``texts``, ``unique``, ``cached``, ``encoded``, ``seconds``.
+    """
+
+    name: str = "embedder"
+    #: texts per persisted block: small enough that an interrupt loses little, large enough to batch well
+    block_size: int = 1024
+
+    def __init__(self) -> None:
+        self.stats_: dict[str, Any] = {}
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Vector size d."""
+
+    @abstractmethod
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Encode non-empty texts.
+
+        Returns
+        -------
+        vectors : ndarray of shape (len(texts), d), float32, rows of unit L2 norm
+        """
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the vectors (model, weights, precision, window). Subclasses extend it."""
+        return {"class": type(self).__name__, "name": self.name, "dim": self.dim}
+
+    @property
+    def key(self) -> str:
+        """Cache key of this embedder's vectors."""
+        return digest(self.identity())
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        show_progress: bool | None = None,
+        cache: bool = True,
+        desc: str = "embedding",
+    ) -> np.ndarray:
+        """Embed texts, reusing cached vectors and persisting new ones block by block.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        show_progress : bool or None
+            Progress bar on stderr; None shows it when the ``kmq`` logger is at INFO or below.
+        cache : bool
+            Read and write the vector cache (``$KMQ_CACHE_DIR/vectors/<key>``).
+
+        Returns
+        -------
+        vectors : ndarray of shape (len(texts), d), float32
+            Unit rows; the empty text maps to a zero row.
+        """
+        start = time.perf_counter()
+        texts = list(texts)
+        keys = text_keys(texts)
+        ukeys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        utexts = [texts[i] for i in first]
+        out = np.zeros((len(ukeys), self.dim), dtype=np.float32)
+        store = VectorStore(default_cache_dir() / "vectors" / self.key, self.dim) if cache else None
+        found = np.zeros(len(ukeys), dtype=bool)
+        if store is not None:
+            found, vecs = store.lookup(ukeys)
+            out[found] = vecs
+        empty = np.fromiter((not t.strip() for t in utexts), dtype=bool, count=len(utexts))
+        todo = np.flatnonzero(~found & ~empty)
+        todo = todo[np.argsort([len(utexts[i]) for i in todo], kind="stable")]
+        bar = tqdm(total=len(todo), desc=desc, unit="text", disable=not progress_enabled(show_progress) or not len(todo))
+        try:
+            for lo in range(0, len(todo), self.block_size):
+                block = todo[lo : lo + self.block_size]
+                vecs = np.asarray(self.embed_batch([utexts[i] for i in block]), dtype=np.float32)
+                if vecs.shape != (len(block), self.dim):
+                    raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(block), self.dim)}")
+                out[block] = vecs
+                if store is not None:
+                    store.add(ukeys[block], vecs)
+                bar.update(len(block))
+        finally:
+            bar.close()
+        self.stats_ = {
+            "embedder": self.name,
+            "texts": len(texts),
+            "unique": len(ukeys),
+            "cached": int(found.sum()),
+            "encoded": len(todo),
+            "empty": int(empty.sum()),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        logger.debug("embedded %s", self.stats_)
+        return out[inverse.reshape(-1)] if len(texts) else out
