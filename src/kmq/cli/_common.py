@@ -1,0 +1,48 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_pool_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pool", metavar="POOL", help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset")
+    p.add_argument("--format", default=None, help="auto (default) | messages | sharegpt | alpaca | prompt_completion")
+    p.add_argument("--split", default=None, help="split of a Hugging Face dataset (default: train)")
+
+
+def add_embed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedding")
+    g.add_argument("--embedder", default=None, help="minilm (default, bundled) | st:NAME_OR_PATH | hashing | npy:PATH")
+    g.add_argument("--embed-on", default=None, choices=["conversation", "prompt", "response"],
+                   help="text view to embed (default: conversation)")  # fmt: skip
+    g.add_argument("--embed-batch-size", type=int, default=None, help="windows per forward pass (default 64)")
+    g.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="encoder precision (default fp32)")
+    g.add_argument("--device", default=None, help="torch device for model encoders (default cpu)")
+    g.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="let a model repository run its own code (off unless you pass this)")  # fmt: skip
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, help="one seed for every random choice (default 0)")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="settings file; flags override it")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+
+
+def embed_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "embed.embedder": args.embedder,
+        "embed.embed_on": args.embed_on,
+        "embed.batch_size": args.embed_batch_size,
+        "embed.precision": args.precision,
+        "embed.device": args.device,
+        "embed.trust_remote_code": args.trust_remote_code,
+        "format": args.format,
+        "split": args.split,
+        "seed": args.seed,
+    }
+
+
+def show_progress(args: argparse.Namespace) -> bool | None:
+    return False if args.quiet else None

@@ -1,0 +1,53 @@
+"""``kmq choose-k``: silhouette over candidate k, the paper's guideline for picking k."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "choose-k",
+        help="silhouette over candidate k",
+        description="Fit k-means for each candidate k and print the cosine silhouette on a sample.",
+        epilog="example:\n  kmq choose-k pool.jsonl --candidates 16,32,64,128 --sample 20000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_pool_options(p)
+    p.add_argument("--candidates", default=None, help="comma-separated k values (default: powers of two)")
+    p.add_argument("--sample", type=int, default=None, help="points for the silhouette (default 20000)")
+    p.add_argument("--budget", default=None, help="budget, to bound the default candidates (default: 10%% of the pool)")
+    add_embed_options(p)
+    add_common_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kmq.cli.select import _candidates
+    from kmq.config import resolve_budget
+    from kmq.data import read_pool
+    from kmq.pipeline import _Run, build_config
+
+    cfg = build_config(
+        args.config,
+        {
+            **embed_overrides(args),
+            "pool": args.pool,
+            "cluster.clusters": "auto",
+            "cluster.candidates": _candidates(args.candidates),
+            "cluster.silhouette_sample": args.sample,
+        },
+    )
+    pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+    budget = resolve_budget(args.budget or 0.1, len(pool))
+    run_ = _Run(cfg, pool, show_progress(args))
+    X, xkey = run_.vectors(cfg.embed.embed_on)
+    best, choice = run_._resolve_k(X, xkey, budget)
+    sys.stdout.write("k\tsilhouette\tseconds\n")
+    for row in choice["table"]:
+        sys.stdout.write(f"{row['k']}\t{row['silhouette']:.4f}\t{row['seconds']:.1f}\n")
+    sys.stdout.write(f"best k = {best}\n")
+    return 0

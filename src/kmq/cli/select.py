@@ -1,0 +1,119 @@
+"""``kmq select``: pick a diverse, high-quality subset of a pool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
+from kmq.errors import InvalidParameterError
+
+EXAMPLES = """examples:
+  kmq select pool.jsonl --budget 1000 --out subset.jsonl
+  kmq select pool.parquet --budget 0.1 --out subset.parquet --clusters auto
+  kmq select pool.jsonl --budget 5000 --out s.jsonl --embedder hashing --method random
+  kmq select pool.jsonl --budget 5000 --out s.jsonl --embedder npy:emb.npy --scorer column:score
+  kmq select databricks/databricks-dolly-15k --budget 1000 --out dolly_1k.jsonl   (online)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="select a subset (static kMQ or a baseline)",
+        description="Select BUDGET records from POOL and write them in POOL's own format.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_pool_options(p)
+    p.add_argument("--budget", required=True, help="a count (1000) or a fraction of the pool (0.1)")
+    p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET without extension + .kmq-run)")
+    p.add_argument("--method", default=None, help="kmq (default) | random | other registered methods")
+    g = p.add_argument_group("clustering")
+    g.add_argument("--clusters", default=None, help="k, or 'auto' to pick k by silhouette (default: sqrt(n/2) rule)")
+    g.add_argument("--candidates", default=None, help="candidate k for --clusters auto, e.g. 16,32,64,128")
+    g.add_argument("--silhouette-sample", type=int, default=None, help="points for the silhouette (default 20000)")
+    g.add_argument("--niter", type=int, default=None, help="k-means iterations (default 25)")
+    g = p.add_argument_group("quality")
+    g.add_argument("--scorer", default=None, help="heuristic (default, offline) | column:FIELD")
+    g.add_argument("--relevance-embedder", default=None,
+                   help="encoder for the heuristic's relevance when --embedder is npy: (default minilm)")  # fmt: skip
+    g = p.add_argument_group("method parameters")
+    g.add_argument("--allocation", default=None, choices=["equal", "proportional"],
+                   help="kmq: budget per cluster (default equal)")  # fmt: skip
+    g.add_argument("--within", default=None, choices=["softmax", "proportional", "uniform", "top"],
+                   help="kmq: draw inside a cluster (default softmax of standardised quality)")  # fmt: skip
+    g.add_argument("--temperature", type=float, default=None, help="kmq: softmax temperature (default 1.0)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other method parameter (repeatable), e.g. --param tau=0.85")  # fmt: skip
+    add_embed_options(p)
+    add_common_options(p)
+    p.set_defaults(func=run)
+
+
+def _method_params(args: argparse.Namespace) -> dict:
+    params = {k: v for k in ("allocation", "within", "temperature") if (v := getattr(args, k)) is not None}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidParameterError(f"--param expects KEY=VALUE. Got {item!r} instead.")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _clusters(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit():
+        raise InvalidParameterError(f"--clusters must be a positive integer or 'auto'. Got {value!r} instead.")
+    return int(value)
+
+
+def _candidates(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidParameterError(f"--candidates expects integers like 16,32,64. Got {value!r} instead.") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from kmq.pipeline import build_config, default_run_dir, run_select
+
+    overrides = {
+        **embed_overrides(args),
+        "pool": args.pool,
+        "budget": args.budget,
+        "out": args.out,
+        "run_dir": args.run_dir or str(default_run_dir(args.out)),
+        "select.method": args.method,
+        "cluster.clusters": _clusters(args.clusters),
+        "cluster.candidates": _candidates(args.candidates),
+        "cluster.silhouette_sample": args.silhouette_sample,
+        "cluster.niter": args.niter,
+        "score.scorer": args.scorer,
+        "score.relevance_embedder": args.relevance_embedder,
+        "select.params": _method_params(args) or None,
+    }
+    cfg = build_config(args.config, overrides)
+    sel = run_select(cfg, show_progress=show_progress(args))
+    m = sel.manifest
+    lines = [
+        f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as {m['input']['container']})",
+        f"run dir   {sel.run_dir}  (config.yaml, manifest.json, selection.parquet)",
+        f"pool      {m['input']['source']}  ({m['input']['records']} records)",
+        f"method    {m['method']['name']}  {m['method']['params'] or ''}".rstrip(),
+    ]
+    cl = m["stages"].get("cluster")
+    if cl:
+        lines.append(f"clusters  k={cl['n_clusters']} ({cl['k_source']}), {m['counts']['clusters_with_picks']} with picks")
+    if "per_source" in m["counts"]:
+        top = sorted(m["counts"]["per_source"].items(), key=lambda kv: -kv[1])
+        lines.append("sources   " + ", ".join(f"{k}={v}" for k, v in top))
+    lines.append(f"time      {m['seconds']:.1f}s")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
