@@ -15,7 +15,6 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "select": "kmq.pipeline",
     "Selection": "kmq.selection",
     "RunConfig": "kmq.config",
     "load_config": "kmq.config",
@@ -29,10 +28,12 @@ _LAZY = {
     "METHODS": "kmq.select.methods",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "select", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "select":  # the package kmq.select is callable: kmq.select(pool, budget=...) runs the pipeline
+        return importlib.import_module("kmq.select")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

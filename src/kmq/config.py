@@ -113,7 +113,9 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise InvalidParameterError(f"{source}: unknown setting(s) {unknown} for {cls.__name__}; valid: {sorted(names)}.")
+        raise InvalidParameterError(
+            f"{source}: unknown setting(s) {unknown} for {cls.__name__}; valid: {sorted(names)}."
+        )
     kwargs = {}
     for key, value in data.items():
         section = _SECTIONS.get(key) if cls is RunConfig else None

@@ -257,7 +257,9 @@ def run_select(cfg: RunConfig, *, pool: Any = None, show_progress: bool | None =
     )
     idx = np.asarray(picked.indices, dtype=np.int64)
     if len(idx) != budget or len(np.unique(idx)) != budget or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
-        raise RuntimeError(f"method {method.name} returned {len(idx)} indices for budget {budget} (bug: please report)")
+        raise RuntimeError(
+            f"method {method.name} returned {len(idx)} indices for budget {budget} (bug: please report)"
+        )
     run.stages["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
 
     labels, quality = inputs.get("labels"), inputs.get("quality")

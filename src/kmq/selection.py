@@ -103,7 +103,16 @@ class Selection:
 def versions() -> dict[str, str]:
     """Versions of kmq, Python and the libraries that shape the result (those installed)."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("kmq", "numpy", "faiss-cpu", "faiss-gpu", "pyarrow", "torch", "sentence-transformers", "transformers"):
+    for dist in (
+        "kmq",
+        "numpy",
+        "faiss-cpu",
+        "faiss-gpu",
+        "pyarrow",
+        "torch",
+        "sentence-transformers",
+        "transformers",
+    ):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

@@ -6,7 +6,9 @@ import argparse
 
 
 def add_pool_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pool", metavar="POOL", help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset")
+    p.add_argument(
+        "pool", metavar="POOL", help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset"
+    )
     p.add_argument("--format", default=None, help="auto (default) | messages | sharegpt | alpaca | prompt_completion")
     p.add_argument("--split", default=None, help="split of a Hugging Face dataset (default: train)")
 

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pool_options(p)
     p.add_argument("--candidates", default=None, help="comma-separated k values (default: powers of two)")
     p.add_argument("--sample", type=int, default=None, help="points for the silhouette (default 20000)")
-    p.add_argument("--budget", default=None, help="budget, to bound the default candidates (default: 10%% of the pool)")
+    p.add_argument(
+        "--budget", default=None, help="budget, to bound the default candidates (default: 10%% of the pool)"
+    )
     add_embed_options(p)
     add_common_options(p)
     p.set_defaults(func=run)

@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     cl = m["stages"].get("cluster")
     if cl:
-        lines.append(f"clusters  k={cl['n_clusters']} ({cl['k_source']}), {m['counts']['clusters_with_picks']} with picks")
+        lines.append(
+            f"clusters  k={cl['n_clusters']} ({cl['k_source']}), {m['counts']['clusters_with_picks']} with picks"
+        )
     if "per_source" in m["counts"]:
         top = sorted(m["counts"]["per_source"].items(), key=lambda kv: -kv[1])
         lines.append("sources   " + ", ".join(f"{k}={v}" for k, v in top))

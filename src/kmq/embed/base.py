@@ -115,7 +115,9 @@ class Embedder(ABC):
         empty = np.fromiter((not t.strip() for t in utexts), dtype=bool, count=len(utexts))
         todo = np.flatnonzero(~found & ~empty)
         todo = todo[np.argsort([len(utexts[i]) for i in todo], kind="stable")]
-        bar = tqdm(total=len(todo), desc=desc, unit="text", disable=not progress_enabled(show_progress) or not len(todo))
+        bar = tqdm(
+            total=len(todo), desc=desc, unit="text", disable=not progress_enabled(show_progress) or not len(todo)
+        )
         try:
             for lo in range(0, len(todo), self.block_size):
                 block = todo[lo : lo + self.block_size]

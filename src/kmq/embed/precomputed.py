@@ -35,7 +35,9 @@ def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
     except ValueError as err:
         raise DataFormatError(f"{path}: not a plain numeric .npy array ({err}).") from err
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        raise DataFormatError(f"{path}: expected a 2-D numeric array (n, d); got shape {arr.shape}, dtype {arr.dtype}.")
+        raise DataFormatError(
+            f"{path}: expected a 2-D numeric array (n, d); got shape {arr.shape}, dtype {arr.dtype}."
+        )
     if arr.shape[0] != n_rows:
         raise DataFormatError(
             f"{path} has {arr.shape[0]} rows but the pool has {n_rows} records: row i must embed record i "

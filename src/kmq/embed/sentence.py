@@ -102,9 +102,7 @@ class SentenceTransformerEmbedder(Embedder):
             torch = require("torch", purpose=f"the {self.name} encoder")
             source = self._resolve()
             try:
-                model = st.SentenceTransformer(
-                    source, device=self.device, trust_remote_code=self.trust_remote_code
-                )
+                model = st.SentenceTransformer(source, device=self.device, trust_remote_code=self.trust_remote_code)
             except OSError as err:
                 hint = (
                     " HF_HUB_OFFLINE is set, so only models already in the local Hugging Face cache load."

@@ -49,7 +49,9 @@ def check_scores(scores: np.ndarray, ids: Sequence[str], *, scorer: str) -> np.n
     """Validate a scorer's output: shape (n,), numeric and finite; errors name the first bad record."""
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (len(ids),):
-        raise DataFormatError(f"Scorer {scorer} returned {arr.shape[0] if arr.ndim else 0} scores for {len(ids)} records.")
+        raise DataFormatError(
+            f"Scorer {scorer} returned {arr.shape[0] if arr.ndim else 0} scores for {len(ids)} records."
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
         first = int(np.argmax(bad))

