@@ -1,0 +1,321 @@
+"""The :class:`Pool`: stable ids, normalized messages, text views and access to the raw records.
+
+Text views (no role tags are added):
+
+- ``conversation``: the contents of all turns joined with ``"\\n\\n"``;
+- ``prompt``: the contents of the system and user turns joined with ``"\\n\\n"``;
+- ``response``: the contents of the assistant turns joined with ``"\\n\\n"``, ``""`` when there is none
+  (instruction-only data).
+
+The raw records stay where they are cheapest: for JSON Lines only the byte offset and length of each
+line are kept and the selected lines are re-read on demand; a Parquet or Hugging Face pool keeps its
+Arrow table; JSON arrays and CSV files keep the parsed records in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from kmq.data.formats import FORMATS, Turn, detect_format, to_messages, undetectable
+from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, invalid_parameter
+
+logger = logging.getLogger(__name__)
+
+VIEWS = ("conversation", "prompt", "response")
+_VIEW_ROLES = {"prompt": ("system", "user"), "response": ("assistant",)}
+
+
+class Pool:
+    """An instruction pool: one normalized conversation per raw record, aligned by row index.
+
+    Build one with :func:`kmq.data.read_pool` (files, folders, hub names) or :meth:`Pool.from_records`.
+
+    Attributes
+    ----------
+    ids : list of str, length n
+        The records' own ``id`` field (as str) when every record has one and they are unique, else the
+        0-based positions as str.
+    id_source : {"field", "position"}
+        Where ``ids`` came from.
+    messages : list of list of dict, length n
+        Normalized turns ``{"role": "system" | "user" | "assistant", "content": str}`` per record.
+    format : {"messages", "sharegpt", "alpaca", "prompt_completion"}
+        The record format that was detected or forced.
+    container : str
+        ``"jsonl"``, ``"jsonl.gz"``, ``"json"``, ``"json.gz"``, ``"parquet"``, ``"csv"``, ``"hf_disk"``,
+        ``"hf_hub"`` or ``"memory"`` (:meth:`from_records`).
+    source : str
+        The path or hub name the pool was read from.
+    fingerprint : str
+        Hex sha256 of the input content (file bytes, after gzip decompression; dataset fingerprint for
+        Hugging Face datasets) and the format. The same input gives the same fingerprint.
+
+    Examples
+    --------
+    >>> pool = Pool.from_records([{"instruction": "Add 2 and 3.", "output": "5"}, {"instruction": "Say hi."}])
+    >>> pool.format, len(pool), pool.ids
+    ('alpaca', 2, ['0', '1'])
+    >>> pool.texts("response")
+    ['5', '']
+    """
+
+    def __init__(
+        self,
+        *,
+        ids: list[str],
+        messages: list[list[Turn]],
+        format: str,
+        container: str,
+        source: str,
+        fingerprint: str,
+        store: RecordStore,
+        id_source: str = "position",
+        layout: dict[str, Any] | None = None,
+    ) -> None:
+        self.ids = ids
+        self.messages = messages
+        self.format = format
+        self.container = container
+        self.source = source
+        self.fingerprint = fingerprint
+        self.id_source = id_source
+        self._store = store
+        self._layout = layout or {}
+
+    @classmethod
+    def from_records(
+        cls, records: Sequence[Mapping[str, Any]], *, format: str = "auto", source: str = "<records>"
+    ) -> Pool:
+        """Build an in-memory pool from raw records (JSON values), detecting their format like :func:`read_pool`.
+
+        Parameters
+        ----------
+        records : sequence of dict
+            Raw records; they are kept as given (not copied).
+        format : {"auto", "messages", "sharegpt", "alpaca", "prompt_completion"}, default "auto"
+            Force a format instead of detecting it from the first record.
+        source : str, default "<records>"
+            Name used in error messages.
+        """
+        builder = PoolBuilder(source, format)
+        for i, record in enumerate(records):
+            builder.add(record, i)
+        body = json.dumps(list(records), ensure_ascii=False, sort_keys=True, default=str).encode()
+        store = ListStore(list(records))
+        return builder.build(container="memory", content_hash=hashlib.sha256(body), store=store)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Pool(n={len(self)}, format={self.format!r}, container={self.container!r}, source={self.source!r})"
+
+    def texts(self, view: str) -> list[str]:
+        """Return one text per record for ``view`` in :data:`VIEWS` (see the module docstring for the rule)."""
+        if view == "conversation":
+            return ["\n\n".join(t["content"] for t in turns) for turns in self.messages]
+        if view not in _VIEW_ROLES:
+            raise invalid_parameter("view", "Pool.texts", f"one of {list(VIEWS)}", view)
+        roles = _VIEW_ROLES[view]
+        return ["\n\n".join(t["content"] for t in turns if t["role"] in roles) for turns in self.messages]
+
+    def records(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        """Return the raw input records at ``indices``, in that order, as JSON values exactly as read.
+
+        For in-memory containers the returned dicts are the pool's own objects: do not mutate them.
+        """
+        return self._store.get(check_indices(indices, len(self), owner="Pool.records"))
+
+    def columns(self) -> list[str]:
+        """Return the top-level field names seen in the raw records, in first-seen order."""
+        return self._store.columns()
+
+    def column(self, name: str) -> list[Any]:
+        """Return the raw value of top-level field ``name`` for every record (None where a record lacks it)."""
+        if name not in self.columns():
+            raise InvalidParameterError(f"Field {name!r} is not in {self.source}; fields found: {self.columns()}.")
+        return self._store.column(name)
+
+
+def check_indices(indices: Iterable[int], n: int, *, owner: str) -> list[int]:
+    """Validate row indices (1-D ints in [0, n)) and return them as a list of int; duplicates are kept."""
+    arr = np.asarray(indices if not isinstance(indices, (set, frozenset)) else sorted(indices))
+    if arr.size == 0:
+        return []
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise invalid_parameter("indices", owner, "a 1-D sequence of ints", f"array of shape {arr.shape}, {arr.dtype}")
+    bad = arr[(arr < 0) | (arr >= n)]
+    if bad.size:
+        raise invalid_parameter("indices", owner, f"ints in [0, {n}) (the pool has {n} records)", int(bad[0]))
+    return arr.tolist()
+
+
+class RecordStore(Protocol):
+    """Where a pool's raw records live; stores are internal to :mod:`kmq.data`."""
+
+    def get(self, indices: list[int]) -> list[dict[str, Any]]: ...
+
+    def columns(self) -> list[str]: ...
+
+    def column(self, name: str) -> list[Any]: ...
+
+
+class ListStore:
+    """Raw records held in memory (JSON arrays, CSV files, :meth:`Pool.from_records`)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def get(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [self.records[i] for i in indices]
+
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys(key for record in self.records for key in record))
+
+    def column(self, name: str) -> list[Any]:
+        return [record.get(name) for record in self.records]
+
+
+class ArrowStore:
+    """Raw records as a pyarrow Table (Parquet files, Hugging Face datasets)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, indices: list[int]) -> list[dict[str, Any]]:
+        return self.table.take(indices).to_pylist() if indices else []
+
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def column(self, name: str) -> list[Any]:
+        return self.table.column(name).to_pylist()
+
+
+class JsonlStore:
+    """Raw records left in a JSON Lines file: only each record's byte offset and length are kept.
+
+    Offsets are in the decompressed stream for ``.gz`` files. Access checks that the file has not
+    changed (size and modification time) since it was read.
+    """
+
+    def __init__(self, path: Path, *, compressed: bool, offsets: array, lengths: array, fields: list[str]) -> None:
+        self.path = path
+        self.compressed = compressed
+        self.offsets = offsets
+        self.lengths = lengths
+        self.fields = fields
+        self.stat = _stat_key(path)
+        self._cache: dict[str, list[Any]] = {}
+
+    def lines(self, indices: list[int]) -> list[bytes]:
+        """Return the original bytes of the selected lines (without the final ``\\n``), in ``indices`` order."""
+        if _stat_key(self.path) != self.stat:
+            raise DataFormatError(f"{self.path} changed since it was read; read the pool again.")
+        out: list[bytes] = [b""] * len(indices)
+        order = np.argsort(np.asarray(indices, dtype=np.int64), kind="stable")
+        opener = gzip.open if self.compressed else open
+        with opener(self.path, "rb") as fh:
+            for j in order.tolist():
+                i = indices[j]
+                fh.seek(self.offsets[i])
+                out[j] = fh.read(self.lengths[i])
+        return out
+
+    def get(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines(indices)]
+
+    def columns(self) -> list[str]:
+        return list(self.fields)
+
+    def column(self, name: str) -> list[Any]:
+        if name not in self._cache:
+            n, chunk, values = len(self.offsets), 65536, []
+            for start in range(0, n, chunk):
+                values.extend(record.get(name) for record in self.get(list(range(start, min(n, start + chunk)))))
+            self._cache[name] = values
+        return self._cache[name]
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+class PoolBuilder:
+    """Accumulate records one by one: detect the format once, convert and validate each, collect ids and fields."""
+
+    def __init__(self, source: str, format: str = "auto", *, unit: str = "record") -> None:
+        if format != "auto" and format not in FORMATS:
+            raise invalid_parameter("format", "read_pool", f"one of {['auto', *FORMATS]}", format)
+        self.source = source
+        self.unit = unit
+        self.format = None if format == "auto" else format
+        self.messages: list[list[Turn]] = []
+        self.raw_ids: list[str] | None = []
+        self.fields: dict[str, None] = {}
+
+    def add(self, record: Any, at: int) -> None:
+        """Convert one raw record; ``at`` is its 1-based line (unit "line") or 0-based index (unit "record")."""
+        if not isinstance(record, dict):
+            raise DataFormatError(
+                f"{self.source} {self.unit} {at}: the record is {type(record).__name__}; expected a JSON object."
+            )
+        if self.format is None:
+            self.format = detect_format(record)
+            if self.format is None:
+                raise undetectable(self.source, record)
+        try:
+            self.messages.append(to_messages(record, self.format))
+        except DataFormatError as err:
+            rid = record.get("id")
+            where = f"{self.source} {self.unit} {at}" + ("" if rid is None else f" (id {rid!r})")
+            raise DataFormatError(f"{where}, {self.format} format: {err}") from err
+        self._note_fields(record)
+
+    def _note_fields(self, record: dict[str, Any]) -> None:
+        for key in record:
+            if key not in self.fields:
+                self.fields[key] = None
+        if self.raw_ids is not None:
+            rid = record.get("id")
+            if rid is None:
+                self.raw_ids = None
+            else:
+                self.raw_ids.append(str(rid))
+
+    def build(self, *, container: str, content_hash: Any, store: RecordStore, layout: dict | None = None) -> Pool:
+        """Return the :class:`Pool`; ``content_hash`` is a hashlib sha256 object fed with the input content."""
+        n = len(self.messages)
+        if n == 0:
+            raise EmptyPoolError(f"{self.source} has no records; a pool needs at least one.")
+        ids, id_source = self._ids(n)
+        content_hash.update(f"\0format={self.format}".encode())
+        return Pool(
+            ids=ids,
+            messages=self.messages,
+            format=self.format,
+            container=container,
+            source=self.source,
+            fingerprint=content_hash.hexdigest(),
+            store=store,
+            id_source=id_source,
+            layout=layout,
+        )
+
+    def _ids(self, n: int) -> tuple[list[str], str]:
+        if self.raw_ids is not None:
+            if len(set(self.raw_ids)) == n:
+                return self.raw_ids, "field"
+            logger.warning("%s: the 'id' field has duplicate values; using 0-based positions as ids.", self.source)
+        return [str(i) for i in range(n)], "position"
