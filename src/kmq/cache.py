@@ -160,14 +160,18 @@ class VectorStore:
         ``<cache>/vectors/<embedder-key>``.
     dim : int
         Vector size; shards of another size are ignored.
+    dtype : numpy dtype, default float32
+        Stored and returned dtype (float64 for quality scores); shards of another dtype are ignored.
     """
 
-    def __init__(self, folder: str | os.PathLike, dim: int) -> None:
+    def __init__(self, folder: str | os.PathLike, dim: int, *, dtype: Any = np.float32) -> None:
         self.folder = Path(folder)
         self.dim = dim
+        self.dtype = np.dtype(dtype)
         self._keys = np.empty(0, dtype=KEY_DTYPE)
         self._shards: list[np.ndarray] = []
         self._where = np.empty((0, 2), dtype=np.int64)  # (shard, row) per sorted key
+        self._pending: list[tuple[np.ndarray, int]] = []  # blocks added since the index was last sorted
         self._load()
 
     def _load(self) -> None:
@@ -178,7 +182,7 @@ class VectorStore:
                     k, v = load_arrays(shard, "keys", "vectors", mmap=True)
                 except (OSError, ValueError):
                     continue
-                if v.ndim != 2 or v.shape[1] != self.dim or len(k) != len(v):
+                if v.ndim != 2 or v.shape[1] != self.dim or len(k) != len(v) or v.dtype != self.dtype:
                     continue
                 keys.append(k)
                 shards.append(v)
@@ -191,6 +195,7 @@ class VectorStore:
         self._shards = shards
 
     def __len__(self) -> int:
+        self._index()
         return len(self._keys)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -199,30 +204,49 @@ class VectorStore:
         Returns
         -------
         found : ndarray of shape (n,), bool
-        vectors : ndarray of shape (found.sum(), d), float32, in the order of ``keys[found]``
+        vectors : ndarray of shape (found.sum(), d), ``dtype`` (float32 by default), in the order of ``keys[found]``
         """
         if len(self._keys) == 0 or len(keys) == 0:
-            return np.zeros(len(keys), dtype=bool), np.empty((0, self.dim), dtype=np.float32)
+            return np.zeros(len(keys), dtype=bool), np.empty((0, self.dim), dtype=self.dtype)
         pos = np.searchsorted(self._keys, keys)
         pos_c = np.minimum(pos, len(self._keys) - 1)
         found = self._keys[pos_c] == keys
         loc = self._where[pos_c[found]]
-        out = np.empty((len(loc), self.dim), dtype=np.float32)
+        out = np.empty((len(loc), self.dim), dtype=self.dtype)
         for s in np.unique(loc[:, 0]):
             sel = loc[:, 0] == s
             out[sel] = self._shards[s][loc[sel, 1]]
         return found, out
 
+    def gather(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`lookup`, but one row per key: ``vectors`` has shape (n, d) with zero rows for misses."""
+        self._index()
+        out = np.zeros((len(keys), self.dim), dtype=np.float32)
+        if len(self._keys) == 0 or len(keys) == 0:
+            return np.zeros(len(keys), dtype=bool), out
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[pos] == keys
+        loc = self._where[pos]
+        for s in np.unique(loc[found, 0]):
+            rows = np.flatnonzero(found & (loc[:, 0] == s))
+            out[rows] = self._shards[s][loc[rows, 1]]
+        return found, out
+
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Persist one block of vectors as a new shard (atomically) and index it."""
+        """Persist one block of vectors as a new shard (atomically); the in-memory index is rebuilt lazily."""
         if len(keys) == 0:
             return
         name = f"shard-{uuid.uuid4().hex}"
         save_arrays(self.folder / name, {"n": len(keys)}, keys=keys, vectors=vectors.astype(np.float32))
         self._shards.append(np.asarray(vectors, dtype=np.float32))
-        allk = np.concatenate([self._keys, keys])
-        where = np.concatenate(
-            [self._where, np.column_stack([np.full(len(keys), len(self._shards) - 1), np.arange(len(keys))])]
-        )
+        self._pending.append((keys, len(self._shards) - 1))
+
+    def _index(self) -> None:
+        if not self._pending:
+            return
+        keys = [self._keys] + [k for k, _ in self._pending]
+        where = [self._where] + [np.column_stack([np.full(len(k), s), np.arange(len(k))]) for k, s in self._pending]
+        allk = np.concatenate(keys)
         order = np.argsort(allk, kind="stable")
-        self._keys, self._where = allk[order], where[order]
+        self._keys, self._where = allk[order], np.concatenate(where)[order]
+        self._pending.clear()

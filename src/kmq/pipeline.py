@@ -156,12 +156,23 @@ class _Run:
         rel_spec = None
         from kmq.embed import is_precomputed
 
-        if self.cfg.embed.embedder and is_precomputed(self.cfg.embed.embedder):
-            rel_spec = self.cfg.score.relevance_embedder or _default_relevance_encoder()
+        sc = self.cfg.score
+        if sc.scorer == "heuristic" and self.cfg.embed.embedder and is_precomputed(self.cfg.embed.embedder):
+            rel_spec = sc.relevance_embedder or _default_relevance_encoder()
         scorer = get_scorer(
-            self.cfg.score.scorer,
+            sc.scorer,
             embedder=self._relevance_embedder(rel_spec),
             show_progress=self.show_progress,
+            device=sc.device or self.cfg.embed.device,
+            precision=sc.precision,
+            batch_size=sc.batch_size,
+            max_length=sc.max_length,
+            trust_remote_code=sc.trust_remote_code,
+            concurrency=sc.judge_concurrency,
+            max_retries=sc.judge_max_retries,
+            timeout=sc.judge_timeout,
+            api_key_env=sc.judge_api_key_env,
+            on_unparsable=sc.judge_unparsable,
         )
         key = digest("quality-v1", self.pool.fingerprint, scorer.identity())
         hit = self.store.get("quality", key, "quality")
@@ -284,9 +295,8 @@ def _manifest(cfg, pool, budget, method, params, stages, selection, t0) -> dict[
     counts: dict[str, Any] = {"pool": len(pool), "selected": budget}
     if selection.clusters is not None:
         counts["clusters_with_picks"] = int(len(np.unique(selection.clusters)))
-    if "source" in pool.columns():
-        src = pool.column("source")
-        picked_src = [str(src[i]) for i in selection.indices]
+    if "source" in pool.columns():  # the datakit's label; read from the picked records only
+        picked_src = [str(r.get("source")) for r in pool.records(selection.indices)]
         values, freq = np.unique(picked_src, return_counts=True)
         counts["per_source"] = {str(v): int(c) for v, c in zip(values, freq, strict=True)}
     return {

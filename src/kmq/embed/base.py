@@ -104,32 +104,29 @@ class Embedder(ABC):
         start = time.perf_counter()
         texts = list(texts)
         keys = text_keys(texts)
-        ukeys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        utexts = [texts[i] for i in first]
-        out = np.zeros((len(ukeys), self.dim), dtype=np.float32)
+        ukeys, first = np.unique(keys, return_index=True)
         store = VectorStore(default_cache_dir() / "vectors" / self.key, self.dim) if cache else None
-        found = np.zeros(len(ukeys), dtype=bool)
-        if store is not None:
-            found, vecs = store.lookup(ukeys)
-            out[found] = vecs
-        empty = np.fromiter((not t.strip() for t in utexts), dtype=bool, count=len(utexts))
+        found = store.lookup(ukeys)[0] if store is not None else np.zeros(len(ukeys), dtype=bool)
+        empty = np.fromiter((not texts[i].strip() for i in first), dtype=bool, count=len(first))
         todo = np.flatnonzero(~found & ~empty)
-        todo = todo[np.argsort([len(utexts[i]) for i in todo], kind="stable")]
-        bar = tqdm(
-            total=len(todo), desc=desc, unit="text", disable=not progress_enabled(show_progress) or not len(todo)
-        )
-        try:
+        todo = todo[np.argsort([len(texts[first[i]]) for i in todo], kind="stable")]
+        fresh = np.zeros((0 if store is not None else len(ukeys), self.dim), dtype=np.float32)
+        show = progress_enabled(show_progress) and len(todo) > 0
+        with tqdm(total=len(todo), desc=desc, unit="text", disable=not show) as bar:
             for lo in range(0, len(todo), self.block_size):
                 block = todo[lo : lo + self.block_size]
-                vecs = np.asarray(self.embed_batch([utexts[i] for i in block]), dtype=np.float32)
+                vecs = np.asarray(self.embed_batch([texts[first[i]] for i in block]), dtype=np.float32)
                 if vecs.shape != (len(block), self.dim):
                     raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(block), self.dim)}")
-                out[block] = vecs
                 if store is not None:
-                    store.add(ukeys[block], vecs)
+                    store.add(ukeys[block], vecs)  # persisted now: an interrupted run resumes after this block
+                else:
+                    fresh[block] = vecs
                 bar.update(len(block))
-        finally:
-            bar.close()
+        if store is not None:  # one gather straight into the output; empty texts stay zero rows
+            out = store.gather(keys)[1]
+        else:
+            out = fresh[np.searchsorted(ukeys, keys)] if len(texts) else fresh
         self.stats_ = {
             "embedder": self.name,
             "texts": len(texts),
@@ -140,4 +137,4 @@ class Embedder(ABC):
             "seconds": round(time.perf_counter() - start, 3),
         }
         logger.debug("embedded %s", self.stats_)
-        return out[inverse.reshape(-1)] if len(texts) else out
+        return out
