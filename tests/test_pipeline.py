@@ -103,3 +103,16 @@ def test_precomputed_embeddings_and_column_scores(pool_file, tmp_path):
     assert len(sel) == 40 and sel.quality.min() >= 5  # top-10 per cluster of a 150-row cluster are all >= 5
     with_rel = kmq.select(str(pool_file), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", clusters=4)
     assert with_rel.manifest["stages"]["score"]["relevance_encoder"] in ("minilm", "hashing")
+
+
+def test_auto_k_by_silhouette_is_recorded_and_cached(pool_file, tmp_path):
+    cfg = kmq.RunConfig.from_dict(
+        {"cluster": {"clusters": "auto", "candidates": [3, 6, 12], "silhouette_sample": 400}}
+    )
+    first = kmq.select(str(pool_file), budget=60, embedder="hashing", config=cfg)
+    stats = first.manifest["stages"]["cluster"]
+    assert stats["k_source"] == "silhouette" and [r["k"] for r in stats["silhouette"]] == [3, 6, 12]
+    best = max(stats["silhouette"], key=lambda r: r["silhouette"])["k"]
+    assert stats["n_clusters"] == best
+    again = kmq.select(str(pool_file), budget=30, embedder="hashing", config=cfg)
+    assert again.manifest["stages"]["cluster"]["cached"] is True
