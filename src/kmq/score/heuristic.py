@@ -1,0 +1,361 @@
+"""The offline ``heuristic`` quality scorer: a few cheap, documented signals, no LLM and no learned weights.
+
+``score = 0.5 * log_length + 0.5 * log_vocab - OFF_TOPIC_WEIGHT * off_topic - penalties``
+
+Features (float64, one value per example; see :func:`heuristic_features`):
+
+``log_length``
+    ``log1p`` of the number of characters of the stripped response.
+``log_vocab``
+    ``log1p`` of the number of distinct casefolded whitespace-separated words of the response. Averaged with
+    ``log_length`` it measures how much content the answer carries: padding an answer by repeating itself adds
+    length but no vocabulary. The log gives diminishing returns (doubling an answer always adds the same).
+``relevance`` (only with vectors; reported, weight 0)
+    Cosine of the prompt and response embeddings from the clustering encoder.
+``off_topic`` (only with vectors)
+    ``max(0, threshold - relevance)`` for responses of at least ``OFF_TOPIC_MIN_WORDS`` words (the embedding of
+    "Polynesia" or "true" says little about whether it answers the prompt). ``threshold`` is calibrated on the pool:
+    the 95th percentile of the cosine between prompts and the responses of *other* prompts (a fixed random
+    pairing), i.e. a response is penalised only when it is as unrelated to its prompt as a random response is.
+    High similarity is deliberately not rewarded: the closest responses are often echoes of the prompt.
+``empty``
+    1 when the response is empty or whitespace (instruction-only data).
+``refusal``
+    1 when a short response (fewer than ``REFUSAL_MAX_CHARS`` characters) refuses or is a placeholder: "As an AI
+    language model, I cannot ...", "I'm sorry, but I don't have access ...", "<nooutput>", "N/A", "this task
+    requires a visual output ...". A long answer that merely *starts* with such a disclaimer is not a refusal:
+    its content is what the length terms measure.
+``truncated``
+    1 when the response looks cut off: an unclosed code fence, a trailing separator (``, : ( [ { = -``), an
+    ellipsis right after a word, or a long prose last line ending on an article, preposition or conjunction.
+``duplicate``
+    ``log1p`` of the number of *other* prompts in the pool answered with the same normalized response
+    (casefolded, whitespace collapsed), e.g. canned "I am Vicuna, a language model trained by ..." answers.
+    Responses shorter than ``DUPLICATE_MIN_CHARS`` ("Positive", "42", "Declarative sentence") are exempt:
+    repeating a label is not junk.
+``boilerplate``
+    Number of assistant filler patterns at the start or end of the response: "I hope this helps", "Great
+    question", "As of my knowledge cutoff", self-introductions ("I am Vicuna, a language model ...", "I was
+    trained by ..."). Phrases that are also natural in letters and e-mails ("let me know if you have any
+    questions", "feel free to ask") are deliberately not counted.
+
+All weights are fixed, chosen a priori, and not fitted to any label (:data:`HEURISTIC_WEIGHTS`). The unit is
+one natural-log unit of content (an answer about 2.7 times longer): a refusal costs as much as a 20 times shorter
+answer, a random-looking answer about one unit. Empty responses score ``-EMPTY_PENALTY`` and every other score is
+floored just above that, so instruction-only rows always rank last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+__all__ = ["HEURISTIC_WEIGHTS", "heuristic_features", "heuristic_scores"]
+
+EMPTY_PENALTY = 10.0
+REFUSAL_PENALTY = 3.0
+TRUNCATED_PENALTY = 1.0
+DUPLICATE_PENALTY = 1.0
+BOILERPLATE_PENALTY = 0.5
+OFF_TOPIC_WEIGHT = 5.0
+OFF_TOPIC_QUANTILE = 0.95
+OFF_TOPIC_DEFAULT_THRESHOLD = 0.2  # all-MiniLM-L6-v2's value; used for pools of fewer than 100 responses
+OFF_TOPIC_MIN_WORDS = 5
+REFUSAL_MAX_CHARS = 400
+DUPLICATE_MIN_CHARS = 30
+EDGE_CHARS = 300
+
+HEURISTIC_WEIGHTS: dict[str, float] = {
+    "log_length": 0.5,
+    "log_vocab": 0.5,
+    "relevance": 0.0,
+    "off_topic": -OFF_TOPIC_WEIGHT,
+    "empty": -EMPTY_PENALTY,
+    "refusal": -REFUSAL_PENALTY,
+    "truncated": -TRUNCATED_PENALTY,
+    "duplicate": -DUPLICATE_PENALTY,
+    "boilerplate": -BOILERPLATE_PENALTY,
+}
+"""Weight of each feature: ``score = sum(HEURISTIC_WEIGHTS[f] * features[f])``."""
+
+_AI = (
+    r"(?:an? )?(?:ai|a\.i\.|artificial intelligence|(?:ai |large )?language model|llm|ai assistant|text-based ai"
+    r"|chatbot|virtual assistant)"
+)
+# an AI self-reference always contains one of these
+_AI_HINTS = (
+    "an ai",
+    "a ai",
+    "an a.i",
+    "artificial intelligence",
+    "language model",
+    "llm",
+    "ai assistant",
+    "text-based ai",
+    "chatbot",
+    "virtual assistant",
+)
+_Rule = tuple[tuple[str, ...], re.Pattern[str]]
+# Rules see casefolded text. A rule's hints are literal substrings that every match contains; its pattern only
+# runs on the rows that contain a hint, which keeps 60k rows well under a second.
+_REFUSAL_RULES: list[_Rule] = [
+    (
+        (
+            "cannot",
+            "can't",
+            "can not",
+            "unable",
+            "not able",
+            "don't have",
+            "do not have",
+            "do not possess",
+            "not capable",
+            "not program",
+            "not possible for me",
+        ),
+        re.compile(
+            r"\bnot possible for me\b|\b(?:i|model|ai|assistant)(?: and)? (?:cannot|can't|can not|am unable to"
+            r"|'m unable to|am not able to|'m not able to|do not have|don't have|do not possess|am not capable of"
+            r"|'m not capable of|am not programmed to)\s+(?:access|the ability|the capability|the capacity|personal"
+            r"|real-time|browse|provide|answer|fulfil|complete|perform|generate|create|draw|produce|predict|see|view"
+            r"|display|play|record|retrieve|help with|assist|comply|do that)"
+        ),
+    ),
+    (("output",), re.compile(r"<\s*no\s*_?output\b")),
+    (
+        ("visual", "audio", "audible", "physical", "graphic", "non-text"),
+        re.compile(
+            r"\b(?:task|instruction|request) (?:requires|involves|needs|asks for) (?:a |an )?"
+            r"(?:visual|audio|audible|physical|graphic|non-text)"
+        ),
+    ),
+    (
+        (
+            "models cannot",
+            "model cannot",
+            "models can't",
+            "model can't",
+            "models are unable",
+            "model is unable",
+            "model is not able",
+            "models are not able",
+        ),
+        re.compile(
+            r"\b(?:gpt|language|ai|text-based) models? (?:cannot|can't|is unable|are unable|is not able|are not able)"
+        ),
+    ),
+    (
+        ("cannot be",),
+        re.compile(
+            r"\bcannot be (?:generated|completed|performed|fulfilled|done) by (?:a |an |the )?"
+            r"(?:gpt|ai|language|model)"
+        ),
+    ),
+]
+_PLACEHOLDERS = frozenset({"n/a", "na", "no output", "nooutput", "not applicable"})
+_BOILERPLATE_RULES: list[_Rule] = [
+    (("hope this helps", "hope that helps", "hope it helps"), re.compile(r"\bi hope (?:this|that|it) helps\b")),
+    (("as of my",), re.compile(r"\bas of my (?:last )?(?:knowledge|training)\b")),
+    (("great question",), re.compile(r"\bgreat question\b")),
+    (
+        _AI_HINTS + ("trained by", "developed by", "created by", "built by"),
+        re.compile(
+            rf"\b(?:i am|i'm) \w+, {_AI}\b|\bmy name is \w+,? and i(?:'m| am) {_AI}\b"
+            rf"|\b(?:i am|i'm|i was) (?:{_AI} )?(?:trained|developed|created|built) by\b"
+        ),
+    ),
+]
+_DANGLING = frozenset("a an the and or but nor of to in on at for with by from into as than that whose".split())
+_ELLIPSIS_END = re.compile(r"[^\W\d_]\s*(?:\.\.\.|…)$")
+
+
+def _rule_hits(texts: list[str], rules: list[_Rule]) -> np.ndarray:
+    """Which of ``rules`` match each text: bool of shape (len(texts), len(rules))."""
+    lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
+    starts = np.cumsum(lengths) - lengths
+    joined = "\x00".join(texts)  # one C-level substring scan per hint instead of one per hint and row
+    hits = np.zeros((len(texts), len(rules)), dtype=bool)
+    for j, (hints, pattern) in enumerate(rules):
+        candidates: set[int] = set()
+        for hint in hints:
+            positions, pos = [], joined.find(hint)
+            while pos >= 0:
+                positions.append(pos)
+                pos = joined.find(hint, pos + 1)
+            candidates.update((np.searchsorted(starts, positions, side="right") - 1).tolist())
+        for row in candidates:
+            hits[row, j] = pattern.search(texts[row]) is not None
+    return hits
+
+
+def _relevance(prompt_vecs: np.ndarray, response_vecs: np.ndarray, n: int) -> np.ndarray:
+    """Row-wise dot product of two (n, d) L2-normalised matrices, float64; zero rows give 0."""
+    p, r = np.asarray(prompt_vecs), np.asarray(response_vecs)
+    if p.shape != r.shape or p.ndim != 2 or p.shape[0] != n:
+        raise ValueError(
+            f"prompt_vecs {p.shape} and response_vecs {r.shape} must both have shape (n_examples={n}, d)."
+        )
+    return np.nan_to_num(np.einsum("ij,ij->i", p, r, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _off_topic_threshold(prompt_vecs: np.ndarray, response_vecs: np.ndarray, rows: np.ndarray) -> float:
+    """95th percentile of prompt–response cosines under a fixed random pairing of ``rows`` (a null of unrelated pairs).
+
+    Falls back to ``OFF_TOPIC_DEFAULT_THRESHOLD`` when fewer than 100 rows are given.
+    """
+    if len(rows) < 100:
+        return OFF_TOPIC_DEFAULT_THRESHOLD
+    partner = rows[np.random.default_rng(0).permutation(len(rows))]
+    keep = partner != rows
+    null = np.einsum("ij,ij->i", prompt_vecs[rows[keep]], response_vecs[partner[keep]], dtype=np.float64)
+    null = np.nan_to_num(null, nan=0.0, posinf=0.0, neginf=0.0)
+    return float(np.quantile(null, OFF_TOPIC_QUANTILE))
+
+
+def _refusal_and_boilerplate(folded: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``refusal`` and ``boilerplate`` features of casefolded, stripped responses."""
+    short = np.array([len(r) < REFUSAL_MAX_CHARS for r in folded], dtype=bool)
+    heads = [r[:EDGE_CHARS] for r in folded]
+    head_hits = _rule_hits(heads, _REFUSAL_RULES + _BOILERPLATE_RULES)
+    n_refusal = len(_REFUSAL_RULES)
+    placeholder = np.array([h.strip(" .!?<>()[]'\"") in _PLACEHOLDERS for h in heads], dtype=bool)
+    refusal = short & (head_hits[:, :n_refusal].any(axis=1) | placeholder)
+    tails = [r[-EDGE_CHARS:] if len(r) > EDGE_CHARS else "" for r in folded]
+    boilerplate = head_hits[:, n_refusal:].sum(axis=1) + _rule_hits(tails, _BOILERPLATE_RULES).sum(axis=1)
+    return refusal.astype(np.float64), boilerplate.astype(np.float64)
+
+
+def _is_truncated(text: str) -> bool:
+    """Whether a stripped, non-empty response looks cut off."""
+    last = text[-1]
+    last_line = text[text.rfind("\n") + 1 :]
+    before = text[-2:-1]
+    # "x =" and "between 1-" are cut; "====" rules and "-rrb-" tokens are not
+    dangling_operator = (last == "=" and before not in ("=", "-", "_", "|")) or (
+        last == "-" and (before.isdigit() or before.isspace())
+    )
+    if last in ",:([{" or dangling_operator:
+        # a letter's sign-off ("Best regards,") on its own line is not a cut
+        return not (last == "," and "\n" in text and len(last_line.split()) <= 4)
+    if text.count("```") % 2 == 1 or _ELLIPSIS_END.search(text[-6:]):
+        return True
+    words = last_line[-40:].split()
+    return last.isalpha() and len(last_line) >= 60 and bool(words) and words[-1].lower() in _DANGLING
+
+
+def _duplicate_counts(prompts: list[str], keys: list[str]) -> np.ndarray:
+    """For each example, how many *other* distinct prompts share its normalized (long enough) response ``key``."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for key, prompt in zip(keys, prompts, strict=True):
+        if len(key) >= DUPLICATE_MIN_CHARS:
+            groups[key].add(prompt)
+    counts = [len(groups[k]) - 1 if len(k) >= DUPLICATE_MIN_CHARS else 0 for k in keys]
+    return np.asarray(counts, dtype=np.float64)
+
+
+def heuristic_features(
+    prompts: list[str],
+    responses: list[str],
+    prompt_vecs: np.ndarray | None,
+    response_vecs: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Compute the cheap quality signals of prompt–response pairs.
+
+    Parameters
+    ----------
+    prompts : list of str, length n_examples
+        System and user turns joined with a blank line.
+    responses : list of str, length n_examples
+        Assistant turns joined with a blank line; ``""`` for instruction-only data.
+    prompt_vecs, response_vecs : ndarray of shape (n_examples, d), float32, or None
+        L2-normalised embeddings of prompts and responses (a row of zeros for an empty text). When either is
+        None the ``relevance`` feature is omitted.
+
+    Returns
+    -------
+    features : dict of str to ndarray of shape (n_examples,), float64
+        ``log_length``, ``log_vocab``, ``empty``, ``refusal``, ``truncated``, ``duplicate``, ``boilerplate`` and,
+        with vectors, ``relevance``. The module docstring defines them.
+    """
+    n = len(responses)
+    if len(prompts) != n:
+        raise ValueError(f"len(prompts)={len(prompts)} should equal len(responses)={n}.")
+    stripped = [r.strip() for r in responses]
+    folded = [r.casefold() for r in stripped]
+    words = [r.split() for r in folded]
+    refusal, boilerplate = _refusal_and_boilerplate(folded)
+    empty = np.array([not r for r in stripped], dtype=np.float64)
+    features = {
+        "log_length": np.log1p(np.array([len(r) for r in stripped], dtype=np.float64)),
+        "log_vocab": np.log1p(np.array([len(set(w)) for w in words], dtype=np.float64)),
+        "empty": empty,
+        "refusal": refusal,
+        "truncated": np.array([bool(r) and _is_truncated(r) for r in stripped], dtype=np.float64),
+        "duplicate": np.log1p(_duplicate_counts(prompts, [" ".join(w) for w in words])),
+        "boilerplate": boilerplate,
+    }
+    if prompt_vecs is not None and response_vecs is not None:
+        prompt_vecs, response_vecs = np.asarray(prompt_vecs), np.asarray(response_vecs)
+        relevance = _relevance(prompt_vecs, response_vecs, n) * (1.0 - empty)
+        threshold = _off_topic_threshold(prompt_vecs, response_vecs, np.flatnonzero(empty == 0))
+        features["relevance"] = relevance
+        long_enough = np.array([len(w) >= OFF_TOPIC_MIN_WORDS for w in words], dtype=np.float64)
+        features["off_topic"] = np.maximum(0.0, threshold - relevance) * long_enough
+    return features
+
+
+def heuristic_scores(
+    prompts: list[str],
+    responses: list[str],
+    prompt_vecs: np.ndarray | None = None,
+    response_vecs: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Score prompt–response pairs offline: more content and on-topic up, junk down.
+
+    Parameters
+    ----------
+    prompts : list of str, length n_examples
+        System and user turns joined with a blank line.
+    responses : list of str, length n_examples
+        Assistant turns joined with a blank line; ``""`` for instruction-only data (scored lowest).
+    prompt_vecs, response_vecs : ndarray of shape (n_examples, d), float32, or None
+        L2-normalised embeddings from the clustering encoder; without them ``relevance`` and ``off_topic``
+        are left out.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_examples,), float64
+        ``sum(HEURISTIC_WEIGHTS[f] * features[f])``, with non-empty rows floored at ``1 - EMPTY_PENALTY``:
+        higher is better, always finite, deterministic.
+    stats : dict
+        JSON-serialisable: ``n``, the number of ``empty``, ``refusal``, ``truncated``, ``duplicated`` (response
+        shared with another prompt), ``boilerplate`` and ``off_topic`` rows, ``relevance_used``, and the
+        scores' ``min``, ``mean`` and ``max``.
+
+    Examples
+    --------
+    >>> scores, stats = heuristic_scores(["Name a color.", "Name a color."], ["Blue is a color.", ""])
+    >>> bool(scores[0] > scores[1]), stats["empty"]
+    (True, 1)
+    """
+    features = heuristic_features(prompts, responses, prompt_vecs, response_vecs)
+    scores = np.zeros(len(responses), dtype=np.float64)
+    for name, values in features.items():
+        scores += HEURISTIC_WEIGHTS[name] * values
+    scores = np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+    scores = np.where(features["empty"] > 0, -EMPTY_PENALTY, np.maximum(scores, 1.0 - EMPTY_PENALTY))
+    stats: dict = {
+        "n": len(responses),
+        "empty": int(features["empty"].sum()),
+        "refusal": int(features["refusal"].sum()),
+        "truncated": int(features["truncated"].sum()),
+        "duplicated": int((features["duplicate"] > 0).sum()),
+        "boilerplate": int((features["boilerplate"] > 0).sum()),
+        "off_topic": int((features["off_topic"] > 0).sum()) if "off_topic" in features else 0,
+        "relevance_used": "relevance" in features,
+    }
+    if len(scores):
+        stats.update(min=float(scores.min()), mean=float(scores.mean()), max=float(scores.max()))
+    return scores, stats
