@@ -101,8 +101,9 @@ def test_precomputed_embeddings_and_column_scores(pool_file, tmp_path):
         str(scored), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", scorer="column:score", clusters=4, within="top"
     )
     assert len(sel) == 40 and sel.quality.min() >= 5  # top-10 per cluster of a 150-row cluster are all >= 5
-    with_rel = kmq.select(str(pool_file), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", clusters=4)
-    assert with_rel.manifest["stages"]["score"]["relevance_encoder"] in ("minilm", "hashing")
+    cfg = kmq.RunConfig.from_dict({"score": {"relevance_embedder": "hashing"}})  # minilm would add ~1 min here
+    with_rel = kmq.select(str(pool_file), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", clusters=4, config=cfg)
+    assert with_rel.manifest["stages"]["score"]["relevance_encoder"] == "hashing"
 
 
 def test_auto_k_by_silhouette_is_recorded_and_cached(pool_file, tmp_path):

@@ -26,6 +26,7 @@ _LAZY = {
     "KMeans": "kmq.cluster",
     "choose_k": "kmq.cluster",
     "METHODS": "kmq.select.methods",
+    "iterate": "kmq.loop",
 }
 
 __all__ = ["__version__", "select", *_LAZY]

@@ -221,7 +221,7 @@ class VectorStore:
     def gather(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`lookup`, but one row per key: ``vectors`` has shape (n, d) with zero rows for misses."""
         self._index()
-        out = np.zeros((len(keys), self.dim), dtype=np.float32)
+        out = np.zeros((len(keys), self.dim), dtype=self.dtype)
         if len(self._keys) == 0 or len(keys) == 0:
             return np.zeros(len(keys), dtype=bool), out
         pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
@@ -237,8 +237,9 @@ class VectorStore:
         if len(keys) == 0:
             return
         name = f"shard-{uuid.uuid4().hex}"
-        save_arrays(self.folder / name, {"n": len(keys)}, keys=keys, vectors=vectors.astype(np.float32))
-        self._shards.append(np.asarray(vectors, dtype=np.float32))
+        vectors = np.asarray(vectors, dtype=self.dtype)
+        save_arrays(self.folder / name, {"n": len(keys)}, keys=keys, vectors=vectors)
+        self._shards.append(vectors)
         self._pending.append((keys, len(self._shards) - 1))
 
     def _index(self) -> None:

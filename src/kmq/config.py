@@ -52,12 +52,34 @@ class ClusterConfig:
 
 @dataclass
 class ScoreConfig:
-    """Quality scoring: ``heuristic`` (offline default) or ``column:FIELD``."""
+    """Quality scoring: ``heuristic`` (offline default), ``column:FIELD`` or a model scorer.
 
-    scorer: str = "heuristic"
+    Model scorers: ``perplexity:MODEL``, ``ifd:MODEL``, ``reward:MODEL``, ``deita:COMPLEXITY,QUALITY``,
+    ``judge:MODEL@URL`` (see :mod:`kmq.score.scorers`). The API key of ``judge:`` is read from the
+    environment variable named by ``judge_api_key_env``; it is never stored in a config.
+    """
+
+    scorer: str = field(
+        default="heuristic",
+        metadata={"help": "heuristic | column:FIELD | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"},
+    )
     relevance_embedder: str | None = field(
         default=None,
         metadata={"help": "encoder for the heuristic's prompt-response relevance when embedder is npy:"},
+    )
+    device: str | None = field(default=None, metadata={"help": "torch device of model scorers (None: embed.device)"})
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "model scorer precision"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per forward pass of model scorers"})
+    max_length: int = field(default=2048, metadata={"help": "longest model-scorer input in tokens (longer: cut)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow scorer model repos to run their code"})
+    judge_concurrency: int = field(default=8, metadata={"help": "judge: requests in flight at most"})
+    judge_max_retries: int = field(default=5, metadata={"help": "judge: retries on 429/5xx/timeouts"})
+    judge_timeout: float = field(default=120.0, metadata={"help": "judge: seconds per request"})
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "judge: environment variable holding the API key"}
+    )
+    judge_unparsable: Literal["error", "nan", "min"] = field(
+        default="error", metadata={"help": "judge: answers without [[rating]]: error | nan | min (fill 1.0)"}
     )
 
 

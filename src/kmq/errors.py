@@ -47,3 +47,7 @@ class EmptyClusterWarning(KmqWarning):
 def invalid_parameter(name: str, owner: str, expected: str, got: object) -> InvalidParameterError:
     """Build the one message form for a bad parameter value."""
     return InvalidParameterError(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
+
+
+class SelectionShortfallError(KmqError, ValueError):
+    """A selection method ran out of eligible rows before reaching the budget (the message says how to relax it)."""

@@ -15,12 +15,10 @@ import traceback
 
 from kmq.errors import KmqError
 
-COMMANDS = ("select", "score", "choose_k")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from kmq import __version__
-    from kmq.cli import choose_k, score, select
+    from kmq.cli import choose_k, iterate, score, select
 
     parser = argparse.ArgumentParser(
         prog="kmq",
@@ -28,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kmq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (select, score, choose_k):
+    for module in (select, iterate, score, choose_k):
         module.register(sub)
     return parser
 

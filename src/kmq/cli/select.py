@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
+from kmq.cli.score import SCORER_HELP, add_score_options, score_overrides
 from kmq.errors import InvalidParameterError
 
 EXAMPLES = """examples:
@@ -38,9 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--silhouette-sample", type=int, default=None, help="points for the silhouette (default 20000)")
     g.add_argument("--niter", type=int, default=None, help="k-means iterations (default 25)")
     g = p.add_argument_group("quality")
-    g.add_argument("--scorer", default=None, help="heuristic (default, offline) | column:FIELD")
+    g.add_argument("--scorer", default=None, help=SCORER_HELP + " (default heuristic, offline)")
     g.add_argument("--relevance-embedder", default=None,
                    help="encoder for the heuristic's relevance when --embedder is npy: (default minilm)")  # fmt: skip
+    add_score_options(g)
     g = p.add_argument_group("method parameters")
     g.add_argument("--allocation", default=None, choices=["equal", "proportional"],
                    help="kmq: budget per cluster (default equal)")  # fmt: skip
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         "cluster.niter": args.niter,
         "score.scorer": args.scorer,
         "score.relevance_embedder": args.relevance_embedder,
+        **score_overrides(args),
         "select.params": _method_params(args) or None,
     }
     cfg = build_config(args.config, overrides)

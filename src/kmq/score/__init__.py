@@ -1,7 +1,32 @@
-"""Quality scorers: a pool -> quality (n,) float64, higher is better."""
+"""Quality scorers: a pool -> quality (n,) float64, higher is better.
+
+The model-based scorers (:class:`PerplexityScorer`, :class:`IFDScorer`, :class:`RewardScorer`,
+:class:`DeitaScorer`, :class:`JudgeScorer`) load on first use, so importing this package pulls no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from kmq.score.base import Scorer, check_scores
 from kmq.score.column import ColumnScorer
 from kmq.score.scorers import HeuristicScorer, get_scorer
 
-__all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer"]
+_LAZY = {
+    "PerplexityScorer": "kmq.score.perplexity",
+    "IFDScorer": "kmq.score.perplexity",
+    "RewardScorer": "kmq.score.reward",
+    "DeitaScorer": "kmq.score.deita",
+    "JudgeScorer": "kmq.score.judge",
+}
+
+__all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kmq.score' has no attribute {name!r}")

@@ -1,10 +1,22 @@
 """Scorer specs -> scorer objects (``--scorer``), and the offline heuristic scorer class.
 
-Specs: ``heuristic`` (offline default, see :mod:`kmq.score.heuristic`) and ``column:FIELD``.
+Specs (higher quality = better for selection in every case):
+
+- ``heuristic``: offline default, see :mod:`kmq.score.heuristic`;
+- ``column:FIELD``: a numeric field of the data;
+- ``perplexity:MODEL``: −mean NLL of the assistant turns given their context (:mod:`kmq.score.perplexity`);
+- ``ifd:MODEL``: Cherry LLM's instruction-following difficulty, high IFD first, IFD >= 1 last;
+- ``reward:MODEL``: a scalar reward model's output (:mod:`kmq.score.reward`);
+- ``deita:COMPLEXITY_MODEL,QUALITY_MODEL``: Deita evol score, Σ complexity × quality (:mod:`kmq.score.deita`);
+- ``judge:MODEL@URL``: an LLM judge's MT-Bench 1-10 rating over an OpenAI-compatible endpoint
+  (:mod:`kmq.score.judge`).
+
+MODEL is a Hugging Face hub name or a local folder.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,7 +26,20 @@ from kmq.errors import InvalidParameterError
 from kmq.score.base import Scorer
 from kmq.score.column import ColumnScorer
 
-SPECS = ("heuristic", "column:FIELD")
+SPECS = (
+    "heuristic",
+    "column:FIELD",
+    "perplexity:MODEL",
+    "ifd:MODEL",
+    "reward:MODEL",
+    "deita:COMPLEXITY_MODEL,QUALITY_MODEL",
+    "judge:MODEL@URL",
+)
+MODEL_OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code")
+JUDGE_OPTIONS = (
+    "concurrency", "max_retries", "timeout", "api_key_env", "on_unparsable", "temperature", "max_tokens",
+    "retry_base_delay",
+)  # fmt: skip
 
 
 class HeuristicScorer(Scorer):
@@ -63,10 +88,68 @@ class HeuristicScorer(Scorer):
         return scores
 
 
-def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = None) -> Scorer:
-    """Build the scorer a spec names; an unknown spec lists the valid ones."""
+def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = None, **options: Any) -> Scorer:
+    """Build the scorer a spec names; an unknown spec lists the valid ones.
+
+    Parameters
+    ----------
+    spec : str
+        One of :data:`SPECS` (see the module docstring).
+    embedder : Embedder or None
+        Relevance encoder of the ``heuristic`` scorer.
+    show_progress : bool or None
+    **options
+        Model scorers: ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``.
+        ``judge:``: ``concurrency``, ``max_retries``, ``timeout``, ``api_key_env``, ``on_unparsable``,
+        ``temperature``, ``max_tokens``, ``retry_base_delay``. None values mean the scorer's default;
+        options that do not apply to the spec are ignored, unknown names are an error.
+    """
+    unknown = sorted(set(options) - set(MODEL_OPTIONS) - set(JUDGE_OPTIONS))
+    if unknown:
+        raise InvalidParameterError(
+            f"Unknown scorer option(s) {unknown}; valid: {sorted(MODEL_OPTIONS + JUDGE_OPTIONS)}."
+        )
+    kind, sep, arg = spec.partition(":")
     if spec == "heuristic":
         return HeuristicScorer(embedder, show_progress=show_progress)
-    if spec.startswith("column:") and spec[7:]:
-        return ColumnScorer(spec[7:])
+    if kind == "column" and arg:
+        return ColumnScorer(arg)
+    if kind in ("perplexity", "ifd", "reward", "deita") and arg:
+        kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS and v is not None}
+        return _model_scorer(kind, arg, show_progress=show_progress, **kw)
+    if kind == "judge" and arg:
+        from kmq.score.judge import JudgeScorer
+
+        match = re.fullmatch(r"(.+?)@(https?://\S+)", arg)
+        if match is None:
+            raise InvalidParameterError(
+                f"The 'scorer' spec judge:MODEL@URL needs a model and an http(s) base URL, e.g. "
+                f"judge:Qwen/Qwen2.5-7B-Instruct@http://localhost:8000/v1. Got {spec!r} instead."
+            )
+        kw = {k: v for k, v in options.items() if k in JUDGE_OPTIONS and v is not None}
+        return JudgeScorer(match[1], match[2], show_progress=show_progress, **kw)
     raise InvalidParameterError(f"The 'scorer' parameter must be one of {list(SPECS)}. Got {spec!r} instead.")
+
+
+def _model_scorer(kind: str, arg: str, **kw: Any) -> Scorer:
+    if kind == "perplexity":
+        from kmq.score.perplexity import PerplexityScorer
+
+        return PerplexityScorer(arg, **kw)
+    if kind == "ifd":
+        from kmq.score.perplexity import IFDScorer
+
+        return IFDScorer(arg, **kw)
+    if kind == "reward":
+        from kmq.score.reward import RewardScorer
+
+        return RewardScorer(arg, **kw)
+    from kmq.score.deita import DeitaScorer
+
+    models = [m.strip() for m in arg.split(",")]
+    if len(models) != 2 or not all(models):
+        raise InvalidParameterError(
+            "The 'scorer' spec deita: needs two models, COMPLEXITY_MODEL,QUALITY_MODEL (e.g. "
+            f"deita:hkust-nlp/deita-complexity-scorer,hkust-nlp/deita-quality-scorer). Got 'deita:{arg}' instead."
+        )
+    return DeitaScorer(models[0], models[1], **kw)

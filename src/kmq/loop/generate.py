@@ -1,0 +1,231 @@
+"""Generators of iterative kMQ: one greedy answer per prompt from the round's model (paper step (d)).
+
+A generator has one verb, :meth:`Generator.generate`: ``(model, prompts) -> answers``, where a prompt is a
+conversation up to (not including) the assistant turn to answer, and ``model`` is the round's checkpoint
+folder. Decoding is greedy, so a rerun gives the same answers.
+
+- ``hf``: ``transformers`` ``generate``, batched (similar lengths together) with left padding, prompts
+  rendered with the checkpoint's own chat template (the one it was trained with; kmq's Tulu fallback when
+  it has none), cut to their last ``max_prompt_length`` tokens; the answer stops at EOS or at the
+  template's end-of-turn marker.
+- ``vllm``: the same through vLLM (imported only when used; install ``vllm`` for it).
+- ``openai:MODEL@URL``: any OpenAI-compatible server (vLLM, TGI, Ollama...). ``MODEL`` may contain
+  ``{round}`` and ``{checkpoint}``, filled per round (e.g. a LoRA module your server loads); keeping the
+  server on the round's model is up to you. Requests run on ``concurrency`` threads and are retried on
+  429, 408/409, 5xx, timeouts and connection errors with exponential backoff; the API key comes only from
+  the environment variable ``api_key_env`` and is never logged or stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from kmq._deps import require
+from kmq.errors import InvalidParameterError, KmqError
+from kmq.loop.config import GenerateConfig
+
+logger = logging.getLogger(__name__)
+Conversation = list[dict[str, str]]
+
+
+class GenerationError(KmqError, RuntimeError):
+    """Generation failed (a server error after retries, or a model that cannot be loaded)."""
+
+
+class Generator(Protocol):
+    """Answers prompts with a model, greedily."""
+
+    def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
+        """One answer per prompt, in order."""
+        ...
+
+
+def get_generator(cfg: GenerateConfig, *, show_progress: bool | None = None) -> Generator:
+    """The generator a config names (``hf``, ``vllm`` or ``openai:MODEL@URL``)."""
+    spec = cfg.generator
+    if spec == "hf":
+        return HFGenerator(cfg, show_progress=show_progress)
+    if spec == "vllm":
+        return VLLMGenerator(cfg)
+    if spec.startswith("openai:"):
+        match = re.fullmatch(r"openai:(.+?)@(https?://\S+)", spec)
+        if match is None:
+            raise InvalidParameterError(
+                "The 'generator' spec openai:MODEL@URL needs a model and an http(s) base URL, e.g. "
+                f"openai:my-model@http://localhost:8000/v1. Got {spec!r} instead."
+            )
+        return OpenAIGenerator(cfg, match[1], match[2])
+    raise InvalidParameterError(
+        f"The 'generator' parameter must be hf, vllm or openai:MODEL@URL. Got {spec!r} instead."
+    )
+
+
+def _chat_tokenizer(tok: Any) -> Any:
+    if not getattr(tok, "chat_template", None):
+        from kmq.score._lm import FALLBACK_CHAT_TEMPLATE
+
+        tok.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tok
+
+
+def end_of_turn(tok: Any) -> str:
+    """The text a chat template puts right after an assistant turn's content (stripped), e.g. ``<|im_end|>``."""
+    from kmq.score._lm import render_with_spans
+
+    probe = "kmq probe answer"
+    text, spans = render_with_spans(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}])
+    start, end = spans[-1]
+    tail = text[start:end]
+    return tail[tail.find(probe) + len(probe) :].strip() if probe in tail else ""
+
+
+class HFGenerator:
+    """Greedy generation with ``transformers`` (see the module docstring)."""
+
+    def __init__(self, cfg: GenerateConfig, *, show_progress: bool | None = None) -> None:
+        self.cfg = cfg
+        self.show_progress = show_progress
+
+    def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
+        torch = require("torch", purpose="the hf generator")
+        tf = require("transformers", purpose="the hf generator")
+        from kmq.embed.base import progress_enabled
+        from kmq.score._blocks import length_batches
+        from kmq.score._lm import PRECISIONS
+
+        cfg = self.cfg
+        if not progress_enabled(self.show_progress):
+            tf.utils.logging.disable_progress_bar()
+            tf.utils.logging.set_verbosity_error()
+        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tok = _chat_tokenizer(tf.AutoTokenizer.from_pretrained(model))
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        lm = tf.AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, PRECISIONS[cfg.precision]))
+        lm = lm.to(device).eval()
+        marker = end_of_turn(tok)
+        stop = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        marker_id = tok.convert_tokens_to_ids(marker) if marker else None
+        if isinstance(marker_id, int) and marker_id != tok.unk_token_id and marker_id not in stop:
+            stop.append(marker_id)
+        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        keep = cfg.max_prompt_length
+        limit = getattr(lm.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and limit > cfg.max_new_tokens:  # room for the answer in the model's window
+            keep = min(keep, limit - cfg.max_new_tokens)
+        ids = [tok(t, add_special_tokens=False)["input_ids"][-keep:] for t in texts]
+        out: list[str] = [""] * len(prompts)
+        with torch.inference_mode():
+            for batch in length_batches([len(x) for x in ids], cfg.batch_size):
+                width = max(len(ids[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+                attn = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i], dtype=torch.long)
+                    attn[row, width - len(ids[i]) :] = 1
+                gen = lm.generate(
+                    input_ids=input_ids.to(device), attention_mask=attn.to(device), do_sample=False,
+                    max_new_tokens=cfg.max_new_tokens, eos_token_id=stop or None, pad_token_id=tok.pad_token_id,
+                )  # fmt: skip
+                for row, i in enumerate(batch):
+                    text = tok.decode(gen[row, width:], skip_special_tokens=False)
+                    out[i] = _clean(text, tok, marker)
+        del lm
+        from kmq.loop.train import _free
+
+        _free(torch)
+        return out
+
+
+def _clean(text: str, tok: Any, marker: str) -> str:
+    """Cut a decoded answer at the end-of-turn marker or EOS and drop special tokens."""
+    for stop in (marker, tok.eos_token, tok.pad_token):
+        if stop and stop in text:
+            text = text[: text.find(stop)]
+    for special in tok.all_special_tokens:
+        text = text.replace(special, "")
+    return text.strip()
+
+
+class VLLMGenerator:
+    """Greedy generation with vLLM (imported on first use)."""
+
+    def __init__(self, cfg: GenerateConfig) -> None:
+        self.cfg = cfg
+
+    def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
+        vllm = require("vllm", purpose="the vllm generator (`pip install vllm`)")
+        cfg = self.cfg
+        llm = vllm.LLM(model=model, seed=0, **cfg.vllm)
+        tok = _chat_tokenizer(llm.get_tokenizer())
+        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        params = vllm.SamplingParams(
+            temperature=0.0, max_tokens=cfg.max_new_tokens, truncate_prompt_tokens=cfg.max_prompt_length
+        )
+        outputs = llm.generate(texts, params)
+        answers = [o.outputs[0].text.strip() for o in outputs]
+        del llm
+        from kmq.loop.train import _free
+
+        _free(require("torch", purpose="the vllm generator"))
+        return answers
+
+
+class OpenAIGenerator:
+    """Greedy generation over an OpenAI-compatible chat endpoint (see the module docstring)."""
+
+    RETRY_STATUS = (408, 409, 429)
+
+    def __init__(self, cfg: GenerateConfig, model: str, base_url: str, *, retry_base_delay: float = 1.0) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.base_url = base_url
+        self.retry_base_delay = retry_base_delay
+        self._key = ""
+        self._jitter = random.Random()
+
+    def _client(self) -> Any:
+        openai = require("openai", purpose="the openai generator (`pip install openai`)")
+        self._key = os.environ.get(self.cfg.api_key_env, "")
+        return openai.OpenAI(
+            api_key=self._key or "EMPTY", base_url=self.base_url, timeout=self.cfg.timeout, max_retries=0
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
+        openai = require("openai", purpose="the openai generator (`pip install openai`)")
+        client = self._client()
+        name = self.model.replace("{round}", str(round)).replace("{checkpoint}", str(model))
+
+        def one(messages: Conversation) -> str:
+            for attempt in range(self.cfg.max_retries + 1):
+                try:
+                    resp = client.chat.completions.create(
+                        model=name, messages=messages, temperature=0.0, max_tokens=self.cfg.max_new_tokens
+                    )
+                    return (resp.choices[0].message.content or "").strip()
+                except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
+                    status = getattr(err, "status_code", None)
+                    retryable = status is None or status in self.RETRY_STATUS or status >= 500
+                    what = f"HTTP {status}" if status is not None else type(err).__name__
+                    if not retryable or attempt == self.cfg.max_retries:
+                        raise GenerationError(
+                            f"openai generator {name}@{self.base_url}: request failed after {attempt + 1} "
+                            f"attempt(s) ({what}): {self._scrub(str(err))}"
+                        ) from err
+                    delay = min(60.0, self.retry_base_delay * 2**attempt) * self._jitter.uniform(0.5, 1.5)
+                    logger.debug("openai generator: %s, retry %d in %.2fs", what, attempt + 1, delay)
+                    time.sleep(delay)
+            raise AssertionError("unreachable")
+
+        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
+            return list(pool.map(one, prompts))

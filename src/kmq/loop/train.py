@@ -1,0 +1,308 @@
+"""Trainers of iterative kMQ: fine-tune a model on a round's data and save it as a plain model folder.
+
+A trainer has one verb, :meth:`Trainer.train`, and works on files: the round's data is a JSON Lines file
+of ``{"id": ..., "messages": [...]}`` (only conversations with a non-empty assistant turn: there is
+nothing to learn from the others) and the result is a folder that ``transformers`` (and vLLM) can load.
+
+- ``trl``: TRL's ``SFTTrainer`` with the loss on assistant tokens only. The conversations are rendered
+  with the model's chat template (kmq's Tulu fallback when it has none; the template is saved with the
+  checkpoint, so generation uses the same one) and the assistant spans are located by rendering prefixes
+  (:func:`kmq.score._lm.render_with_spans`), so any template works, without ``{% generation %}`` marks.
+  LoRA (peft, merged into the weights before saving) or full fine-tuning. bf16 and gradient checkpointing
+  are off on CPU (TRL turns both on by default, which is 2-3x slower there).
+- ``command``: any external command (LLaMA-Factory, axolotl, your script) with the placeholders
+  ``{data}``, ``{output_dir}``, ``{base_model}``, ``{init_model}``, ``{round}``, ``{seed}``. It runs
+  without a shell unless ``shell=True``; its output streams to stderr; a nonzero exit is an error that
+  names the round and the command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from kmq._deps import require
+from kmq.embed.base import progress_enabled
+from kmq.errors import KmqError, MissingArtifactError
+from kmq.loop.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(KmqError, RuntimeError):
+    """A training run failed (the message names the round and, for ``command``, the command)."""
+
+
+class Trainer(Protocol):
+    """Fine-tunes ``init_model`` (or ``base_model``) on ``data`` and writes a loadable model to ``output_dir``."""
+
+    def train(
+        self, *, data: Path, output_dir: Path, base_model: str, init_model: str | None, round: int, seed: int
+    ) -> dict[str, Any]:
+        """Train and save; returns JSON-serialisable stats (examples, steps, loss...)."""
+        ...
+
+
+def write_training_data(path: Path, ids: list[str], conversations: list[list[dict[str, str]]]) -> dict[str, int]:
+    """Write the round's training set as JSON Lines ``{"id", "messages"}``; skips conversations with no answer.
+
+    Returns
+    -------
+    stats : dict
+        ``examples`` written and ``skipped`` (no non-empty assistant turn).
+    """
+    written = skipped = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for rid, conv in zip(ids, conversations, strict=True):
+            if not any(t["role"] == "assistant" and t["content"].strip() for t in conv):
+                skipped += 1
+                continue
+            fh.write(json.dumps({"id": rid, "messages": conv}, ensure_ascii=False) + "\n")
+            written += 1
+    return {"examples": written, "skipped": skipped}
+
+
+def read_training_data(path: Path) -> list[list[dict[str, str]]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)["messages"] for line in fh if line.strip()]
+
+
+def get_trainer(cfg: TrainConfig, *, show_progress: bool | None = None) -> Trainer:
+    """The trainer a config names."""
+    if cfg.trainer == "command":
+        return CommandTrainer(cfg)
+    return TRLTrainer(cfg, show_progress=show_progress)
+
+
+def _device(requested: str | None) -> str:
+    if requested:
+        return requested
+    torch = require("torch", purpose="training")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TRLTrainer:
+    """Supervised fine-tuning with TRL (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Hyperparameters: epochs, lr, batch size, gradient accumulation, max_seq_length, warmup_ratio, LoRA.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, show_progress: bool | None = None) -> None:
+        self.cfg = cfg
+        self.show_progress = show_progress
+
+    def train(
+        self, *, data: Path, output_dir: Path, base_model: str, init_model: str | None, round: int, seed: int
+    ) -> dict[str, Any]:
+        start = time.perf_counter()
+        torch = require("torch", purpose="the trl trainer")
+        tf = require("transformers", purpose="the trl trainer")
+        trl = require("trl", purpose="the trl trainer")
+        datasets = require("datasets", purpose="the trl trainer")
+        cfg, src = self.cfg, init_model or base_model
+        device = _device(cfg.device)
+        on_gpu = device.startswith("cuda")
+        bf16 = cfg.bf16 if cfg.bf16 is not None else (on_gpu and torch.cuda.is_bf16_supported())
+        _quiet(tf, datasets, self.show_progress)
+        tf.set_seed(seed)
+        tok = _load(tf.AutoTokenizer, src, "tokenizer")
+        if not getattr(tok, "chat_template", None):
+            from kmq.score._lm import FALLBACK_CHAT_TEMPLATE
+
+            logger.info("%s has no chat template: training with kmq's Tulu fallback template", src)
+            tok.chat_template = FALLBACK_CHAT_TEMPLATE
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        rows = _tokenize(tok, read_training_data(data))
+        if not rows:
+            raise TrainingError(f"round {round}: no training example has an assistant turn to learn from ({data}).")
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        model = _load(tf.AutoModelForCausalLM, src, "model", dtype=dtype)
+        peft_config = None
+        if cfg.finetune == "lora":
+            peft = require("peft", purpose="LoRA training")
+            peft_config = peft.LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM",
+            )  # fmt: skip
+        checkpointing = cfg.gradient_checkpointing
+        work = output_dir.parent / f".{output_dir.name}-work"
+        args = trl.SFTConfig(
+            output_dir=str(work),
+            num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.resolved_lr(),
+            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+            warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_scheduler,
+            max_length=cfg.max_seq_length, seed=seed, data_seed=seed, bf16=bf16, fp16=False,
+            **_checkpointing(trl.SFTConfig, on_gpu if checkpointing is None else checkpointing),
+            use_cpu=not on_gpu, assistant_only_loss=False, completion_only_loss=False, packing=False,
+            report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, dataset_num_proc=None,
+            **cfg.extra,
+        )  # fmt: skip
+        trainer = trl.SFTTrainer(
+            model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
+            peft_config=peft_config,
+        )  # fmt: skip
+        if not progress_enabled(self.show_progress):
+            trainer.remove_callback(tf.PrinterCallback)
+            trainer.remove_callback(tf.ProgressCallback)
+        trainer.add_callback(_log_callback(tf, round))
+        result = trainer.train()
+        shutil.rmtree(work, ignore_errors=True)
+        trained = trainer.model
+        if peft_config is not None:
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(output_dir)
+        tok.save_pretrained(output_dir)
+        del trainer, trained, model
+        _free(torch)
+        return {
+            "trainer": "trl",
+            "init": src,
+            "examples": len(rows),
+            "steps": int(result.global_step),
+            "train_loss": float(result.training_loss),
+            "device": device,
+            "bf16": bool(bf16),
+            "seconds": round_(time.perf_counter() - start),
+        }
+
+
+def _free(torch: Any) -> None:
+    """Give the GPU memory of a finished step back before the next one loads its model."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _quiet(tf: Any, datasets: Any, show_progress: bool | None) -> None:
+    """No progress bars or info chatter from transformers/datasets unless kmq shows progress."""
+    if not progress_enabled(show_progress):
+        tf.utils.logging.disable_progress_bar()
+        tf.utils.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+
+
+def _log_callback(tf: Any, round_: int) -> Any:
+    """A TrainerCallback that logs the loss through kmq's logger (stderr)."""
+
+    class _Log(tf.TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                logger.info("round %d: step %d/%d loss %.4g", round_, state.global_step, state.max_steps, logs["loss"])
+
+    return _Log()
+
+
+def _checkpointing(config_cls: Any, on: bool) -> dict[str, bool]:
+    """Activation (gradient) checkpointing under the name this transformers version uses, without warnings."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    keys = [k for k in ("activation_checkpointing", "gradient_checkpointing") if k in names]
+    return {k: on for k in keys}
+
+
+def _load(cls: Any, src: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(os.path.expanduser(src), **kwargs)
+    except OSError as err:
+        raise MissingArtifactError(
+            f"Cannot load the {what} of {src}: {err}. Pass a local folder or a hub name."
+        ) from err
+
+
+def _tokenize(tok: Any, conversations: list[list[dict[str, str]]]) -> list[dict[str, list[int]]]:
+    """``input_ids`` and ``assistant_masks`` (1 on the assistant turns and their end-of-turn marker)."""
+    from kmq.score._lm import render_with_spans
+    from kmq.score.perplexity import tokenize_masked
+
+    rows = []
+    for conv in conversations:
+        text, spans = render_with_spans(tok, conv)
+        ids, mask = tokenize_masked(tok, text, spans)
+        if mask.any():
+            rows.append({"input_ids": list(ids), "assistant_masks": mask.astype(int).tolist()})
+    return rows
+
+
+class CommandTrainer:
+    """Runs an external training command per round (see the module docstring).
+
+    ``{init_model}`` is the previous round's checkpoint in ``continue`` mode and the base model otherwise.
+    The command must write a model folder to ``{output_dir}``.
+    """
+
+    PLACEHOLDERS = ("data", "output_dir", "base_model", "init_model", "round", "seed")
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def argv(self, values: dict[str, str]) -> list[str] | str:
+        """The command with its placeholders filled (a list without shell; one quoted string with it)."""
+        template = self.cfg.command or ""
+        if self.cfg.shell:
+            return _fill(template, {k: shlex.quote(v) for k, v in values.items()})
+        return [_fill(part, values) for part in shlex.split(template)]
+
+    def train(
+        self, *, data: Path, output_dir: Path, base_model: str, init_model: str | None, round: int, seed: int
+    ) -> dict[str, Any]:
+        start = time.perf_counter()
+        values = {
+            "data": str(data), "output_dir": str(output_dir), "base_model": base_model,
+            "init_model": init_model or base_model, "round": str(round), "seed": str(seed),
+        }  # fmt: skip
+        cmd = self.argv(values)
+        shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        logger.info("round %d: running %s", round, shown)
+        try:
+            proc = subprocess.Popen(
+                cmd, shell=self.cfg.shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )  # fmt: skip
+        except OSError as err:
+            raise TrainingError(f"round {round}: cannot start the training command {shown!r}: {err}") from err
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            sys.stderr.write(line.decode("utf-8", "replace"))
+            sys.stderr.flush()
+        code = proc.wait()
+        if code != 0:
+            raise TrainingError(f"round {round}: the training command exited with status {code}: {shown}")
+        if not output_dir.is_dir() or not any(output_dir.iterdir()):
+            raise TrainingError(f"round {round}: the training command finished but wrote nothing to {output_dir}: "
+                                f"{shown}")  # fmt: skip
+        return {"trainer": "command", "command": shown, "seconds": round_(time.perf_counter() - start)}
+
+
+def round_(x: float) -> float:
+    return round(x, 3)
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: the training command gets SIGKILL when kmq dies, so a killed run leaves no orphan trainer."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

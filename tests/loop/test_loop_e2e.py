@@ -1,0 +1,177 @@
+"""The whole loop with a tiny local Llama (TRL + LoRA, a few steps per round), resumed after SIGKILLs.
+
+One uninterrupted run (the Python API) is the reference; the kill test drives the command line in
+subprocesses and SIGKILLs each one when its stderr announces a step (``kmq: r01-train: start``), then
+checks that the resumed run ends with the same selection.parquet content and the same subset bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+import kmq  # noqa: E402
+from kmq.loop.config import load_iterate_config  # noqa: E402
+from kmq.loop.rundir import SettingsChangedError  # noqa: E402
+from kmq.select.allocate import allocate_budget  # noqa: E402
+
+BUDGET, ROUNDS, SEED = 24, 2, 3
+FLAGS = [
+    "--budget", str(BUDGET), "--rounds", str(ROUNDS), "--seed", str(SEED), "--embedder", "hashing", "--clusters", "6",
+    "--judge", "relevance", "--max-steps", "2", "--batch-size", "4", "--grad-accum", "1", "--max-seq-length", "128",
+    "--max-new-tokens", "8",
+]  # fmt: skip
+SETTINGS = {"train.max_steps": 2, "train.batch_size": 4, "train.grad_accum": 1, "train.max_seq_length": 128,
+            "generate.max_new_tokens": 8}  # fmt: skip
+
+
+def api_run(pool_file, model, out, run_dir=None, **kw):
+    return kmq.iterate(
+        str(pool_file), budget=BUDGET, rounds=ROUNDS, seed=SEED, model=str(model), out=out, run_dir=run_dir,
+        embedder="hashing", clusters=6, judge=kw.pop("judge", "relevance"),
+        settings={**SETTINGS, **kw.pop("settings", {})}, show_progress=False, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def baseline(pool_file, tiny_llama, tmp_path_factory):
+    """An uninterrupted run: returns its folder (subset s.jsonl, run dir s.kmq-run)."""
+    root = tmp_path_factory.mktemp("baseline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KMQ_CACHE_DIR", str(root / "cache"))
+        api_run(pool_file, tiny_llama, root / "s.jsonl")
+    return root
+
+
+def table(run_dir):
+    return pq.read_table(run_dir / "selection.parquet").to_pydict()
+
+
+def test_uninterrupted_run_outputs(baseline, pool_file):
+    run = baseline / "s.kmq-run"
+    t = table(run)
+    assert len(t["id"]) == BUDGET and len(set(t["pool_index"])) == BUDGET
+    assert t["round"] == [1] * 12 + [2] * 12
+    pool_lines = pool_file.read_bytes().splitlines()
+    assert (baseline / "s.jsonl").read_bytes().splitlines() == [pool_lines[i] for i in t["pool_index"]]
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["command"] == "iterate" and m["budget"]["sizes"] == [12, 12] and m["counts"]["selected"] == BUDGET
+    r1, r2 = m["rounds"]
+    assert sum(r1["counts"]) == 12 and sum(r2["counts"]) == 12
+    assert r1["weights"] == pytest.approx([1 / 6] * 6) and sum(r1["weights_after"]) == pytest.approx(1)
+    assert sum(r1["scored"]) == 12 and set(r1["seconds"]) == {"select", "train", "generate", "judge", "reweight"}
+    assert r2["weights"] == pytest.approx(r1["weights_after"]) and set(r2["seconds"]) == {"select"}
+    assert r1["stats"]["train"]["steps"] == 2 and r1["stats"]["generate"]["generations"] == 12
+    # round 2 draws by the new weights, capped by what each cluster has left
+    labels = np.load(run / "prepare/arrays/labels.npy")
+    capacity = np.bincount(np.delete(labels, t["pool_index"][:12]), minlength=6)
+    assert allocate_budget(capacity, np.array(r2["weights"]), 12).tolist() == r2["counts"]
+    assert not (run / "rounds/r02/DONE-train").exists()  # no training after the last draw (train_final off)
+    weights = json.loads((run / "rounds/r01/reweight/weights.json").read_text())
+    assert weights["weights"] == pytest.approx(r1["weights_after"])
+    assert load_iterate_config(run / "config.yaml").judge.scorer == "relevance"
+
+
+def run_until(cmd, text, env, timeout=600):
+    """Start ``cmd``; SIGKILL it as soon as a stderr line contains ``text``. Returns (returncode, tail)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    seen: list[str] = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if text in line:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait()
+    finally:
+        timer.cancel()
+        proc.stderr.close()
+    assert any(text in line for line in seen), "".join(seen[-30:])
+    return proc.returncode, "".join(seen[-30:])
+
+
+def test_sigkill_at_every_step_then_resume_equals_uninterrupted(baseline, pool_file, tiny_llama, tmp_path):
+    out = tmp_path / "s.jsonl"
+    run = tmp_path / "s.kmq-run"
+    cmd = [sys.executable, "-m", "kmq.cli.main", "iterate", str(pool_file), "--model", str(tiny_llama),
+           "--out", str(out), *FLAGS]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for sid in ("r01-select", "r01-train", "r01-generate", "r01-judge", "r01-reweight", "r02-select"):
+        code, tail = run_until(cmd, f"kmq: {sid}: start", env)
+        assert code in (-signal.SIGKILL, 0), tail
+        if sid == "r01-train":  # killed while training: nothing of it may count as finished
+            assert code == -signal.SIGKILL and not (run / "rounds/r01/DONE-train").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finished earlier, reusing" in done.stderr
+    assert table(run) == table(baseline / "s.kmq-run")
+    assert out.read_bytes() == (baseline / "s.jsonl").read_bytes()
+    assert not list(run.glob("rounds/*/.*tmp-*"))  # no half-written leftovers
+
+
+@pytest.fixture
+def copy_of_baseline(baseline, tmp_path):
+    shutil.copytree(baseline / "s.kmq-run", tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_changed_setting_is_an_error_naming_setting_and_step(copy_of_baseline, pool_file, tiny_llama):
+    run = copy_of_baseline
+    with pytest.raises(SettingsChangedError) as err:
+        api_run(pool_file, tiny_llama, None, run_dir=run, settings={"train.lr": 1e-4})
+    assert str(err.value) == (
+        "rounds/r01 was trained with lr=0.0002; now lr=0.0001. Use a new --run-dir or pass --restart-from r01-train."
+    )
+    msg = r"rounds/r01 was judged with judge=relevance; now judge=perplexity\. .* --restart-from r01-judge"
+    with pytest.raises(SettingsChangedError, match=msg):
+        api_run(pool_file, tiny_llama, None, run_dir=run, judge="perplexity")
+    with pytest.raises(SettingsChangedError, match="rounds/r01 was selected with rounds=2; now rounds=3"):
+        kmq.iterate(str(pool_file), budget=BUDGET, rounds=3, seed=SEED, model=str(tiny_llama), run_dir=run,
+                    embedder="hashing", clusters=6, judge="relevance", settings=SETTINGS)  # fmt: skip
+
+
+def test_other_judge_redoes_judging_onward_not_training(copy_of_baseline, pool_file, tiny_llama, tiny_reward):
+    run = copy_of_baseline
+    trained = (run / "rounds/r01/DONE-train").read_bytes()
+    generated = (run / "rounds/r01/DONE-generate").read_bytes()
+    sel = api_run(pool_file, tiny_llama, None, run_dir=run, judge=f"reward:{tiny_reward}", restart_from="r01-judge")
+    assert (run / "rounds/r01/DONE-train").read_bytes() == trained
+    assert (run / "rounds/r01/DONE-generate").read_bytes() == generated
+    assert len(sel) == BUDGET and len(np.unique(sel.indices)) == BUDGET
+    judge = np.load(run / "rounds/r01/judge/arrays/S.npy")
+    gold = np.load(run / "rounds/r01/judge/arrays/gold.npy")
+    gen = np.load(run / "rounds/r01/judge/arrays/generated.npy")
+    np.testing.assert_allclose(judge, gold - gen)
+    marker = json.loads((run / "rounds/r01/DONE-judge").read_text())
+    assert marker["settings"]["judge"] == f"reward:{tiny_reward}" and marker["stats"]["scorer"].startswith("reward:")
+    assert sel.manifest["rounds"][0]["stats"]["judge"]["judge"] == f"reward:{tiny_reward}"
+
+
+def test_perplexity_judge_is_eq7_with_the_rounds_model(copy_of_baseline, pool_file, tiny_llama):
+    from kmq.loop.judge import split_prompt, with_answer
+    from kmq.score.perplexity import PerplexityScorer
+
+    run = copy_of_baseline
+    api_run(pool_file, tiny_llama, None, run_dir=run, judge="perplexity", restart_from="r01-judge")
+    S = np.load(run / "rounds/r01/judge/arrays/S.npy")
+    rows = [json.loads(x) for x in (run / "rounds/r01/generate/generations.jsonl").read_text().splitlines()][:3]
+    pool = kmq.read_pool(pool_file)
+    prompts = [split_prompt(pool.messages[r["pool_index"]]) for r in rows]
+    scorer = PerplexityScorer(str(run / "rounds/r01/train/model"))
+    nll_gold = scorer.mean_nll([with_answer(p, a) for p, a in prompts])
+    nll_gen = scorer.mean_nll([with_answer(p, r["answer"]) for (p, _), r in zip(prompts, rows, strict=True)])
+    np.testing.assert_allclose(S[:3], nll_gold - nll_gen, rtol=1e-6)  # S = meanNLL(gold) - meanNLL(gen)

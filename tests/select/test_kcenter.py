@@ -1,0 +1,126 @@
+"""Tests of the k-center greedy baseline (``kcenter``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kmq.errors import InvalidParameterError
+from kmq.select import get_method
+from kmq.select.kcenter import kcenter_greedy
+
+
+def circle(degrees) -> np.ndarray:
+    angles = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+
+def blobs(n, d=8, k=6, spread=0.35, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    X = centers[rng.integers(k, size=n)] + spread * rng.normal(size=(n, d))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+def naive_kcenter(X, budget, first):
+    """Textbook farthest-first traversal on a dense float64 cosine-distance matrix."""
+    D = 1.0 - X.astype(np.float64) @ X.astype(np.float64).T
+    picked = [first]
+    mind = D[first].copy()
+    mind[picked] = -np.inf
+    while len(picked) < budget:
+        j = int(np.argmax(mind))  # first maximum = lowest index on ties
+        picked.append(j)
+        mind = np.minimum(mind, D[j])
+        mind[picked] = -np.inf
+    return picked, float(np.max(D[:, picked].min(axis=1)))
+
+
+def run(X, budget, seed=0, **params):
+    method = get_method("kcenter")
+    return method.fn(n=len(X), budget=budget, random_state=np.random.default_rng(seed), embeddings=X, **params)
+
+
+def test_hand_worked_circle():
+    X = circle([0, 10, 90, 180, 270])
+    # the mean direction is about 10 degrees -> row 1; farthest from it is 180 (row 3); then 270 is 90
+    # degrees from its nearest center while 90 is 80 degrees from 10 -> row 4; then 90 (row 2)
+    picked = run(X, 4)
+    assert picked.indices.tolist() == [1, 3, 4, 2]
+    assert picked.stats["radius"] == pytest.approx(1 - np.cos(np.deg2rad(10)), abs=1e-6)
+    assert picked.reason[0] == "kcenter: start (nearest the mean)"
+    assert picked.reason[1] == "kcenter: farthest, cos distance 1.985"
+
+
+def test_ties_go_to_the_lowest_index():
+    X = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)  # mean 0: every row ties for the start
+    assert run(X, 3).indices.tolist() == [0, 2, 1]
+    dup = circle([0, 0, 0, 90])
+    assert run(dup, 4).indices.tolist() == [0, 3, 1, 2]
+
+
+@pytest.mark.parametrize(("n", "budget"), [(400, 60), (700, 300)])  # 300 > one queue of 256 centers
+def test_matches_naive_reference(global_random_seed, n, budget):
+    X = blobs(n, seed=global_random_seed)
+    picked, gaps, stats = kcenter_greedy(X, budget)
+    ref, radius = naive_kcenter(X, budget, int(picked[0]))
+    assert picked.tolist() == ref
+    assert stats["radius"] == pytest.approx(radius, abs=1e-5)
+    assert np.all(np.diff(gaps[1:]) <= 1e-6)  # farthest-first gaps never grow
+    assert stats["full_passes"] >= 1 + (budget > 256)
+
+
+def test_random_start_is_seeded():
+    X = blobs(200)
+    a, b, c = (
+        run(X, 20, seed=3, start="random"),
+        run(X, 20, seed=3, start="random"),
+        run(X, 20, seed=4, start="random"),
+    )
+    assert a.indices.tolist() == b.indices.tolist()
+    assert a.indices[0] != c.indices[0] or a.indices.tolist() != c.indices.tolist()
+    ref, _ = naive_kcenter(X, 20, int(a.indices[0]))
+    assert a.indices.tolist() == ref
+
+
+def test_approx_mode_is_valid_and_its_radius_an_upper_bound():
+    X = blobs(1500, d=16, k=10)
+    picked = run(X, 100, mode="approx", cells=40, probes=3)
+    assert picked.stats["scan_fraction"] < 0.5
+    idx = picked.indices
+    assert idx.size == 100 and np.unique(idx).size == 100
+    true_radius = float(np.max(1 - (X @ X[idx].T).max(axis=1)))
+    assert picked.stats["radius_is_upper_bound"]
+    assert picked.stats["radius"] >= true_radius - 1e-6
+
+
+@pytest.mark.parametrize("budget", [0, 1, 17, 120])
+def test_exact_budget_unique_deterministic(global_random_seed, budget):
+    X = blobs(120, seed=global_random_seed)
+    X[5] = X[7]  # a duplicate must not be picked twice
+    a, b = run(X, budget, seed=global_random_seed), run(X, budget, seed=global_random_seed)
+    assert a.indices.dtype == np.int64 and a.indices.shape == (budget,)
+    assert np.unique(a.indices).size == budget
+    assert a.indices.tolist() == b.indices.tolist()
+    assert len(a.reason) == budget
+    if budget == 120:
+        assert a.stats["radius"] == 0.0
+
+
+def test_parameter_and_data_errors():
+    X = blobs(10)
+    with pytest.raises(InvalidParameterError, match=r"The 'start' parameter of kcenter must be one of"):
+        run(X, 3, start="median")
+    with pytest.raises(InvalidParameterError, match=r"The 'cells' parameter of kcenter must be an int in \[1, inf\)"):
+        run(X, 3, cells=0)
+    with pytest.raises(InvalidParameterError, match="budget"):
+        run(X, 11)
+    with pytest.raises(InvalidParameterError, match=r"shape \(10, d\)"):
+        run(X[:, 0], 3)
+    bad = X.copy()
+    bad[4] *= 2
+    with pytest.raises(InvalidParameterError, match="Row 4 has norm 2"):
+        run(bad, 3)
+    bad[4] = np.nan
+    with pytest.raises(InvalidParameterError, match="Row 4 has norm nan"):
+        run(bad, 3)

@@ -1,0 +1,184 @@
+"""Tests of the QDIT baseline (``qdit``): greedy (1 - a) * FL / n + a * mean z."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kmq.errors import InvalidParameterError
+from kmq.select import get_method
+from kmq.select.baselines import zscore
+from kmq.select.qdit import knn_graph, qdit_greedy, qdit_objective
+
+
+def circle(degrees) -> np.ndarray:
+    angles = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+
+def blobs(n, d=8, k=6, spread=0.4, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(k, d))[rng.integers(k, size=n)] + spread * rng.normal(size=(n, d))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+def naive_objective(X, quality, picked, alpha):
+    """F(S) = (1 - alpha) * sum_v max(0, max_s cos(v, s)) / n + alpha * mean_s z(s), from scratch."""
+    S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
+    z = (quality - quality.mean()) / quality.std()
+    return (1 - alpha) * S[:, picked].max(axis=1).sum() / len(X) + alpha * z[picked].mean()
+
+
+def naive_qdit(X, quality, budget, alpha):
+    """Plain greedy: every step scores every unpicked row with a loop; ties go to the lowest index."""
+    n = len(X)
+    S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
+    z = (quality - quality.mean()) / quality.std()
+    cover = np.zeros(n)
+    picked = []
+    for _ in range(budget):
+        best, best_gain = -1, -np.inf
+        for x in range(n):
+            if x in picked:
+                continue
+            gain = (1 - alpha) * np.maximum(S[:, x] - cover, 0.0).sum() / n + alpha * z[x] / budget
+            if gain > best_gain:
+                best, best_gain = x, gain
+        picked.append(best)
+        cover = np.maximum(cover, S[:, best])
+    return picked
+
+
+def run(X, quality, budget, seed=0, **params):
+    method = get_method("qdit")
+    return method.fn(
+        n=len(X), budget=budget, random_state=np.random.default_rng(seed), embeddings=X, quality=quality, **params
+    )
+
+
+def test_hand_worked_circle():
+    X = circle([0, 5, 10, 90, 180])
+    # coverage gains (sim = max(cos, 0)): row 2 (10 deg) covers 0-10 deg and part of 90 -> first;
+    # then 180 covers only itself (gain 1) vs 90 (1 - cos 80 = 0.83)
+    assert run(X, np.zeros(5), 2, alpha=0.0).indices.tolist() == [2, 4]
+    # with quality, alpha = 1 is top quality; alpha = 0.5 trades: the best row (4) first, then row 2
+    quality = np.array([0.0, 0.0, 0.0, 0.0, 5.0])
+    assert run(X, quality, 2, alpha=1.0).indices.tolist() == [4, 0]
+    picked = run(X, quality, 2, alpha=0.5)
+    assert picked.indices.tolist() == [4, 2]
+    assert picked.stats["objective"] == pytest.approx(naive_objective(X, quality, [4, 2], 0.5), abs=1e-6)
+    assert picked.reason[0] == "qdit: greedy gain 0.6"  # 0.5 * 1 / 5 (covers itself) + 0.5 * 2 / 2 (z = 2)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8])
+def test_exact_mode_matches_naive_reference(global_random_seed, alpha):
+    rng = np.random.default_rng(global_random_seed)
+    X = blobs(150, seed=global_random_seed)
+    quality = rng.normal(size=150)
+    indices, gains, stats = qdit_greedy(X, quality, 25, alpha=alpha, mode="exact")
+    ref = naive_qdit(X, quality, 25, alpha)
+    assert indices.tolist() == ref
+    exact = qdit_objective(X, zscore(quality), indices, alpha)["objective"]
+    assert exact == pytest.approx(naive_objective(X, quality, ref, alpha), abs=1e-9)
+    assert stats["objective"] == pytest.approx(exact, abs=1e-6)
+    assert gains.sum() == pytest.approx(exact, abs=1e-6)  # greedy gains add up to F(S)
+
+
+def test_alpha_one_is_top_quality():
+    rng = np.random.default_rng(0)
+    X, quality = blobs(100), rng.normal(size=100)
+    top = get_method("top-quality").fn(n=100, budget=30, random_state=None, quality=quality)
+    for mode in ("exact", "sparse"):  # stochastic only sees a random sample per step
+        assert sorted(run(X, quality, 30, alpha=1.0, mode=mode).indices.tolist()) == sorted(top.indices.tolist())
+
+
+def test_sparse_with_a_complete_graph_equals_exact():
+    rng = np.random.default_rng(1)
+    X, quality = blobs(120), rng.normal(size=120)
+    exact = run(X, quality, 20, mode="exact")
+    sparse = run(X, quality, 20, mode="sparse", n_neighbors=120)
+    assert sparse.indices.tolist() == exact.indices.tolist()
+    assert sparse.stats["coverage"] == pytest.approx(exact.stats["coverage"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("mode", "ratio"), [("sparse", 0.97), ("stochastic", 0.9)])
+def test_approximate_modes_are_close_to_exact_on_clustered_data(mode, ratio):
+    rng = np.random.default_rng(0)
+    X, quality = blobs(600, d=16, k=12, spread=0.3), rng.normal(size=600)
+    z = zscore(quality)
+    exact = qdit_objective(X, z, run(X, quality, 60, mode="exact").indices, 0.5)["objective"]
+    approx = run(X, quality, 60, mode=mode, n_neighbors=16)
+    assert qdit_objective(X, z, approx.indices, 0.5)["objective"] >= ratio * exact
+    assert approx.stats["fl_on"] == "knn graph"
+
+
+def test_knn_graph_is_exact_when_every_cell_is_probed():
+    X = blobs(400, d=6, k=5)
+    nbr, sim, stats = knn_graph(X, 10, cells=6, probes=50)
+    assert stats["n_cells"] > 1
+    S = X @ X.T
+    np.fill_diagonal(S, 2.0)
+    ref = np.argsort(-S, axis=1, kind="stable")[:, :10]
+    for row in range(400):  # same neighbour sets (no ties on random data), self first in value
+        assert set(nbr[row].tolist()) == set(ref[row].tolist())
+        assert sim[row].max() == 1.0 and row in nbr[row]
+    partial = knn_graph(X, 10, cells=12, probes=3)[0]
+    recall = np.mean([len(set(partial[r]) & set(ref[r])) / 10 for r in range(400)])
+    assert recall > 0.8
+
+
+@pytest.mark.parametrize("mode", ["exact", "sparse", "stochastic"])
+@pytest.mark.parametrize("budget", [0, 1, 40, 90])
+def test_exact_budget_unique_deterministic(global_random_seed, mode, budget):
+    rng = np.random.default_rng(global_random_seed)
+    X, quality = blobs(90, seed=global_random_seed), rng.normal(size=90)
+    X[3] = X[4]
+    a = run(X, quality, budget, seed=global_random_seed, mode=mode)
+    b = run(X, quality, budget, seed=global_random_seed, mode=mode)
+    assert a.indices.dtype == np.int64 and a.indices.shape == (budget,)
+    assert np.unique(a.indices).size == budget
+    assert a.indices.tolist() == b.indices.tolist()
+    assert len(a.reason) == budget
+
+
+def test_stochastic_depends_on_the_seed_only():
+    rng = np.random.default_rng(0)
+    X, quality = blobs(300), rng.normal(size=300)
+    a, b = run(X, quality, 10, seed=1, mode="stochastic"), run(X, quality, 10, seed=2, mode="stochastic")
+    assert a.stats["sample_size"] == 139  # ceil(300 / 10 * ln(100)) = ceil(138.2)
+    assert a.indices.tolist() != b.indices.tolist()
+
+
+def test_constant_quality_is_pure_diversity():
+    X = blobs(80)
+    a = run(X, np.full(80, 3.0), 10, alpha=0.5)
+    b = run(X, np.zeros(80), 10, alpha=0.0)
+    assert a.indices.tolist() == b.indices.tolist()
+
+
+def test_parameter_errors():
+    X, q = blobs(10), np.arange(10.0)
+    with pytest.raises(
+        InvalidParameterError, match=r"The 'alpha' parameter of qdit must be a float in \[0, 1\]\. Got 1.5"
+    ):
+        run(X, q, 3, alpha=1.5)
+    with pytest.raises(InvalidParameterError, match="'mode' parameter of qdit must be one of"):
+        run(X, q, 3, mode="fast")
+    with pytest.raises(InvalidParameterError, match="'n_neighbors'"):
+        run(X, q, 3, n_neighbors=0)
+    with pytest.raises(InvalidParameterError, match="'epsilon'"):
+        run(X, q, 3, epsilon=1.0)
+    with pytest.raises(InvalidParameterError, match="quality"):
+        run(X, q[:5], 3)
+
+
+def test_uncached_exact_gains_give_the_same_selection(monkeypatch):
+    import kmq.select.qdit as qdit_module
+
+    rng = np.random.default_rng(2)
+    X, quality = blobs(200), rng.normal(size=200)
+    cached = qdit_greedy(X, quality, 30, mode="exact")
+    monkeypatch.setattr(qdit_module, "CACHE_MAX_N", 0)
+    chunked = qdit_greedy(X, quality, 30, mode="exact")
+    assert chunked[0].tolist() == cached[0].tolist()
+    assert chunked[2]["objective"] == pytest.approx(cached[2]["objective"], abs=1e-6)  # float32 coverage
