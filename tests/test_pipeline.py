@@ -117,3 +117,14 @@ def test_auto_k_by_silhouette_is_recorded_and_cached(pool_file, tmp_path):
     assert stats["n_clusters"] == best
     again = kmq.select(str(pool_file), budget=30, embedder="hashing", config=cfg)
     assert again.manifest["stages"]["cluster"]["cached"] is True
+
+
+@pytest.mark.parametrize(
+    "method", ["kmq", "random", "kmeans-random", "kmeans-closest", "kcenter", "deita", "qdit", "top-quality"]
+)
+def test_every_method_through_the_pipeline(pool_file, tmp_path, method):
+    sel = run(pool_file, tmp_path / f"{method}.jsonl", method=method, clusters=8)
+    assert len(sel) == 60 and len(set(sel.indices.tolist())) == 60
+    manifest = json.loads((tmp_path / f"{method}.run" / "manifest.json").read_text())
+    assert manifest["method"]["name"] == method
+    assert len((tmp_path / f"{method}.jsonl").read_text().splitlines()) == 60

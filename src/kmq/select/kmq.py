@@ -82,22 +82,43 @@ def kmq(
     if within not in KMQ_WITHIN:
         raise invalid_parameter("within", owner, f"one of {list(KMQ_WITHIN)}", within)
     temperature = check_temperature(temperature, owner)
+    quality = check_scores(quality, n, name="quality", owner=owner)
+    return cluster_select(
+        owner, n=n, budget=budget, random_state=random_state, labels=labels, allocation=allocation,
+        within=within, quality=quality, temperature=temperature,
+    )  # fmt: skip
+
+
+def cluster_select(
+    owner: str,
+    *,
+    n: int,
+    budget: int,
+    random_state: np.random.Generator | int | None,
+    labels: np.ndarray,
+    allocation: str,
+    within: str,
+    quality: np.ndarray | None = None,
+    temperature: float = 1.0,
+    distances: np.ndarray | None = None,
+) -> Picked:
+    """Shared body of the cluster-based methods: exact allocation over clusters, then a draw inside each."""
     rng = check_random_state(random_state)
     labels = check_labels(labels, owner=owner)
     if labels.shape[0] != n:
         raise InvalidParameterError(f"'labels' has {labels.shape[0]} rows but the pool has n={n}. Align them.")
-    quality = check_scores(quality, n, name="quality", owner=owner)
     sizes = np.bincount(labels)
     counts, alloc = allocate_budget_with_stats(sizes, cluster_weights(sizes, allocation), budget)
     indices, cluster = draw_per_cluster(
-        labels, counts, quality=quality, within=within, temperature=temperature, random_state=rng
-    )
+        labels, counts, quality=quality, within=within, temperature=temperature, random_state=rng,
+        distances=distances,
+    )  # fmt: skip
     reason = [f"cluster {c}: {within} draw" for c in cluster.tolist()]
     nonempty = counts[sizes > 0]
     stats: dict[str, Any] = {
         "allocation": allocation,
         "within": within,
-        "temperature": temperature,
+        **({"temperature": temperature} if within == "softmax" else {}),
         "n_clusters": int(sizes.shape[0]),
         "n_nonempty_clusters": int((sizes > 0).sum()),
         "n_selected_clusters": int((counts > 0).sum()),
