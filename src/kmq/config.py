@@ -145,25 +145,34 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read a YAML (or JSON) config file into a :class:`RunConfig`."""
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML (or JSON) settings file; a missing file or bad YAML is an InvalidParameterError."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError(f"Config file {path} not found.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise InvalidParameterError(f"{path}: not valid YAML ({err}).") from err
-    return RunConfig.from_dict(data, source=str(path))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Settings as YAML text, in field order."""
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read a YAML (or JSON) config file into a :class:`RunConfig`."""
+    return RunConfig.from_dict(read_yaml(path), source=str(path))
 
 
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML text."""
-    import yaml
-
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    return dump_yaml(cfg.to_dict())
 
 
 def resolve_budget(budget: int | float | str, n: int) -> int:

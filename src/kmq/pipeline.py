@@ -26,7 +26,7 @@ from kmq.cache import ArtifactStore, digest, text_keys
 from kmq.cluster import KMeans, candidate_ks, choose_k, default_n_clusters
 from kmq.config import RunConfig, load_config, resolve_budget
 from kmq.errors import InvalidParameterError
-from kmq.selection import Selection, versions
+from kmq.selection import Selection, input_summary, source_counts, versions
 
 logger = logging.getLogger(__name__)
 
@@ -295,22 +295,15 @@ def _manifest(cfg, pool, budget, method, params, stages, selection, t0) -> dict[
     counts: dict[str, Any] = {"pool": len(pool), "selected": budget}
     if selection.clusters is not None:
         counts["clusters_with_picks"] = int(len(np.unique(selection.clusters)))
-    if "source" in pool.columns():  # the datakit's label; read from the picked records only
-        picked_src = [str(r.get("source")) for r in pool.records(selection.indices)]
-        values, freq = np.unique(picked_src, return_counts=True)
-        counts["per_source"] = {str(v): int(c) for v, c in zip(values, freq, strict=True)}
+    per_source = source_counts(pool, selection.indices)
+    if per_source is not None:
+        counts["per_source"] = per_source
     return {
         "command": "select",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "seed": cfg.seed,
-        "input": {
-            "source": str(pool.source),
-            "format": pool.format,
-            "container": pool.container,
-            "records": len(pool),
-            "fingerprint": pool.fingerprint,
-        },
+        "input": input_summary(pool),
         "budget": {"requested": cfg.budget, "resolved": budget},
         "method": {"name": method, "params": params},
         "stages": stages,

@@ -100,6 +100,25 @@ class Selection:
         return run_dir
 
 
+def input_summary(pool: Any) -> dict[str, Any]:
+    """What the manifest records about the input pool."""
+    return {
+        "source": str(pool.source),
+        "format": pool.format,
+        "container": pool.container,
+        "records": len(pool),
+        "fingerprint": pool.fingerprint,
+    }
+
+
+def source_counts(pool: Any, indices: np.ndarray) -> dict[str, int] | None:
+    """Picked records per ``source`` label (the datakit's), read from the picked records only; None without one."""
+    if "source" not in pool.columns():
+        return None
+    values, freq = np.unique([str(r.get("source")) for r in pool.records(indices)], return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, freq, strict=True)}
+
+
 def versions() -> dict[str, str]:
     """Versions of kmq, Python and the libraries that shape the result (those installed)."""
     out = {"python": platform.python_version(), "platform": platform.platform()}

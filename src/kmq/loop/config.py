@@ -21,10 +21,9 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from kmq.config import ClusterConfig, EmbedConfig, RunConfig, ScoreConfig, SelectConfig
+from kmq.config import ClusterConfig, EmbedConfig, RunConfig, ScoreConfig, SelectConfig, dump_yaml, read_yaml
 from kmq.errors import InvalidParameterError
 
 
@@ -182,22 +181,11 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
 
 def load_iterate_config(path: str | os.PathLike) -> IterateConfig:
     """Read a YAML (or JSON) file into an :class:`IterateConfig`."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidParameterError(f"Config file {path} not found.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise InvalidParameterError(f"{path}: not valid YAML ({err}).") from err
-    return IterateConfig.from_dict(data, source=str(path))
+    return IterateConfig.from_dict(read_yaml(path), source=str(path))
 
 
 def dump_iterate_config(cfg: IterateConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    return dump_yaml(cfg.to_dict())
 
 
 def check_config(cfg: IterateConfig) -> None:

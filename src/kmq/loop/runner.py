@@ -40,7 +40,7 @@ from kmq.loop.plan import Plan, make_plan
 from kmq.loop.reweight import update_weights
 from kmq.loop.rundir import RunDir, StepResult, read_json, step_id
 from kmq.loop.signal import cluster_signal, instance_scores
-from kmq.selection import Selection, versions
+from kmq.selection import Selection, input_summary, source_counts, versions
 
 logger = logging.getLogger(__name__)
 
@@ -356,22 +356,16 @@ def _manifest(cfg: IterateConfig, pool: Any, loop: _Loop, sel: IterSelection, t0
         "selected": len(sel),
         "clusters_with_picks": int(len(np.unique(sel.clusters))),
     }
-    if "source" in pool.columns():
-        values, freq = np.unique([str(r.get("source")) for r in pool.records(sel.indices)], return_counts=True)
-        counts["per_source"] = {str(v): int(c) for v, c in zip(values, freq, strict=True)}
+    per_source = source_counts(pool, sel.indices)
+    if per_source is not None:
+        counts["per_source"] = per_source
     prep = loop.steps["prepare"].marker
     return {
         "command": "iterate",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "seed": cfg.seed,
-        "input": {
-            "source": str(pool.source),
-            "format": pool.format,
-            "container": pool.container,
-            "records": len(pool),
-            "fingerprint": pool.fingerprint,
-        },  # fmt: skip
+        "input": input_summary(pool),
         "budget": {"requested": cfg.budget, "resolved": loop.budget, "rounds": cfg.rounds, "sizes": loop.plan.sizes},
         "method": {
             "name": "iterative-kmq",
