@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from kmq.cache import ArtifactStore, digest, text_keys
+from kmq.cache import ArtifactStore, digest
 from kmq.cluster import KMeans, candidate_ks, choose_k, default_n_clusters
 from kmq.config import RunConfig, load_config, resolve_budget
 from kmq.errors import InvalidParameterError
@@ -76,7 +76,7 @@ class _Run:
                 emb = self.embedder()
                 texts = self.pool.texts(view)
                 X = emb.encode(texts, show_progress=self.show_progress, desc=f"embedding {view}s")
-                key = digest(emb.key, text_keys(texts).tobytes())
+                key = digest(emb.key, emb.text_keys_.tobytes())
                 stats = dict(emb.stats_)
             stats["seconds"] = round(time.perf_counter() - start, 3)
             self.stages.setdefault("embed", {})[view] = stats

@@ -150,8 +150,8 @@ def _read_jsonl(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError as err:
+                record = json.loads(line.decode("utf-8"))  # JSON Lines is UTF-8; str skips encoding sniffing
+            except ValueError as err:  # UnicodeDecodeError included
                 raise DataFormatError(_bad_line(path, lineno, line, err)) from err
             builder.add(record, lineno)
             offsets.append(offset)

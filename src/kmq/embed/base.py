@@ -46,6 +46,8 @@ class Embedder(ABC):
         The spec the user gave (``"minilm"``, ``"st:BAAI/bge-small-en-v1.5"``, ``"hashing"``).
     stats_ : dict
         What the last :meth:`encode` did: ``texts``, ``unique``, ``cached``, ``encoded``, ``seconds``.
+    text_keys_ : ndarray of shape (n,), dtype V16
+        The content keys of the last :meth:`encode`'s texts (callers use them to key derived artifacts).
     """
 
     name: str = "embedder"
@@ -103,7 +105,7 @@ class Embedder(ABC):
         """
         start = time.perf_counter()
         texts = list(texts)
-        keys = text_keys(texts)
+        keys = self.text_keys_ = text_keys(texts)
         ukeys, first = np.unique(keys, return_index=True)
         store = VectorStore(default_cache_dir() / "vectors" / self.key, self.dim) if cache else None
         found = store.lookup(ukeys)[0] if store is not None else np.zeros(len(ukeys), dtype=bool)
