@@ -56,6 +56,11 @@ def test_leftovers_of_a_killed_step_are_removed_and_recomputed(tmp_path):
     (folder / "stale").write_text("old")
     res = rd.ensure("r02-generate", {}, {}, writer(calls, "b"))
     assert res.computed and not (folder / "stale").exists() and (folder / "out.txt").read_text() == "b"
+    (folder.parent / "DONE-generate").unlink()  # killed while writing the marker itself
+    half_marker = folder.parent / ".DONE-generate.tmp-5678ef01"
+    half_marker.write_text('{"step": ')
+    res = rd.ensure("r02-generate", {}, {}, writer(calls, "c"))
+    assert res.computed and not half_marker.exists() and (folder.parent / "DONE-generate").is_file()
 
 
 def test_failed_compute_leaves_no_marker_and_no_folder(tmp_path):

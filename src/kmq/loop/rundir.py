@@ -193,8 +193,12 @@ class RunDir:
             marker.unlink()  # the artifacts were deleted by hand: compute them again
         if folder.exists():  # renamed into place, but killed before the marker was written
             shutil.rmtree(folder)
-        for tmp in folder.parent.glob(f".{folder.name}.tmp-*"):  # a killed run's half-written folder
-            shutil.rmtree(tmp, ignore_errors=True)
+        for name in (folder.name, marker.name):  # a killed run's half-written folder or marker
+            for tmp in folder.parent.glob(f".{name}.tmp-*"):
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink(missing_ok=True)
         logger.info("%s: start", sid)
         start = time.perf_counter()
         with atomic_path(folder) as tmp:
