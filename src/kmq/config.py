@@ -112,24 +112,41 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
-        return _build(cls, data, source)
+        return build_dataclass(cls, data, source, _SECTIONS)
 
     def updated(self, overrides: dict[str, Any]) -> RunConfig:
-        """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``)."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-        return RunConfig.from_dict(data, source="arguments")
+        """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``); None is ignored."""
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
 
 
 _SECTIONS = {"embed": EmbedConfig, "cluster": ClusterConfig, "score": ScoreConfig, "select": SelectConfig}
 
 
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``"embed.embedder"``) in a nested settings dict, in place; None values are skipped."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return data
+
+
+def build_dataclass(
+    cls: type,
+    data: dict[str, Any],
+    source: str,
+    sections: dict[str, type],
+    section_defaults: dict[str, dict[str, Any]] | None = None,
+) -> Any:
+    """A config dataclass from a nested mapping; unknown keys are errors that list the valid ones.
+
+    ``sections`` maps top-level keys to their dataclass; ``section_defaults`` gives a section other base
+    values than its dataclass defaults (e.g. the loop's judge).
+    """
     if not isinstance(data, dict):
         raise InvalidParameterError(f"{source}: expected a mapping of settings, got {type(data).__name__}.")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -140,8 +157,12 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
         )
     kwargs = {}
     for key, value in data.items():
-        section = _SECTIONS.get(key) if cls is RunConfig else None
-        kwargs[key] = _build(section, value or {}, f"{source}: {key}") if section else value
+        section = sections.get(key)
+        if section is None:
+            kwargs[key] = value
+            continue
+        base = (section_defaults or {}).get(key, {})
+        kwargs[key] = build_dataclass(section, {**base, **(value or {})}, f"{source}: {key}", {})
     return cls(**kwargs)
 
 

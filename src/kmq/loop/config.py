@@ -23,7 +23,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kmq.config import ClusterConfig, EmbedConfig, RunConfig, ScoreConfig, SelectConfig, dump_yaml, read_yaml
+from kmq.config import (
+    ClusterConfig,
+    EmbedConfig,
+    RunConfig,
+    ScoreConfig,
+    SelectConfig,
+    apply_overrides,
+    build_dataclass,
+    dump_yaml,
+    read_yaml,
+)
 from kmq.errors import InvalidParameterError
 
 
@@ -123,20 +133,11 @@ class IterateConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> IterateConfig:
-        return _build(cls, data, source)
+        return build_dataclass(cls, data, source, _SECTIONS, {"judge": _judge_default().__dict__})
 
     def updated(self, overrides: dict[str, Any]) -> IterateConfig:
         """A copy with dotted-key overrides applied; None values are ignored."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            if value is None:
-                continue
-            node = data
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-        return IterateConfig.from_dict(data, source="arguments")
+        return IterateConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
 
     def run_config(self) -> RunConfig:
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
@@ -157,26 +158,6 @@ _SECTIONS: dict[str, type] = {
     "judge": ScoreConfig,
     "reweight": ReweightConfig,
 }
-
-
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
-    if not isinstance(data, dict):
-        raise InvalidParameterError(f"{source}: expected a mapping of settings, got {type(data).__name__}.")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise InvalidParameterError(
-            f"{source}: unknown setting(s) {unknown} for {cls.__name__}; valid: {sorted(names)}."
-        )
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        section = _SECTIONS.get(key) if cls is IterateConfig else None
-        if section is None:
-            kwargs[key] = value
-            continue
-        base = _judge_default().__dict__ if key == "judge" else {}
-        kwargs[key] = _build(section, {**base, **(value or {})}, f"{source}: {key}")
-    return cls(**kwargs)
 
 
 def load_iterate_config(path: str | os.PathLike) -> IterateConfig:
