@@ -130,26 +130,37 @@ def scratch_qdit_step(X: np.ndarray, quality: np.ndarray, picked: list[int], alp
 
 
 # ----------------------------------------------------------------------------- parts
-def bench_small() -> None:
+def median_of(repeats: int, fn, *args, **kwargs):
+    """(output, median wall seconds) of ``repeats`` calls after one untimed warm-up call (BLAS threads, pages)."""
+    out = fn(*args, **kwargs)
+    times = []
+    for _ in range(repeats):
+        out, t = timed(fn, *args, **kwargs)
+        times.append(t)
+    return out, float(np.median(times))
+
+
+def bench_small(repeats: int) -> None:
     n, b = 2000, 200
     X, _, quality = clustered_pool(n, n_clusters=20)
     print(f"\n### Exact methods against naive references (n = {n:,}, b = {b}, d = 384)\n")
+    print(f"Median of {repeats} timed runs after one warm-up run, for every function.\n")
     print("| method | ours (s) | reference | reference (s) | speed-up | same selection |")
     print("|---|---:|---|---:|---:|---|")
-    (ours, _, _), t_ours = timed(qdit_greedy, X, quality, b, mode="exact")
-    ref, t_ref = timed(naive_qdit, X, quality, b, 0.5)
+    (ours, _, _), t_ours = median_of(repeats, qdit_greedy, X, quality, b, mode="exact")
+    ref, t_ref = median_of(repeats, naive_qdit, X, quality, b, 0.5)
     print(
-        f"| qdit exact | {t_ours:.2f} | naive greedy loop | {t_ref:.1f} | {t_ref / t_ours:.0f}x "
+        f"| qdit exact | {t_ours:.3f} | naive greedy loop | {t_ref:.2f} | {t_ref / t_ours:.0f}x "
         f"| {ours.tolist() == ref} |"
     )
     _, t_step = timed(scratch_qdit_step, X, quality, ref[: b // 2], 0.5, b)  # a mid-run step
     t_scratch = t_step * b
     print(
-        f"| qdit exact | {t_ours:.2f} | from scratch per candidate (1 step timed x {b}) | {t_scratch:.0f} "
+        f"| qdit exact | {t_ours:.3f} | from scratch per candidate (1 step timed x {b}) | {t_scratch:.0f} "
         f"| {t_scratch / t_ours:.0f}x | n/a |"
     )
-    (ours, _, _), t_ours = timed(kcenter_greedy, X, b)
-    ref, t_ref = timed(naive_kcenter, X, b, int(ours[0]))
+    (ours, _, _), t_ours = median_of(repeats, kcenter_greedy, X, b)
+    ref, t_ref = median_of(repeats, naive_kcenter, X, b, int(ours[0]))
     print(
         f"| kcenter exact | {t_ours:.3f} | dense n×n matrix + loop | {t_ref:.3f} | {t_ref / t_ours:.1f}x "
         f"| {ours.tolist() == ref} |"
@@ -257,6 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also run n = 1M, b = 100k (long)")
     parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per function in the small part (median)")
     parser.add_argument("--skip-medium", action="store_true")
     parser.add_argument(
         "--methods",
@@ -271,7 +283,7 @@ def main() -> None:
         return worker(args)
     print(f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     if not args.skip_small:
-        bench_small()
+        bench_small(args.repeats)
     if not args.skip_medium:
         bench_medium()
     if args.large:

@@ -90,31 +90,53 @@ def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: flo
 
 
 class _DenseGains:
-    """Exact facility-location gains from dense similarity rows: cached when n² floats fit 256 MiB, else chunked."""
+    """Exact facility-location gains from dense similarity rows: cached when n² floats fit 256 MiB, else chunked.
+
+    A gain is ``Σ_v max(S[c, v] - m_v, 0)``, computed as ``max(S[c], m) - m`` (elementwise the same floats:
+    numpy's maximum against an array is vectorised, against a scalar it is not) and summed by a float32
+    matrix-vector product.
+    """
 
     def __init__(self, X: np.ndarray):
         self.X = X
-        self.m = np.zeros(X.shape[0], np.float32)  # coverage max(0, max_s cos(v, s)) of every row
-        self.S = X @ X.T if X.shape[0] <= CACHE_MAX_N else None
+        n = X.shape[0]
+        self.m = np.zeros(n, np.float32)  # coverage max(0, max_s cos(v, s)) of every row
+        self._ones = np.ones(n, np.float32)
+        self.S = X @ X.T if n <= CACHE_MAX_N else None
 
     def _rows(self, cand: np.ndarray) -> np.ndarray:
         return self.S[cand] if self.S is not None else self.X[cand] @ self.X.T
 
+    def _sum_gains(self, sims: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = Σ_v max(sims[i, v] - m_v, 0)``; ``sims`` is overwritten."""
+        np.maximum(sims, self.m, out=sims)
+        sims -= self.m
+        out[:] = sims @ self._ones
+
     def gains(self, cand: np.ndarray) -> np.ndarray:
-        out = np.empty(cand.size)
         step = row_chunk(self.X.shape[0])
-        for s in range(0, cand.size, step):
-            sims = self._rows(cand[s : s + step])
+        if self.S is not None and cand.size <= step:  # the common case, kept lean: it runs once or twice a pick
+            sims = self.S[cand]
+            np.maximum(sims, self.m, out=sims)
             sims -= self.m
-            np.maximum(sims, 0.0, out=sims)
-            out[s : s + step] = sims.sum(axis=1, dtype=np.float64)
+            return sims @ self._ones
+        out = np.empty(cand.size)
+        for s in range(0, cand.size, step):
+            self._sum_gains(self._rows(cand[s : s + step]), out[s : s + step])
         return out
 
     def initial(self) -> np.ndarray:
-        return self.gains(np.arange(self.X.shape[0]))
+        if self.S is None:
+            return self.gains(np.arange(self.X.shape[0]))
+        n, step = self.X.shape[0], 256
+        out, tmp = np.empty(n), np.empty((min(step, n), n), np.float32)
+        for s in range(0, n, step):  # nothing is covered yet (m = 0): the gain is Σ_v max(S[c, v], 0)
+            rows = np.maximum(self.S[s : s + step], self.m, out=tmp[: min(step, n - s)])
+            out[s : s + step] = rows @ self._ones
+        return out
 
     def add(self, x: int) -> None:
-        np.maximum(self.m, self._rows(np.array([x]))[0], out=self.m)
+        np.maximum(self.m, self.S[x] if self.S is not None else self.X[x] @ self.X.T, out=self.m)
 
     def coverage(self) -> float:
         return float(self.m.sum(dtype=np.float64)) / self.m.size
@@ -186,6 +208,38 @@ def _lazy_greedy(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int
             heapq.heappush(heap, (key, j))
         evaluations += cand.size
     return np.array(picked, dtype=np.int64), np.array(gains), evaluations
+
+
+def _lazy_greedy_array(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int):
+    """Lazy greedy with the upper bounds in an array (for a few thousand rows, where heap pushes cost more).
+
+    Each step takes the argmax of the bounds (the lowest row among equal ones); while it is stale, the
+    largest bounds are re-evaluated in one call, ``batch`` of them first and twice as many each time the
+    top is still stale in the same step. Same picks as :func:`_lazy_greedy`.
+    """
+    n = bonus.size
+    ub = w_fl * engine.initial() + bonus
+    stamp = np.zeros(n, np.int64)  # step at which a row's bound was last computed
+    picked, gains = np.empty(budget, np.int64), np.empty(budget)
+    evaluations = n
+    for step in range(budget):
+        k, j, first = batch, int(np.argmax(ub)), True
+        while stamp[j] != step:
+            k = min(k, n - step)
+            cand = np.argpartition(ub, n - k)[n - k :] if k < n else np.arange(n)
+            if not first:  # skip what is fresh, and stale bounds below the best fresh value (they cannot win)
+                stale = stamp[cand] != step
+                if not stale.all():
+                    stale &= ub[cand] >= ub[cand[~stale]].max()
+                cand = cand[stale]
+            ub[cand] = w_fl * engine.gains(cand) + bonus[cand]
+            stamp[cand] = step
+            evaluations += cand.size
+            k, j, first = 2 * k, int(np.argmax(ub)), False  # still stale at the top: take bigger batches
+        picked[step], gains[step] = j, ub[j]
+        ub[j] = -np.inf
+        engine.add(j)
+    return picked, gains, evaluations
 
 
 def _stochastic_greedy(engine, bonus: np.ndarray, w_fl: float, budget: int, sample: int, rng):
@@ -330,7 +384,7 @@ def qdit_greedy(
     w_fl, bonus = (1.0 - alpha) / n, alpha * z / budget
     if mode == "exact":
         engine = _DenseGains(X)
-        indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=8)
+        indices, gains, evals = _lazy_greedy_array(engine, bonus, w_fl, budget, batch=8)
         stats["fl_on"] = "dense"
     else:
         nbr, sim, graph = knn_graph(X, n_neighbors, probes=probes)
@@ -338,7 +392,7 @@ def qdit_greedy(
         del nbr, sim
         stats.update(fl_on="knn graph", n_neighbors=n_neighbors, graph_edges=engine.nnz, **graph)
         if mode == "sparse":
-            indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=32)
+            indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=8)
         else:
             sample = max(1, math.ceil(n / budget * math.log(1.0 / epsilon)))
             indices, gains, evals = _stochastic_greedy(engine, bonus, w_fl, budget, sample, rng)
