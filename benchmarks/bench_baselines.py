@@ -130,25 +130,32 @@ def scratch_qdit_step(X: np.ndarray, quality: np.ndarray, picked: list[int], alp
 
 
 # ----------------------------------------------------------------------------- parts
-def median_of(repeats: int, fn, *args, **kwargs):
-    """(output, median wall seconds) of ``repeats`` calls after one untimed warm-up call (BLAS threads, pages)."""
-    out = fn(*args, **kwargs)
-    times = []
+def paired_medians(repeats: int, fast, slow):
+    """Outputs and median wall seconds of two zero-argument functions, timed alternately ``repeats`` times.
+
+    One untimed warm-up call of each first (BLAS threads, first-touch pages). Alternating puts both under
+    the same drifts of a shared machine's speed.
+    """
+    out_fast, out_slow = fast(), slow()
+    t_fast, t_slow = [], []
     for _ in range(repeats):
-        out, t = timed(fn, *args, **kwargs)
-        times.append(t)
-    return out, float(np.median(times))
+        out_fast, t = timed(fast)
+        t_fast.append(t)
+        out_slow, t = timed(slow)
+        t_slow.append(t)
+    return out_fast, float(np.median(t_fast)), out_slow, float(np.median(t_slow))
 
 
 def bench_small(repeats: int) -> None:
     n, b = 2000, 200
     X, _, quality = clustered_pool(n, n_clusters=20)
     print(f"\n### Exact methods against naive references (n = {n:,}, b = {b}, d = 384)\n")
-    print(f"Median of {repeats} timed runs after one warm-up run, for every function.\n")
+    print(f"Median of {repeats} timed runs of each, ours and the reference alternating, after one warm-up run.\n")
     print("| method | ours (s) | reference | reference (s) | speed-up | same selection |")
     print("|---|---:|---|---:|---:|---|")
-    (ours, _, _), t_ours = median_of(repeats, qdit_greedy, X, quality, b, mode="exact")
-    ref, t_ref = median_of(repeats, naive_qdit, X, quality, b, 0.5)
+    (ours, _, _), t_ours, ref, t_ref = paired_medians(
+        repeats, lambda: qdit_greedy(X, quality, b, mode="exact"), lambda: naive_qdit(X, quality, b, 0.5)
+    )
     print(
         f"| qdit exact | {t_ours:.3f} | naive greedy loop | {t_ref:.2f} | {t_ref / t_ours:.0f}x "
         f"| {ours.tolist() == ref} |"
@@ -159,8 +166,10 @@ def bench_small(repeats: int) -> None:
         f"| qdit exact | {t_ours:.3f} | from scratch per candidate (1 step timed x {b}) | {t_scratch:.0f} "
         f"| {t_scratch / t_ours:.0f}x | n/a |"
     )
-    (ours, _, _), t_ours = median_of(repeats, kcenter_greedy, X, b)
-    ref, t_ref = median_of(repeats, naive_kcenter, X, b, int(ours[0]))
+    first = int(kcenter_greedy(X, b)[0][0])
+    (ours, _, _), t_ours, ref, t_ref = paired_medians(
+        repeats, lambda: kcenter_greedy(X, b), lambda: naive_kcenter(X, b, first)
+    )
     print(
         f"| kcenter exact | {t_ours:.3f} | dense n×n matrix + loop | {t_ref:.3f} | {t_ref / t_ours:.1f}x "
         f"| {ours.tolist() == ref} |"
