@@ -51,3 +51,7 @@ def invalid_parameter(name: str, owner: str, expected: str, got: object) -> Inva
 
 class SelectionShortfallError(KmqError, ValueError):
     """A selection method ran out of eligible rows before reaching the budget (the message says how to relax it)."""
+
+
+class JudgeError(KmqError, RuntimeError):
+    """An LLM-judge endpoint failed (after retries) or gave ratings that could not be parsed."""

@@ -48,3 +48,43 @@ def embed_overrides(args: argparse.Namespace) -> dict:
 
 def show_progress(args: argparse.Namespace) -> bool | None:
     return False if args.quiet else None
+
+
+SCORER_HELP = (
+    "heuristic | column:FIELD | perplexity:MODEL | ifd:MODEL | reward:MODEL | deita:COMPLEXITY_MODEL,QUALITY_MODEL "
+    "| judge:MODEL@URL (MODEL: hub name or local folder; higher = better for every scorer)"
+)
+
+
+def add_score_options(g: argparse._ArgumentGroup) -> None:
+    """Flags of the model-based scorers (``--trust-remote-code`` applies to scorer models too)."""
+    g.add_argument("--score-device", default=None, help="torch device of model scorers (default: --device, cpu)")
+    g.add_argument("--score-precision", default=None, choices=["fp32", "bf16", "fp16"],
+                   help="model scorer precision (default fp32)")  # fmt: skip
+    g.add_argument("--score-batch-size", type=int, default=None, help="sequences per forward pass (default 8)")
+    g.add_argument("--max-length", type=int, default=None,
+                   help="longest scorer input in tokens; longer keep their end, logged (default 2048)")  # fmt: skip
+    g.add_argument("--judge-concurrency", type=int, default=None, help="judge: requests in flight (default 8)")
+    g.add_argument("--judge-max-retries", type=int, default=None,
+                   help="judge: retries on HTTP 429/5xx and timeouts (default 5)")  # fmt: skip
+    g.add_argument("--judge-timeout", type=float, default=None, help="judge: seconds per request (default 120)")
+    g.add_argument("--judge-api-key-env", default=None, metavar="VAR",
+                   help="judge: environment variable holding the API key (default OPENAI_API_KEY)")  # fmt: skip
+    g.add_argument("--judge-unparsable", default=None, choices=["error", "nan", "min"],
+                   help="judge: answers without [[rating]]: error (default), nan, min (1.0, warned)")  # fmt: skip
+
+
+def score_overrides(args: argparse.Namespace) -> dict:
+    """Config overrides of the scorer flags; ``--device`` and ``--trust-remote-code`` also reach the scorer."""
+    return {
+        "score.device": args.score_device or args.device,
+        "score.precision": args.score_precision,
+        "score.batch_size": args.score_batch_size,
+        "score.max_length": args.max_length,
+        "score.trust_remote_code": args.trust_remote_code,
+        "score.judge_concurrency": args.judge_concurrency,
+        "score.judge_max_retries": args.judge_max_retries,
+        "score.judge_timeout": args.judge_timeout,
+        "score.judge_api_key_env": args.judge_api_key_env,
+        "score.judge_unparsable": args.judge_unparsable,
+    }

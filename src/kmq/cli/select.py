@@ -7,8 +7,16 @@ import sys
 
 import yaml
 
-from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
-from kmq.cli.score import SCORER_HELP, add_score_options, score_overrides
+from kmq.cli._common import (
+    SCORER_HELP,
+    add_common_options,
+    add_embed_options,
+    add_pool_options,
+    add_score_options,
+    embed_overrides,
+    score_overrides,
+    show_progress,
+)
 from kmq.errors import InvalidParameterError
 
 EXAMPLES = """examples:

@@ -36,7 +36,7 @@ import numpy as np
 
 from kmq._deps import require
 from kmq.cache import digest
-from kmq.errors import InvalidParameterError, KmqError
+from kmq.errors import InvalidParameterError, JudgeError
 from kmq.score._blocks import cached_rows
 from kmq.score._lm import Conversation, check_responses
 from kmq.score.base import Scorer
@@ -55,10 +55,6 @@ PROMPT_TEMPLATE = (
 )
 RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 UNPARSABLE = ("error", "nan", "min")
-
-
-class JudgeError(KmqError, RuntimeError):
-    """The judge endpoint failed (after retries) or gave ratings that could not be parsed."""
 
 
 def parse_rating(text: str) -> float | None:
