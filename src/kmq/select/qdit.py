@@ -102,6 +102,7 @@ class _DenseGains:
         n = X.shape[0]
         self.m = np.zeros(n, np.float32)  # coverage max(0, max_s cos(v, s)) of every row
         self._ones = np.ones(n, np.float32)
+        self._chunk = row_chunk(n)
         self.S = X @ X.T if n <= CACHE_MAX_N else None
 
     def _rows(self, cand: np.ndarray) -> np.ndarray:
@@ -114,7 +115,7 @@ class _DenseGains:
         out[:] = sims @ self._ones
 
     def gains(self, cand: np.ndarray) -> np.ndarray:
-        step = row_chunk(self.X.shape[0])
+        step = self._chunk
         if self.S is not None and cand.size <= step:  # the common case, kept lean: it runs once or twice a pick
             sims = self.S[cand]
             np.maximum(sims, self.m, out=sims)
