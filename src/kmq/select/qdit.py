@@ -395,7 +395,7 @@ def qdit_greedy(
         del nbr, sim
         stats.update(fl_on="knn graph", n_neighbors=n_neighbors, graph_edges=engine.nnz, **graph)
         if mode == "sparse":
-            indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=8)
+            indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=32)
         else:
             sample = max(1, math.ceil(n / budget * math.log(1.0 / epsilon)))
             indices, gains, evals = _stochastic_greedy(engine, bonus, w_fl, budget, sample, rng)
