@@ -48,6 +48,26 @@ def test_score_command(pool_file, tmp_path, capsys):
     assert "200 records" in capsys.readouterr().out
 
 
+def test_score_command_with_the_relevance_scorer(pool_file, tmp_path, capsys):
+    from kmq.data import read_pool
+    from kmq.embed import get_embedder
+
+    out = tmp_path / "rel.jsonl"
+    args = ["score", str(pool_file), "--scorer", "relevance", "--embedder", "hashing", "--out", str(out), "-q"]
+    assert main(args) == 0
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    pool, enc = read_pool(str(pool_file)), get_embedder("hashing")
+    expected = np.einsum("ij,ij->i", enc.encode(pool.texts("prompt")), enc.encode(pool.texts("response")))
+    np.testing.assert_allclose([r["score"] for r in got], expected, atol=1e-6)  # the clustering encoder's cosine
+    assert "scorer relevance" in capsys.readouterr().out
+    sub = tmp_path / "sub.jsonl"
+    args = ["select", str(pool_file), "--budget", "20", "--scorer", "relevance", "--embedder", "hashing"]
+    assert main([*args, "--within", "top", "--out", str(sub), "-q"]) == 0
+    manifest = json.loads((tmp_path / "sub.kmq-run" / "manifest.json").read_text())
+    score_stage = manifest["stages"]["score"]
+    assert score_stage["scorer"] == "relevance" and score_stage["cached"]  # reuses what `kmq score` computed
+
+
 def test_choose_k_command(pool_file, capsys):
     assert main(["choose-k", str(pool_file), "--embedder", "hashing", "--candidates", "2,4,8", "-q"]) == 0
     out = capsys.readouterr().out

@@ -104,6 +104,10 @@ def test_precomputed_embeddings_and_column_scores(pool_file, tmp_path):
     cfg = kmq.RunConfig.from_dict({"score": {"relevance_embedder": "hashing"}})  # minilm would add ~1 min here
     with_rel = kmq.select(str(pool_file), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", clusters=4, config=cfg)
     assert with_rel.manifest["stages"]["score"]["relevance_encoder"] == "hashing"
+    cfg = kmq.RunConfig.from_dict({"score": {"scorer": "relevance", "relevance_embedder": "hashing"}})
+    rel = kmq.select(str(pool_file), budget=40, embedder=f"npy:{tmp_path / 'emb.npy'}", clusters=4, config=cfg)
+    assert rel.manifest["stages"]["score"]["encoder"] == "hashing"  # not the npy: vectors, which have no text
+    assert rel.quality.max() <= 1.0 and rel.quality.min() >= -1.0
 
 
 def test_auto_k_by_silhouette_is_recorded_and_cached(pool_file, tmp_path):

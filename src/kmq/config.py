@@ -61,11 +61,13 @@ class ScoreConfig:
 
     scorer: str = field(
         default="heuristic",
-        metadata={"help": "heuristic | column:FIELD | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"},
+        metadata={
+            "help": "heuristic | column:FIELD | relevance | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"
+        },
     )
     relevance_embedder: str | None = field(
         default=None,
-        metadata={"help": "encoder for the heuristic's prompt-response relevance when embedder is npy:"},
+        metadata={"help": "encoder of the prompt-response cosine (heuristic, relevance) when embedder is npy:"},
     )
     device: str | None = field(default=None, metadata={"help": "torch device of model scorers (None: embed.device)"})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "model scorer precision"})

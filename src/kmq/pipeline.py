@@ -157,7 +157,7 @@ class _Run:
         from kmq.embed import is_precomputed
 
         sc = self.cfg.score
-        if sc.scorer == "heuristic" and self.cfg.embed.embedder and is_precomputed(self.cfg.embed.embedder):
+        if sc.scorer in TEXT_SCORERS and self.cfg.embed.embedder and is_precomputed(self.cfg.embed.embedder):
             rel_spec = sc.relevance_embedder or _default_relevance_encoder()
         scorer = get_scorer(
             sc.scorer,
@@ -186,17 +186,21 @@ class _Run:
         stats["seconds"] = round(time.perf_counter() - start, 3)
         if rel_spec:
             stats["relevance_encoder"] = rel_spec
-            logger.info("heuristic relevance uses %s (the embeddings are precomputed)", rel_spec)
+            logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)", sc.scorer, rel_spec)
         self.stages["score"] = stats
         return q
 
     def _relevance_embedder(self, spec: str | None):
         if spec is None:
-            return self.embedder() if self.cfg.score.scorer == "heuristic" else None
+            return self.embedder() if self.cfg.score.scorer in TEXT_SCORERS else None
         from kmq.embed import get_embedder
 
         e = self.cfg.embed
         return get_embedder(spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
+
+
+#: scorers that embed prompt and response texts: they reuse the clustering encoder (and its cache)
+TEXT_SCORERS = ("heuristic", "relevance")
 
 
 def _default_relevance_encoder() -> str:

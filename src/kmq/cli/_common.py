@@ -51,8 +51,9 @@ def show_progress(args: argparse.Namespace) -> bool | None:
 
 
 SCORER_HELP = (
-    "heuristic | column:FIELD | perplexity:MODEL | ifd:MODEL | reward:MODEL | deita:COMPLEXITY_MODEL,QUALITY_MODEL "
-    "| judge:MODEL@URL (MODEL: hub name or local folder; higher = better for every scorer)"
+    "heuristic | column:FIELD | relevance | perplexity:MODEL | ifd:MODEL | reward:MODEL "
+    "| deita:COMPLEXITY_MODEL,QUALITY_MODEL | judge:MODEL@URL "
+    "(MODEL: hub name or local folder; higher = better for every scorer)"
 )
 
 

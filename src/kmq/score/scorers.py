@@ -4,6 +4,8 @@ Specs (higher quality = better for selection in every case):
 
 - ``heuristic``: offline default, see :mod:`kmq.score.heuristic`;
 - ``column:FIELD``: a numeric field of the data;
+- ``relevance``: cosine of the prompt's and the response's embeddings (:mod:`kmq.score.relevance`; offline,
+  no LLM; it rates how on-topic an answer is, not whether it is right);
 - ``perplexity:MODEL``: −mean NLL of the assistant turns given their context (:mod:`kmq.score.perplexity`);
 - ``ifd:MODEL``: Cherry LLM's instruction-following difficulty, high IFD first, IFD >= 1 last;
 - ``reward:MODEL``: a scalar reward model's output (:mod:`kmq.score.reward`);
@@ -29,6 +31,7 @@ from kmq.score.column import ColumnScorer
 SPECS = (
     "heuristic",
     "column:FIELD",
+    "relevance",
     "perplexity:MODEL",
     "ifd:MODEL",
     "reward:MODEL",
@@ -96,7 +99,8 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
     spec : str
         One of :data:`SPECS` (see the module docstring).
     embedder : Embedder or None
-        Relevance encoder of the ``heuristic`` scorer.
+        Relevance encoder of the ``heuristic`` and ``relevance`` scorers (``relevance`` without one uses
+        the bundled MiniLM).
     show_progress : bool or None
     **options
         Model scorers: ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``.
@@ -114,6 +118,10 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
         return HeuristicScorer(embedder, show_progress=show_progress)
     if kind == "column" and arg:
         return ColumnScorer(arg)
+    if spec == "relevance":
+        from kmq.score.relevance import RelevanceScorer
+
+        return RelevanceScorer(embedder if embedder is not None else "minilm", show_progress=show_progress)
     if kind in ("perplexity", "ifd", "reward", "deita") and arg:
         kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS and v is not None}
         return _model_scorer(kind, arg, show_progress=show_progress, **kw)
