@@ -79,6 +79,16 @@ def test_batched_equals_unbatched(tiny_llama, conversations):
     np.testing.assert_allclose(many, one, rtol=0, atol=1e-6)
 
 
+def test_cross_entropy_in_chunks_equals_at_once(tiny_llama, conversations, monkeypatch):
+    import kmq.score.perplexity as ppl
+
+    whole = PerplexityScorer(str(tiny_llama), batch_size=4, cache=False).mean_nll(conversations)
+    vocab = len(PerplexityScorer(str(tiny_llama)).tokenizer)
+    monkeypatch.setattr(ppl, "CE_CHUNK_FLOATS", 3 * vocab)  # three positions per upcast chunk
+    chunked = PerplexityScorer(str(tiny_llama), batch_size=4, cache=False).mean_nll(conversations)
+    np.testing.assert_array_equal(chunked, whole)
+
+
 def test_multi_turn_scores_only_assistant_tokens(tiny_llama, conversations):
     conv = conversations[2]  # system, user, assistant, user, assistant
     scorer = PerplexityScorer(str(tiny_llama))

@@ -98,12 +98,34 @@ def token_nll(model: Any, seqs: list[tuple[list[int], np.ndarray]], *, batch_siz
         keep[:, :-1] = target[:, 1:]  # logits at t-1 predict token t
         logits = _logits_at(model, ids.to(model.device), keep.to(model.device))
         gold = ids[:, 1:][target[:, 1:]].to(model.device)
-        nll = torch.nn.functional.cross_entropy(logits.float(), gold, reduction="none")
+        nll = _cross_entropy(logits, gold)
         rows = torch.arange(len(batch)).unsqueeze(1).expand_as(keep)[keep]
         sums = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, rows, nll.double().cpu())
         out[batch, 0] = sums.numpy()
         out[batch, 1] = target.sum(1).numpy()
     return out
+
+
+#: float32 logits materialised at once by :func:`_cross_entropy` (2**28 floats = 1 GiB)
+CE_CHUNK_FLOATS = 2**28
+
+
+def _cross_entropy(logits: Any, gold: Any) -> Any:
+    """Per-position NLL in float32, upcasting ``CE_CHUNK_FLOATS`` logits at a time.
+
+    A bf16 model's kept logits can already be gigabytes (8 sequences x 2,048 response tokens x a 152k
+    vocabulary is 5 GB); upcasting them all at once would double that.
+    """
+    torch = require("torch", purpose="perplexity scoring")
+    rows = max(1, CE_CHUNK_FLOATS // max(1, logits.shape[-1]))
+    if logits.shape[0] <= rows:
+        return torch.nn.functional.cross_entropy(logits.float(), gold, reduction="none")
+    return torch.cat(
+        [
+            torch.nn.functional.cross_entropy(logits[s : s + rows].float(), gold[s : s + rows], reduction="none")
+            for s in range(0, logits.shape[0], rows)
+        ]
+    )
 
 
 def _logits_at(model: Any, ids: Any, keep: Any) -> Any:
