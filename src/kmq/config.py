@@ -74,6 +74,9 @@ class ScoreConfig:
     batch_size: int = field(default=8, metadata={"help": "sequences per forward pass of model scorers"})
     max_length: int = field(default=2048, metadata={"help": "longest model-scorer input in tokens (longer: cut)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow scorer model repos to run their code"})
+    revision: str | None = field(
+        default=None, metadata={"help": "hub revision (branch, tag or commit) of model scorers (None: default branch)"}
+    )
     judge_concurrency: int = field(default=8, metadata={"help": "judge: requests in flight at most"})
     judge_max_retries: int = field(default=5, metadata={"help": "judge: retries on 429/5xx/timeouts"})
     judge_timeout: float = field(default=120.0, metadata={"help": "judge: seconds per request"})

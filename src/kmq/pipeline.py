@@ -168,6 +168,7 @@ class _Run:
             batch_size=sc.batch_size,
             max_length=sc.max_length,
             trust_remote_code=sc.trust_remote_code,
+            revision=sc.revision,
             concurrency=sc.judge_concurrency,
             max_retries=sc.judge_max_retries,
             timeout=sc.judge_timeout,

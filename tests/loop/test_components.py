@@ -198,6 +198,13 @@ def test_relevance_judge_and_prompt_split():
         Judge("heuristic", ScoreConfig(), EmbedConfig()).scorer(None)
 
 
+def test_judge_revision_pins_hub_judges_not_the_round_model():
+    cfg = ScoreConfig(revision="r1")
+    assert Judge("reward:org/rm", cfg, EmbedConfig()).scorer(None).revision == "r1"
+    assert Judge("perplexity:org/lm", cfg, EmbedConfig()).scorer(None).revision == "r1"
+    assert Judge("perplexity", cfg, EmbedConfig()).scorer("/run/r01/model").revision is None  # a local folder
+
+
 def test_relevance_scorer_on_a_pool():
     from kmq.data import Pool
     from kmq.score.relevance import RelevanceScorer

@@ -1,6 +1,7 @@
 """Perplexity and IFD scorers on tiny local causal LMs, checked against a direct computation."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -201,8 +202,24 @@ def test_cli_select_with_ifd(tiny_llama, datakit, tmp_path, capsys):
     pool.write_text("".join(src.read_text().splitlines(keepends=True)[:12]))
     out = tmp_path / "subset.jsonl"
     rc = main(["select", str(pool), "--budget", "4", "--out", str(out), "--embedder", "hashing", "--clusters", "2",
-               "--scorer", f"ifd:{tiny_llama}", "--score-batch-size", "4", "-q"])  # fmt: skip
+               "--scorer", f"ifd:{tiny_llama}", "--score-batch-size", "4", "--score-revision", "v1",
+               "-q"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 4
     manifest = json.loads((tmp_path / "subset.kmq-run" / "manifest.json").read_text())
     assert manifest["stages"]["score"]["scorer"] == f"ifd:{tiny_llama}"
+    assert "revision: v1" in (tmp_path / "subset.kmq-run" / "config.yaml").read_text()  # recorded, reloadable
+
+
+def test_revision_reaches_the_loader_and_is_ignored_for_local_folders(tiny_llama, conversations, caplog):
+    pinned = get_scorer(f"perplexity:{tiny_llama}", revision="v1.0", batch_size=4)
+    assert pinned.revision == "v1.0"
+    with caplog.at_level(logging.WARNING):
+        nll = pinned.mean_nll(conversations)
+    assert "is a local folder: revision 'v1.0' is ignored" in caplog.text
+    np.testing.assert_allclose(nll, PerplexityScorer(str(tiny_llama), cache=False).mean_nll(conversations), atol=1e-6)
+    hub = PerplexityScorer("some-org/not-downloaded", revision="abc123")
+    hub._config = type("Config", (), {"_commit_hash": "abc123def"})()  # what transformers records after a download
+    assert hub.model_identity() == {
+        "model": "some-org/not-downloaded", "revision": "abc123def", "requested_revision": "abc123"
+    }

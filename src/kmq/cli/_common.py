@@ -63,6 +63,8 @@ def add_score_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--score-precision", default=None, choices=["fp32", "bf16", "fp16"],
                    help="model scorer precision (default fp32)")  # fmt: skip
     g.add_argument("--score-batch-size", type=int, default=None, help="sequences per forward pass (default 8)")
+    g.add_argument("--score-revision", default=None, metavar="REV",
+                   help="hub revision (branch, tag or commit) of the scorer model(s)")  # fmt: skip
     g.add_argument("--max-length", type=int, default=None,
                    help="longest scorer input in tokens; longer keep their end, logged (default 2048)")  # fmt: skip
     g.add_argument("--judge-concurrency", type=int, default=None, help="judge: requests in flight (default 8)")
@@ -83,6 +85,7 @@ def score_overrides(args: argparse.Namespace) -> dict:
         "score.batch_size": args.score_batch_size,
         "score.max_length": args.max_length,
         "score.trust_remote_code": args.trust_remote_code,
+        "score.revision": args.score_revision,
         "score.judge_concurrency": args.judge_concurrency,
         "score.judge_max_retries": args.judge_max_retries,
         "score.judge_timeout": args.judge_timeout,

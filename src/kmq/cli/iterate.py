@@ -97,6 +97,7 @@ def _judge_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--judge-precision", default=None, choices=["fp32", "bf16", "fp16"], help="model judge precision")
     g.add_argument("--judge-batch-size", type=int, default=None, help="sequences per forward pass (default 8)")
     g.add_argument("--judge-max-length", type=int, default=None, help="longest judge input in tokens (default 2048)")
+    g.add_argument("--judge-revision", default=None, metavar="REV", help="hub revision of a reward:M judge model")
     g.add_argument("--judge-concurrency", type=int, default=None, help="judge:M@URL: requests in flight (default 8)")
     g.add_argument("--judge-max-retries", type=int, default=None, help="judge:M@URL: retries (default 5)")
     g.add_argument("--judge-timeout", type=float, default=None, help="judge:M@URL: seconds per request")
@@ -134,7 +135,8 @@ def overrides(args: argparse.Namespace) -> dict:
         "generate.concurrency": args.gen_concurrency, "generate.api_key_env": args.gen_api_key_env,
         "judge.scorer": args.judge, "judge.device": args.judge_device or args.device,
         "judge.precision": args.judge_precision, "judge.batch_size": args.judge_batch_size,
-        "judge.max_length": args.judge_max_length, "judge.judge_concurrency": args.judge_concurrency,
+        "judge.max_length": args.judge_max_length, "judge.revision": args.judge_revision,
+        "judge.judge_concurrency": args.judge_concurrency,
         "judge.judge_max_retries": args.judge_max_retries, "judge.judge_timeout": args.judge_timeout,
         "judge.judge_api_key_env": args.judge_api_key_env, "judge.judge_unparsable": args.judge_unparsable,
         "judge.trust_remote_code": args.trust_remote_code, "score.trust_remote_code": args.trust_remote_code,

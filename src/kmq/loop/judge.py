@@ -85,6 +85,7 @@ class Judge:
         return get_scorer(
             spec, show_progress=self.show_progress, device=c.device or e.device, precision=c.precision,
             batch_size=c.batch_size, max_length=c.max_length, trust_remote_code=c.trust_remote_code,
+            revision=None if uses_round_model(self.spec) else c.revision,  # the round's model is a local folder
             concurrency=c.judge_concurrency, max_retries=c.judge_max_retries, timeout=c.judge_timeout,
             api_key_env=c.judge_api_key_env, on_unparsable=c.judge_unparsable,
         )  # fmt: skip

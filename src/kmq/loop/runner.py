@@ -86,7 +86,7 @@ class _Loop:
             "embed": {"embedder": e.embedder, "embed_on": e.embed_on, "precision": e.precision},
             "cluster": dataclasses.asdict(c),
             "score": {"scorer": s.scorer, "relevance_embedder": s.relevance_embedder, "precision": s.precision,
-                      "max_length": s.max_length},
+                      "max_length": s.max_length, **({"revision": s.revision} if s.revision else {})},
         }  # fmt: skip
         if c.clusters in (None, "auto"):  # k then depends on the budget
             settings["budget"] = self.budget
@@ -203,6 +203,8 @@ class _Loop:
                                     "on_unparsable": j.judge_unparsable}  # fmt: skip
         if j.scorer == "relevance":
             settings["encoder"] = e.embedder
+        if j.revision:  # only when set: run folders from before the option keep their digests
+            settings["revision"] = j.revision
         gen_dir = self.steps[step_id(r, "generate")].folder
         model = str(self.steps[step_id(r, "train")].folder / "model")
 

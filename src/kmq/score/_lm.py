@@ -112,6 +112,9 @@ class HFModelScorer(Scorer):
         rating is read at survive); they are counted in ``stats_["truncated"]`` and logged as a warning.
     trust_remote_code : bool, default False
         Let the model repository run its own code. Off unless you pass it.
+    revision : str or None, default None
+        Hub revision (branch, tag or commit) to load; None is the repository's default branch. Ignored,
+        with a warning, for a local folder.
     show_progress : bool or None
         Progress bar on stderr; None shows it when the ``kmq`` logger is at INFO or below.
     cache : bool, default True
@@ -132,6 +135,7 @@ class HFModelScorer(Scorer):
         batch_size: int = 8,
         max_length: int = 2048,
         trust_remote_code: bool = False,
+        revision: str | None = None,
         show_progress: bool | None = None,
         cache: bool = True,
     ) -> None:
@@ -143,6 +147,7 @@ class HFModelScorer(Scorer):
         self.batch_size = batch_size
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.revision = revision
         self.show_progress = show_progress
         self.cache = cache
         self._tokenizer: Any = None
@@ -156,8 +161,15 @@ class HFModelScorer(Scorer):
         return local if os.path.isdir(local) else self.model_name
 
     def _load(self, what: str, loader: Any, **kwargs: Any) -> Any:
+        source = self._source()
+        if self.revision is not None:
+            if os.path.isdir(source):
+                if what == "config":  # once per model: the config loads first
+                    logger.warning("%s is a local folder: revision %r is ignored", self.model_name, self.revision)
+            else:
+                kwargs["revision"] = self.revision
         try:
-            return loader.from_pretrained(self._source(), trust_remote_code=self.trust_remote_code, **kwargs)
+            return loader.from_pretrained(source, trust_remote_code=self.trust_remote_code, **kwargs)
         except OSError as err:
             hint = (
                 " HF_HUB_OFFLINE is set: only models in the local cache load."
@@ -217,7 +229,11 @@ class HFModelScorer(Scorer):
         source = self._source()
         if os.path.isdir(source):
             return {"model": self.model_name, "files": fingerprint(Path(source))}
-        return {"model": self.model_name, "revision": getattr(self.config, "_commit_hash", None)}
+        return {
+            "model": self.model_name,
+            "revision": getattr(self.config, "_commit_hash", None),  # the commit actually loaded
+            "requested_revision": self.revision,
+        }
 
     def identity(self) -> dict[str, Any]:
         return {

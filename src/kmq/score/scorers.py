@@ -38,7 +38,7 @@ SPECS = (
     "deita:COMPLEXITY_MODEL,QUALITY_MODEL",
     "judge:MODEL@URL",
 )
-MODEL_OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code")
+MODEL_OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code", "revision")
 JUDGE_OPTIONS = (
     "concurrency", "max_retries", "timeout", "api_key_env", "on_unparsable", "temperature", "max_tokens",
     "retry_base_delay",
@@ -103,7 +103,8 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
         the bundled MiniLM).
     show_progress : bool or None
     **options
-        Model scorers: ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``.
+        Model scorers: ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``,
+        ``revision``.
         ``judge:``: ``concurrency``, ``max_retries``, ``timeout``, ``api_key_env``, ``on_unparsable``,
         ``temperature``, ``max_tokens``, ``retry_base_delay``. None values mean the scorer's default;
         options that do not apply to the spec are ignored, unknown names are an error.
