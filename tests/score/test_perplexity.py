@@ -223,3 +223,5 @@ def test_revision_reaches_the_loader_and_is_ignored_for_local_folders(tiny_llama
     assert hub.model_identity() == {
         "model": "some-org/not-downloaded", "revision": "abc123def", "requested_revision": "abc123"
     }
+    hub.revision = None
+    assert hub.model_identity() == {"model": "some-org/not-downloaded", "revision": "abc123def"}  # keys as before

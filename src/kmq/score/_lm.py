@@ -229,11 +229,10 @@ class HFModelScorer(Scorer):
         source = self._source()
         if os.path.isdir(source):
             return {"model": self.model_name, "files": fingerprint(Path(source))}
-        return {
-            "model": self.model_name,
-            "revision": getattr(self.config, "_commit_hash", None),  # the commit actually loaded
-            "requested_revision": self.revision,
-        }
+        ident = {"model": self.model_name, "revision": getattr(self.config, "_commit_hash", None)}  # commit loaded
+        if self.revision is not None:  # only when pinned: caches keyed before the option stay valid
+            ident["requested_revision"] = self.revision
+        return ident
 
     def identity(self) -> dict[str, Any]:
         return {
