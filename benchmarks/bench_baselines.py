@@ -40,6 +40,8 @@ from kmq.select.baselines import zscore
 from kmq.select.kcenter import kcenter_greedy
 from kmq.select.qdit import qdit_greedy, qdit_objective
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # naive_references: shared with the tests
+
 LARGE_METHODS = {  # name -> (registered method, params[, budget instead of --budget])
     "kcenter-approx": ("kcenter", {"mode": "approx"}),
     "kcenter-exact": ("kcenter", {"mode": "exact"}),
@@ -80,40 +82,7 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-# ----------------------------------------------------------------------------- naive references
-def naive_kcenter(X: np.ndarray, budget: int, first: int) -> list[int]:
-    """Farthest-first on a dense float64 cosine-distance matrix (as in tests/select/test_kcenter.py)."""
-    D = 1.0 - X.astype(np.float64) @ X.astype(np.float64).T
-    picked, mind = [first], D[first].copy()
-    mind[first] = -np.inf
-    while len(picked) < budget:
-        j = int(np.argmax(mind))
-        picked.append(j)
-        mind = np.minimum(mind, D[j])
-        mind[picked] = -np.inf
-    return picked
-
-
-def naive_qdit(X: np.ndarray, quality: np.ndarray, budget: int, alpha: float) -> list[int]:
-    """Plain greedy with a loop over candidates (as in tests/select/test_qdit.py)."""
-    n = len(X)
-    S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
-    z = zscore(quality)
-    cover, picked = np.zeros(n), []
-    for _ in range(budget):
-        best, best_gain = -1, -np.inf
-        chosen = set(picked)
-        for x in range(n):
-            if x in chosen:
-                continue
-            gain = (1 - alpha) * np.maximum(S[:, x] - cover, 0.0).sum() / n + alpha * z[x] / budget
-            if gain > best_gain:
-                best, best_gain = x, gain
-        picked.append(best)
-        cover = np.maximum(cover, S[:, best])
-    return picked
-
-
+# ----------------------------------------------------------------------------- references
 def scratch_qdit_step(X: np.ndarray, quality: np.ndarray, picked: list[int], alpha: float, budget: int) -> int:
     """One step of the authors' approach: F(S ∪ {x}) from scratch for every candidate x."""
     S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
@@ -147,6 +116,8 @@ def paired_medians(repeats: int, fast, slow):
 
 
 def bench_small(repeats: int) -> None:
+    from naive_references import naive_kcenter, naive_qdit
+
     n, b = 2000, 200
     X, _, quality = clustered_pool(n, n_clusters=20)
     print(f"\n### Exact methods against naive references (n = {n:,}, b = {b}, d = 384)\n")
@@ -168,7 +139,7 @@ def bench_small(repeats: int) -> None:
     )
     first = int(kcenter_greedy(X, b)[0][0])
     (ours, _, _), t_ours, ref, t_ref = paired_medians(
-        repeats, lambda: kcenter_greedy(X, b), lambda: naive_kcenter(X, b, first)
+        repeats, lambda: kcenter_greedy(X, b), lambda: naive_kcenter(X, b, first)[0]
     )
     print(
         f"| kcenter exact | {t_ours:.3f} | dense n×n matrix + loop | {t_ref:.3f} | {t_ref / t_ours:.1f}x "

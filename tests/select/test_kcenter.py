@@ -8,6 +8,7 @@ import pytest
 from kmq.errors import InvalidParameterError
 from kmq.select import get_method
 from kmq.select.kcenter import kcenter_greedy
+from naive_references import naive_kcenter
 
 
 def circle(degrees) -> np.ndarray:
@@ -20,20 +21,6 @@ def blobs(n, d=8, k=6, spread=0.35, seed=0) -> np.ndarray:
     centers = rng.normal(size=(k, d))
     X = centers[rng.integers(k, size=n)] + spread * rng.normal(size=(n, d))
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
-
-
-def naive_kcenter(X, budget, first):
-    """Textbook farthest-first traversal on a dense float64 cosine-distance matrix."""
-    D = 1.0 - X.astype(np.float64) @ X.astype(np.float64).T
-    picked = [first]
-    mind = D[first].copy()
-    mind[picked] = -np.inf
-    while len(picked) < budget:
-        j = int(np.argmax(mind))  # first maximum = lowest index on ties
-        picked.append(j)
-        mind = np.minimum(mind, D[j])
-        mind[picked] = -np.inf
-    return picked, float(np.max(D[:, picked].min(axis=1)))
 
 
 def run(X, budget, seed=0, **params):

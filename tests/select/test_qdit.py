@@ -9,6 +9,7 @@ from kmq.errors import InvalidParameterError
 from kmq.select import get_method
 from kmq.select.baselines import zscore
 from kmq.select.qdit import knn_graph, qdit_greedy, qdit_objective
+from naive_references import naive_qdit
 
 
 def circle(degrees) -> np.ndarray:
@@ -27,26 +28,6 @@ def naive_objective(X, quality, picked, alpha):
     S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
     z = (quality - quality.mean()) / quality.std()
     return (1 - alpha) * S[:, picked].max(axis=1).sum() / len(X) + alpha * z[picked].mean()
-
-
-def naive_qdit(X, quality, budget, alpha):
-    """Plain greedy: every step scores every unpicked row with a loop; ties go to the lowest index."""
-    n = len(X)
-    S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
-    z = (quality - quality.mean()) / quality.std()
-    cover = np.zeros(n)
-    picked = []
-    for _ in range(budget):
-        best, best_gain = -1, -np.inf
-        for x in range(n):
-            if x in picked:
-                continue
-            gain = (1 - alpha) * np.maximum(S[:, x] - cover, 0.0).sum() / n + alpha * z[x] / budget
-            if gain > best_gain:
-                best, best_gain = x, gain
-        picked.append(best)
-        cover = np.maximum(cover, S[:, best])
-    return picked
 
 
 def run(X, quality, budget, seed=0, **params):
