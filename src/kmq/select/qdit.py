@@ -110,22 +110,19 @@ class _DenseGains:
     def _rows(self, cand: np.ndarray) -> np.ndarray:
         return self.S[cand] if self.S is not None else self.X[cand] @ self.X.T
 
-    def _sum_gains(self, sims: np.ndarray, out: np.ndarray) -> None:
-        """``out[i] = Σ_v max(sims[i, v] - m_v, 0)``; ``sims`` is overwritten."""
+    def _sum_gains(self, sims: np.ndarray) -> np.ndarray:
+        """``Σ_v max(sims[i, v] - m_v, 0)`` per row (float32); ``sims`` is overwritten."""
         np.maximum(sims, self.m, out=sims)
         sims -= self.m
-        out[:] = sims @ self._ones
+        return sims @ self._ones
 
     def gains(self, cand: np.ndarray) -> np.ndarray:
         step = self._chunk
-        if self.S is not None and cand.size <= step:  # the common case, kept lean: it runs once or twice a pick
-            sims = self.S[cand]
-            np.maximum(sims, self.m, out=sims)
-            sims -= self.m
-            return sims @ self._ones
+        if cand.size <= step:  # the common case, kept lean: it runs once or twice a pick
+            return self._sum_gains(self._rows(cand))
         out = np.empty(cand.size)
         for s in range(0, cand.size, step):
-            self._sum_gains(self._rows(cand[s : s + step]), out[s : s + step])
+            out[s : s + step] = self._sum_gains(self._rows(cand[s : s + step]))
         return out
 
     def initial(self) -> np.ndarray:
