@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kmq.select.baselines import zscore
-from kmq.select.kcenter import kcenter_greedy
-from kmq.select.qdit import qdit_greedy, qdit_objective
+from kmq.methods.baselines import zscore
+from kmq.methods.kcenter import kcenter_greedy
+from kmq.methods.qdit import qdit_greedy, qdit_objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # naive_references: shared with the tests
 
@@ -209,7 +209,7 @@ def bench_large(args) -> None:
 
 def worker(args) -> None:
     """Run one method on the saved pool and print one JSON line (wall time excludes loading)."""
-    from kmq.select.methods import get_method
+    from kmq.methods.registry import get_method
 
     data = Path(args.data_dir)
     X = np.load(data / "pool_1m_X.npy")

@@ -25,16 +25,15 @@ _LAZY = {
     "get_scorer": "kmq.score",
     "KMeans": "kmq.cluster",
     "choose_k": "kmq.cluster",
-    "METHODS": "kmq.select.methods",
+    "METHODS": "kmq.methods.registry",
+    "select": "kmq.pipeline",
     "iterate": "kmq.loop",
 }
 
-__all__ = ["__version__", "select", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "select":  # the package kmq.select is callable: kmq.select(pool, budget=...) runs the pipeline
-        return importlib.import_module("kmq.select")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -243,7 +243,7 @@ def default_run_dir(out: str | os.PathLike) -> Path:
 def run_select(cfg: RunConfig, *, pool: Any = None, show_progress: bool | None = None) -> Selection:
     """Run the static pipeline for a resolved config; writes ``cfg.out`` and ``cfg.run_dir`` when set."""
     from kmq.data import read_pool
-    from kmq.select.methods import check_params, get_method
+    from kmq.methods.registry import check_params, get_method
 
     t0 = time.perf_counter()
     method = get_method(cfg.select.method)

@@ -25,7 +25,7 @@ pytest.importorskip("peft")
 import kmq  # noqa: E402
 from kmq.loop.config import load_iterate_config  # noqa: E402
 from kmq.loop.rundir import SettingsChangedError  # noqa: E402
-from kmq.select.allocate import allocate_budget  # noqa: E402
+from kmq.methods.allocate import allocate_budget  # noqa: E402
 
 BUDGET, ROUNDS, SEED = 24, 2, 3
 FLAGS = [

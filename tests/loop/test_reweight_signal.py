@@ -8,8 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from kmq.loop import cluster_signal, instance_scores, split_budget, update_weights
 from kmq.loop.reweight import TINY
-from kmq.select.allocate import allocate_budget
-from kmq.select.draw import draw_per_cluster
+from kmq.methods.allocate import allocate_budget
+from kmq.methods.draw import draw_per_cluster
 
 METHODS = ("multiplicative", "softmax")
 

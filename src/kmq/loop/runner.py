@@ -102,14 +102,14 @@ class _Loop:
         res = self._run("prepare", settings, {}, compute)
         self.labels, self.quality = load_arrays(res.folder / "arrays", "labels", "quality")
         self.k = int(res.marker["stats"]["k"])
-        from kmq.select.allocate import cluster_weights
+        from kmq.methods.allocate import cluster_weights
 
         self.prior = cluster_weights(np.bincount(self.labels, minlength=self.k), self.allocation)
         self.weights = np.full(self.k, 1.0 / self.k)  # Algorithm 1: w^0 = 1/k
 
     def select(self, r: int) -> None:
-        from kmq.select.allocate import allocate_budget_with_stats
-        from kmq.select.draw import draw_per_cluster
+        from kmq.methods.allocate import allocate_budget_with_stats
+        from kmq.methods.draw import draw_per_cluster
 
         cfg, size = self.cfg, self.plan.rounds[r - 1].draw
         settings = {

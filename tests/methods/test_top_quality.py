@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError, SelectionShortfallError
-from kmq.select import METHODS, get_method
-from kmq.select.baselines import check_number, coarse_partition, quality_order, zscore
+from kmq.methods import METHODS, get_method
+from kmq.methods.baselines import check_number, coarse_partition, quality_order, zscore
 
 
 def run(quality, budget, seed=0):

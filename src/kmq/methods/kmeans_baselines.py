@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from kmq.errors import InvalidParameterError, invalid_parameter
-from kmq.select.allocate import ALLOCATIONS
-from kmq.select.kmq import check_budget, cluster_select
-from kmq.select.methods import Picked, register
+from kmq.methods.allocate import ALLOCATIONS
+from kmq.methods.kmq import check_budget, cluster_select
+from kmq.methods.registry import Picked, register
 
 
 def _check_allocation(allocation: str, owner: str) -> None:

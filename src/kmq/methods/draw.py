@@ -34,7 +34,7 @@ def check_random_state(random_state: np.random.Generator | int | None) -> np.ran
         return random_state
     if random_state is None or (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
         return np.random.default_rng(random_state)
-    raise invalid_parameter("random_state", "kmq.select", "an int, a numpy.random.Generator or None", random_state)
+    raise invalid_parameter("random_state", "kmq.methods", "an int, a numpy.random.Generator or None", random_state)
 
 
 def check_scores(values: np.ndarray, n: int, *, name: str, owner: str) -> np.ndarray:

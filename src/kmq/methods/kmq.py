@@ -1,7 +1,7 @@
 """The ``kmq`` (k-means-quality) and ``random`` selection methods.
 
-``kmq`` splits the budget over the clusters exactly (:func:`~kmq.select.allocate.allocate_budget`) and
-draws each cluster's share without replacement (:func:`~kmq.select.draw.draw_per_cluster`). Unlike the
+``kmq`` splits the budget over the clusters exactly (:func:`~kmq.methods.allocate.allocate_budget`) and
+draws each cluster's share without replacement (:func:`~kmq.methods.draw.draw_per_cluster`). Unlike the
 authors' code it never returns fewer than ``budget`` rows: clusters smaller than their share give all
 they have and the rest goes to the other clusters by weight.
 """
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from kmq.errors import InvalidParameterError, invalid_parameter
-from kmq.select.allocate import ALLOCATIONS, allocate_budget_with_stats, cluster_weights
-from kmq.select.draw import check_labels, check_random_state, check_scores, check_temperature, draw_per_cluster
-from kmq.select.methods import Picked, register
+from kmq.methods.allocate import ALLOCATIONS, allocate_budget_with_stats, cluster_weights
+from kmq.methods.draw import check_labels, check_random_state, check_scores, check_temperature, draw_per_cluster
+from kmq.methods.registry import Picked, register
 
 KMQ_WITHIN = ("softmax", "proportional", "uniform", "top")
 
@@ -66,7 +66,7 @@ def kmq(
     allocation : {"equal", "proportional"}, default="equal"
         Budget split over clusters: equal per non-empty cluster (authors' code) or by cluster size (paper).
     within : {"softmax", "proportional", "uniform", "top"}, default="softmax"
-        Draw inside a cluster (see :mod:`kmq.select.draw`).
+        Draw inside a cluster (see :mod:`kmq.methods.draw`).
     temperature : float, default=1.0
         Softmax temperature over within-cluster z-scores.
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.select import get_method
+from kmq.methods import get_method
 
 
 def unit(x):

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kmq.select.baselines import (
+from kmq.methods.baselines import (
     check_choice,
     check_embeddings,
     check_number,
@@ -52,9 +52,9 @@ from kmq.select.baselines import (
     row_chunk,
     zscore,
 )
-from kmq.select.draw import check_random_state, check_scores
-from kmq.select.kmq import check_budget
-from kmq.select.methods import Picked, register
+from kmq.methods.draw import check_random_state, check_scores
+from kmq.methods.kmq import check_budget
+from kmq.methods.registry import Picked, register
 
 __all__ = ["knn_graph", "qdit", "qdit_greedy", "qdit_objective"]
 
@@ -71,7 +71,7 @@ def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: flo
     X : ndarray of shape (n, d), float32
         L2-normalised rows.
     z : ndarray of shape (n,), float64
-        Standardised quality (:func:`~kmq.select.baselines.zscore`).
+        Standardised quality (:func:`~kmq.methods.baselines.zscore`).
     indices : ndarray of shape (b,), int
         The selection (b >= 1).
     alpha : float
@@ -267,7 +267,7 @@ def knn_graph(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Top-``n_neighbors`` cosine neighbours of every row, searched inside its cell and the nearest cells.
 
-    The rows are split into ``cells`` cells (:func:`~kmq.select.baselines.coarse_partition`, default
+    The rows are split into ``cells`` cells (:func:`~kmq.methods.baselines.coarse_partition`, default
     about n / 256); each cell's rows are compared exactly, with one matrix product, to the rows of its own
     cell and of the ``probes - 1`` cells whose centers are nearest to its center. With one cell the graph
     is exact. Every row is its own first neighbour (similarity 1).

@@ -1,4 +1,4 @@
-"""Tests of kmq.select.allocate: exact, capped, redistributed budget allocation."""
+"""Tests of kmq.methods.allocate: exact, capped, redistributed budget allocation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kmq.errors import InvalidParameterError
-from kmq.select.allocate import allocate_budget, allocate_budget_with_stats, cluster_weights, equal_weights
+from kmq.methods.allocate import allocate_budget, allocate_budget_with_stats, cluster_weights, equal_weights
 
 
 def water_fill_reference(capacity, weights, budget):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError, SelectionShortfallError
-from kmq.select import get_method
-from kmq.select.deita import deita_filter
+from kmq.methods import get_method
+from kmq.methods.deita import deita_filter
 
 
 def unit(rows) -> np.ndarray:

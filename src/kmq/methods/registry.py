@@ -95,5 +95,5 @@ def check_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
 
 def _load_builtin() -> None:
     # Importing the modules registers their methods.
-    from kmq.select import baselines, deita, kcenter, kmeans_baselines, qdit  # noqa: F401
-    from kmq.select import kmq as _kmq  # noqa: F401
+    from kmq.methods import baselines, deita, kcenter, kmeans_baselines, qdit  # noqa: F401
+    from kmq.methods import kmq as _kmq  # noqa: F401

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.select import get_method
-from kmq.select.baselines import zscore
-from kmq.select.qdit import knn_graph, qdit_greedy, qdit_objective
+from kmq.methods import get_method
+from kmq.methods.baselines import zscore
+from kmq.methods.qdit import knn_graph, qdit_greedy, qdit_objective
 from naive_references import naive_qdit
 
 
@@ -154,7 +154,7 @@ def test_parameter_errors():
 
 
 def test_uncached_exact_gains_give_the_same_selection(monkeypatch):
-    import kmq.select.qdit as qdit_module
+    import kmq.methods.qdit as qdit_module
 
     rng = np.random.default_rng(2)
     X, quality = blobs(200), rng.normal(size=200)
@@ -176,7 +176,7 @@ def test_exact_mode_breaks_ties_like_the_naive_loop():
 
 @pytest.mark.parametrize("batch", [1, 3, 8, 64])
 def test_array_and_heap_lazy_greedy_agree(global_random_seed, batch):
-    import kmq.select.qdit as qdit_module
+    import kmq.methods.qdit as qdit_module
 
     rng = np.random.default_rng(global_random_seed)
     X, quality = blobs(300, k=12, seed=global_random_seed), rng.normal(size=300)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.select import METHODS, check_params, get_method
+from kmq.methods import METHODS, check_params, get_method
 
 
 def pool(sizes, seed=0):

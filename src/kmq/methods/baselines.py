@@ -1,6 +1,6 @@
 """The ``top-quality`` baseline and the checks and helpers shared by the baseline selectors.
 
-:mod:`kmq.select.kcenter`, :mod:`kmq.select.deita` and :mod:`kmq.select.qdit` validate their inputs
+:mod:`kmq.methods.kcenter`, :mod:`kmq.methods.deita` and :mod:`kmq.methods.qdit` validate their inputs
 with the helpers here, so every baseline reports a bad parameter with the same message form, and they
 share :func:`coarse_partition`, the faiss two-level k-means that k-center uses to prune distance
 updates and QDIT uses to build its sparse nearest-neighbour graph.
@@ -16,9 +16,9 @@ from types import ModuleType
 import numpy as np
 
 from kmq.errors import InvalidParameterError, MissingDependencyError, invalid_parameter
-from kmq.select.draw import check_scores
-from kmq.select.kmq import check_budget
-from kmq.select.methods import Picked, register
+from kmq.methods.draw import check_scores
+from kmq.methods.kmq import check_budget
+from kmq.methods.registry import Picked, register
 
 __all__ = ["check_embeddings", "coarse_partition", "quality_order", "top_quality", "zscore"]
 

@@ -1,4 +1,4 @@
-"""Tests of kmq.select.draw: vectorised within-cluster draws without replacement."""
+"""Tests of kmq.methods.draw: vectorised within-cluster draws without replacement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.select.draw import check_random_state, draw_in_cluster, draw_per_cluster
+from kmq.methods.draw import check_random_state, draw_in_cluster, draw_per_cluster
 
 MODES = ["softmax", "proportional", "uniform", "top", "closest"]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.select import get_method
-from kmq.select.kcenter import kcenter_greedy
+from kmq.methods import get_method
+from kmq.methods.kcenter import kcenter_greedy
 from naive_references import naive_kcenter
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from kmq.errors import InvalidParameterError, SelectionShortfallError
-from kmq.select.baselines import check_embeddings, check_number, quality_order, row_chunk
-from kmq.select.draw import check_scores
-from kmq.select.kmq import check_budget
-from kmq.select.methods import Picked, register
+from kmq.methods.baselines import check_embeddings, check_number, quality_order, row_chunk
+from kmq.methods.draw import check_scores
+from kmq.methods.kmq import check_budget
+from kmq.methods.registry import Picked, register
 
 __all__ = ["deita", "deita_filter"]
 

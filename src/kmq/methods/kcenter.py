@@ -17,7 +17,7 @@ each center moves many distances), the queue is applied at once. The selection i
 up to float32 rounding. Cost: O(n·b·d) flops: 27 min at n = 1M, b = 100k on two shared cores.
 
 **Approximate mode** (``mode="approx"``, never the default): rows are grouped into compact cells
-(:func:`~kmq.select.baselines.coarse_partition`, about 256 rows each) and each new center updates only
+(:func:`~kmq.methods.baselines.coarse_partition`, about 256 rows each) and each new center updates only
 the ``probes`` cells whose centers are nearest to it, among the cells that the triangle inequality does
 not rule out (after one full pass). Distances elsewhere may be stale, i.e. too large, so the reported
 ``radius`` is an upper bound of the true covering radius, some picks are wasted on rows that an earlier
@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kmq.select.baselines import check_choice, check_embeddings, check_number, coarse_partition, row_chunk
-from kmq.select.draw import check_random_state
-from kmq.select.kmq import check_budget
-from kmq.select.methods import Picked, register
+from kmq.methods.baselines import check_choice, check_embeddings, check_number, coarse_partition, row_chunk
+from kmq.methods.draw import check_random_state
+from kmq.methods.kmq import check_budget
+from kmq.methods.registry import Picked, register
 
 __all__ = ["kcenter", "kcenter_greedy"]
 
