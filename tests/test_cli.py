@@ -22,9 +22,9 @@ def test_select_prints_where_things_went(pool_file, tmp_path, capsys):
     out = tmp_path / "sub.jsonl"
     assert main(["select", str(pool_file), "--budget", "20", "--out", str(out), "--embedder", "hashing", "-q"]) == 0
     stdout = capsys.readouterr().out
-    assert str(out) in stdout and "sub.kmq-run" in stdout and "20 records" in stdout
+    assert str(out) in stdout and "sub.jsonl.kmq-run" in stdout and "20 records" in stdout
     assert len(out.read_text().splitlines()) == 20
-    assert (tmp_path / "sub.kmq-run" / "manifest.json").is_file()
+    assert (tmp_path / "sub.jsonl.kmq-run" / "manifest.json").is_file()
 
 
 def test_parquet_in_parquet_out(pool_file, tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_score_command_with_the_relevance_scorer(pool_file, tmp_path, capsys):
     sub = tmp_path / "sub.jsonl"
     args = ["select", str(pool_file), "--budget", "20", "--scorer", "relevance", "--embedder", "hashing"]
     assert main([*args, "--within", "top", "--out", str(sub), "-q"]) == 0
-    manifest = json.loads((tmp_path / "sub.kmq-run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "sub.jsonl.kmq-run" / "manifest.json").read_text())
     score_stage = manifest["stages"]["score"]
     assert score_stage["scorer"] == "relevance" and score_stage["cached"]  # reuses what `kmq score` computed
 

@@ -55,3 +55,14 @@ class SelectionShortfallError(KmqError, ValueError):
 
 class JudgeError(KmqError, RuntimeError):
     """An LLM-judge endpoint failed (after retries) or gave ratings that could not be parsed."""
+
+
+class OutputConflictError(KmqError, FileExistsError):
+    """An output would overwrite an input or a path kmq does not own (the message says which and what to pass)."""
+
+
+class OutputWriteError(KmqError, OSError):
+    """The environment refused a write (disk full, read-only folder, no permission): names the path and the cause.
+
+    The command line reports it on one line with exit code 1; nothing was half-written.
+    """

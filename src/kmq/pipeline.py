@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +27,11 @@ from kmq.cache import ArtifactStore, digest
 from kmq.cluster import KMeans, candidate_ks, choose_k, default_n_clusters
 from kmq.config import RunConfig, load_config, resolve_budget
 from kmq.errors import InvalidParameterError
-from kmq.selection import Selection, input_summary, source_counts, versions
+from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 
 logger = logging.getLogger(__name__)
 
 STREAM_KMEANS, STREAM_CHOOSE_K, STREAM_SELECT = 1, 2, 3
-_OUT_SUFFIXES = (".gz", ".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 
 
 @dataclass
@@ -231,23 +231,31 @@ def build_config(
     return cfg
 
 
-def default_run_dir(out: str | os.PathLike) -> Path:
-    """``subset.jsonl`` -> ``subset.kmq-run`` beside it."""
-    out = Path(out)
-    name = out.name
-    while any(name.endswith(s) for s in _OUT_SUFFIXES):
-        name = name[: name.rfind(".")]
-    return out.with_name(f"{name or 'subset'}.kmq-run")
+def run_select(
+    cfg: RunConfig,
+    *,
+    pool: Any = None,
+    show_progress: bool | None = None,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Selection:
+    """Run the static pipeline for a resolved config; writes ``cfg.out`` and ``cfg.run_dir`` when set.
 
-
-def run_select(cfg: RunConfig, *, pool: Any = None, show_progress: bool | None = None) -> Selection:
-    """Run the static pipeline for a resolved config; writes ``cfg.out`` and ``cfg.run_dir`` when set."""
+    The outputs are checked before anything is read (:mod:`kmq.publish`): none may be an input (the pool,
+    ``npy:`` files, ``inputs`` such as the config file), and ``cfg.run_dir`` must be new, empty, or a run
+    directory of ``kmq select`` unless ``overwrite``. They are published together at the end.
+    """
     from kmq.data import read_pool
     from kmq.methods.registry import check_params, get_method
+    from kmq.publish import input_paths
 
     t0 = time.perf_counter()
     method = get_method(cfg.select.method)
     params = check_params(method, cfg.select.params)
+    plan = None
+    if cfg.out or cfg.run_dir:
+        extra = input_paths(*inputs, *([pool.source] if pool is not None else []))
+        plan = plan_run(Selection, cfg, out=cfg.out, run_dir=cfg.run_dir, overwrite=overwrite, inputs=extra)
     if pool is None:
         if not cfg.pool:
             raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
@@ -289,10 +297,8 @@ def run_select(cfg: RunConfig, *, pool: Any = None, show_progress: bool | None =
         config=cfg,
     )
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stages, selection, t0)
-    if cfg.out:
-        selection.write(cfg.out)
-    if cfg.run_dir:
-        selection.save_run(cfg.run_dir)
+    if plan is not None:
+        selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan)
     return selection
 
 
@@ -332,6 +338,7 @@ def select(
     run_dir: str | os.PathLike | None = None,
     config: RunConfig | str | os.PathLike | None = None,
     show_progress: bool | None = None,
+    overwrite: bool = False,
     **params: Any,
 ) -> Selection:
     """Select ``budget`` records from a pool with kMQ (default) or a baseline.
@@ -350,9 +357,12 @@ def select(
     out : path, optional
         Write the subset there, in the pool's format.
     run_dir : path, optional
-        Write config.yaml, manifest.json and selection.parquet there.
+        Write config.yaml, manifest.json and selection.parquet there (with the marker ``kmq-run.json``).
     config : RunConfig or path to YAML, optional
         Base settings; the keyword arguments override it.
+    overwrite : bool, default False
+        Replace an existing ``out`` that kmq did not write, or a ``run_dir`` that is not a ``kmq select``
+        run. Inputs are never overwritten (see :mod:`kmq.publish`).
     **params
         Method parameters (``allocation``, ``within``, ``temperature`` for kmq; see each method).
 
@@ -380,4 +390,7 @@ def select(
     cfg = build_config(config, overrides)
     if is_pool:
         cfg.pool = str(pool.source)
-    return run_select(cfg, pool=pool if is_pool else None, show_progress=show_progress)
+    extra = [config] if isinstance(config, (str, os.PathLike)) else []
+    return run_select(
+        cfg, pool=pool if is_pool else None, show_progress=show_progress, overwrite=overwrite, inputs=extra
+    )

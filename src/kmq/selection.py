@@ -9,7 +9,6 @@ A run directory holds (design.md §4)::
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 import sys
@@ -19,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from kmq.cache import atomic_path, write_json, write_text
-from kmq.config import RunConfig, dump_config
+from kmq.config import RunConfig, dump_yaml
+from kmq.publish import OutputPlan, input_paths, plan_outputs
 
 
 @dataclass
@@ -60,13 +59,18 @@ class Selection:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def write(self, out: str | Path) -> Path:
-        """Write the selected records in the pool's own format (see :func:`kmq.data.write_subset`)."""
-        from kmq.data import write_subset
+    #: the command a run directory of this selection belongs to (``kmq iterate`` subclasses say "iterate")
+    command = "select"
+    #: entries of the run directory that this command may create (recorded in its marker)
+    run_entries: tuple[str, ...] = ()
 
-        path = write_subset(self.pool, self.indices, out)
-        self.manifest.setdefault("outputs", {})["subset"] = {"path": str(path), "sha256": _sha256(path)}
-        return path
+    def write(self, out: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the selected records in the pool's own format (see :func:`kmq.data.write_subset`).
+
+        ``out`` must not be an input; an existing ``out`` is replaced only with ``overwrite=True``.
+        """
+        self.publish(out=out, run_dir=None, overwrite=overwrite)
+        return Path(out)
 
     def table(self) -> Any:
         """The selection as a ``pyarrow.Table`` (the columns of ``selection.parquet``)."""
@@ -85,19 +89,84 @@ class Selection:
             }
         )
 
-    def save_run(self, run_dir: str | Path) -> Path:
-        """Write ``config.yaml``, ``selection.parquet`` and ``manifest.json`` into ``run_dir`` (each atomically)."""
+    def save_run(self, run_dir: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``config.yaml``, ``selection.parquet`` and ``manifest.json`` into ``run_dir``, together."""
+        self.publish(out=None, run_dir=run_dir, overwrite=overwrite)
+        return Path(run_dir)
+
+    def plan(
+        self, *, out: str | Path | None, run_dir: str | Path | None, overwrite: bool = False, inputs: Any = ()
+    ) -> OutputPlan:
+        """Check where this selection would be written (see :mod:`kmq.publish`); raises before anything is written."""
+        inputs = [*inputs, *input_paths(str(getattr(self.pool, "source", "") or ""))]
+        return plan_run(type(self), self.config, out=out, run_dir=run_dir, overwrite=overwrite, inputs=inputs)
+
+    def publish(
+        self,
+        *,
+        out: str | Path | None,
+        run_dir: str | Path | None,
+        overwrite: bool = False,
+        plan: OutputPlan | None = None,
+    ) -> dict[str, Any]:
+        """Write the subset and the run directory so that they become visible together (:mod:`kmq.publish`)."""
         import pyarrow.parquet as pq
 
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", dump_config(self.config))
-        with atomic_path(run_dir / "selection.parquet") as tmp:
-            pq.write_table(self.table(), tmp)
-        self.manifest.setdefault("outputs", {})["selection"] = str(run_dir / "selection.parquet")
-        write_json(run_dir / "manifest.json", self.manifest)
-        self.run_dir = run_dir
-        return run_dir
+        from kmq.data import write_subset
+        from kmq.redact import redact
+
+        plan = plan or self.plan(out=out, run_dir=run_dir, overwrite=overwrite)
+        writers = {}
+        if plan.run_dir is not None:
+            writers = {
+                "config.yaml": lambda p: p.write_text(dump_yaml(redact(self.config.to_dict())), encoding="utf-8"),
+                "selection.parquet": lambda p: pq.write_table(self.table(), p),
+            }
+
+        def manifest(outputs: dict[str, Any]) -> dict[str, Any]:
+            self.manifest["outputs"] = {**outputs, "selection": str(Path(outputs["run_dir"]) / "selection.parquet")}
+            return self.manifest
+
+        written = plan.publish(
+            writers,
+            out_writer=(lambda p: write_subset(self.pool, self.indices, p)) if plan.out is not None else None,
+            manifest=manifest if plan.run_dir is not None else None,
+            argv=versions()["argv"],
+        )
+        if plan.run_dir is None:
+            self.manifest.setdefault("outputs", {}).update(written)
+        else:
+            self.run_dir = plan.run_dir
+        return written
+
+
+def plan_run(
+    kind: type[Selection],
+    cfg: Any,
+    *,
+    out: str | Path | None,
+    run_dir: str | Path | None,
+    overwrite: bool = False,
+    inputs: Any = (),
+    dry_run: bool = False,
+) -> OutputPlan:
+    """Check the outputs of a run of ``kind`` (Selection or a subclass) before any work (:func:`plan_outputs`)."""
+    return plan_outputs(
+        kind.command,
+        out=out,
+        run_dir=run_dir,
+        inputs=[*input_paths(*run_inputs(cfg)), *inputs],
+        owned=kind.run_entries,
+        overwrite=overwrite,
+        dry_run=dry_run,
+    )
+
+
+def run_inputs(cfg: Any) -> list[str]:
+    """The input paths a config names: the pool, ``npy:`` embeddings, and (for iterate) the base model."""
+    found = [cfg.pool, cfg.embed.embedder, getattr(cfg.score, "relevance_embedder", None)]
+    found.append(getattr(cfg, "model", None))
+    return [f for f in found if f]
 
 
 def input_summary(pool: Any) -> dict[str, Any]:
@@ -139,10 +208,3 @@ def versions() -> dict[str, str]:
     out["argv"] = " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("kmq") else ""
     return out
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -23,7 +23,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pool_file, tmp_path, capsys)
         ["3", "8", "25", "-", "0", "0"],
     ]
     assert "judge     perplexity; reweight multiplicative (T=1.0)" in text
-    assert not out.exists() and not (tmp_path / "s.kmq-run").exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and not (tmp_path / "s.jsonl.kmq-run").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_dry_run_continue_mode_counts_only_the_new_batch(pool_file, tmp_path, capsys):
@@ -58,7 +58,7 @@ def test_config_file_and_flags(tmp_path):
     cfg = build_iterate_config(str(path), {"train.epochs": 1.0, "out": str(tmp_path / "o.jsonl")})
     assert isinstance(cfg, IterateConfig) and cfg.train.lr == 1e-5 and cfg.train.epochs == 1.0
     assert cfg.judge.judge_unparsable == "nan" and cfg.reweight.method == "softmax"
-    assert cfg.run_dir == str(tmp_path / "o.kmq-run")
+    assert cfg.run_dir == str(tmp_path / "o.jsonl.kmq-run")
     assert IterateConfig().train.resolved_lr() == 2e-4 and cfg.train.resolved_lr() == 1e-5
     path.write_text("budget: 30\ntrain: {learning_rate: 1.0}\n")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['learning_rate'\] for TrainConfig"):

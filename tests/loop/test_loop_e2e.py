@@ -47,7 +47,7 @@ def api_run(pool_file, model, out, run_dir=None, **kw):
 
 @pytest.fixture(scope="module")
 def baseline(pool_file, tiny_llama, tmp_path_factory):
-    """An uninterrupted run: returns its folder (subset s.jsonl, run dir s.kmq-run)."""
+    """An uninterrupted run: returns its folder (subset s.jsonl, run dir s.jsonl.kmq-run)."""
     root = tmp_path_factory.mktemp("baseline")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KMQ_CACHE_DIR", str(root / "cache"))
@@ -60,7 +60,7 @@ def table(run_dir):
 
 
 def test_uninterrupted_run_outputs(baseline, pool_file):
-    run = baseline / "s.kmq-run"
+    run = baseline / "s.jsonl.kmq-run"
     t = table(run)
     assert len(t["id"]) == BUDGET and len(set(t["pool_index"])) == BUDGET
     assert t["round"] == [1] * 12 + [2] * 12
@@ -106,7 +106,7 @@ def run_until(cmd, text, env, timeout=600):
 
 def test_sigkill_at_every_step_then_resume_equals_uninterrupted(baseline, pool_file, tiny_llama, tmp_path):
     out = tmp_path / "s.jsonl"
-    run = tmp_path / "s.kmq-run"
+    run = tmp_path / "s.jsonl.kmq-run"
     cmd = [sys.executable, "-m", "kmq.cli.main", "iterate", str(pool_file), "--model", str(tiny_llama),
            "--out", str(out), *FLAGS]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -118,14 +118,14 @@ def test_sigkill_at_every_step_then_resume_equals_uninterrupted(baseline, pool_f
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "finished earlier, reusing" in done.stderr
-    assert table(run) == table(baseline / "s.kmq-run")
+    assert table(run) == table(baseline / "s.jsonl.kmq-run")
     assert out.read_bytes() == (baseline / "s.jsonl").read_bytes()
     assert not list(run.glob("rounds/*/.*tmp-*"))  # no half-written leftovers
 
 
 @pytest.fixture
 def copy_of_baseline(baseline, tmp_path):
-    shutil.copytree(baseline / "s.kmq-run", tmp_path / "run")
+    shutil.copytree(baseline / "s.jsonl.kmq-run", tmp_path / "run")
     return tmp_path / "run"
 
 

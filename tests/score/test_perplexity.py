@@ -206,9 +206,9 @@ def test_cli_select_with_ifd(tiny_llama, datakit, tmp_path, capsys):
                "-q"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 4
-    manifest = json.loads((tmp_path / "subset.kmq-run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "subset.jsonl.kmq-run" / "manifest.json").read_text())
     assert manifest["stages"]["score"]["scorer"] == f"ifd:{tiny_llama}"
-    assert "revision: v1" in (tmp_path / "subset.kmq-run" / "config.yaml").read_text()  # recorded, reloadable
+    assert "revision: v1" in (tmp_path / "subset.jsonl.kmq-run" / "config.yaml").read_text()  # recorded, reloadable
 
 
 def test_revision_reaches_the_loader_and_is_ignored_for_local_folders(tiny_llama, conversations, caplog):

@@ -32,6 +32,20 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
 
 
+def add_overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output kmq did not write, or a run directory that is not this command's "
+        "(inputs are never overwritten)",
+    )
+
+
+def config_inputs(args: argparse.Namespace) -> list[str]:
+    """Files the command reads besides the pool and embeddings (they may not be outputs): the --config file."""
+    return [args.config] if getattr(args, "config", None) else []
+
+
 def embed_overrides(args: argparse.Namespace) -> dict:
     return {
         "embed.embedder": args.embedder,

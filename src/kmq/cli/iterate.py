@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
+from kmq.cli._common import (
+    add_common_options,
+    add_embed_options,
+    add_overwrite_option,
+    add_pool_options,
+    config_inputs,
+    embed_overrides,
+    show_progress,
+)
 
 EXAMPLES = """examples:
   kmq iterate pool.jsonl --budget 6000 --rounds 3 --model Qwen/Qwen2.5-0.5B --out subset.jsonl --dry-run
@@ -32,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=None, help="number of rounds R (default 3); b is split exactly")
     p.add_argument("--model", default=None, help="base model trained each round (hub name or local folder)")
     p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
-    p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET without extension + .kmq-run)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
+    add_overwrite_option(p)
     p.add_argument("--restart-from", default=None, metavar="STEP",
                    help="delete STEP (prepare, rNN-select|train|generate|judge|reweight) and all later")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the plan (rounds, sizes, work) and write nothing")
@@ -146,14 +155,21 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from kmq.loop.api import build_iterate_config
-    from kmq.loop.runner import plan_iterate, run_iterate
+    from kmq.loop.runner import plan_iterate, plan_iterate_outputs, run_iterate
 
     cfg = build_iterate_config(args.config, overrides(args))
     if args.dry_run:
+        plan_iterate_outputs(cfg, overwrite=args.overwrite, inputs=config_inputs(args), dry_run=True)
         plan = plan_iterate(cfg)
         sys.stdout.write(f"dry run: nothing is written (run dir would be {cfg.run_dir})\n{plan.format()}\n")
         return 0
-    sel = run_iterate(cfg, show_progress=show_progress(args), restart_from=args.restart_from)
+    sel = run_iterate(
+        cfg,
+        show_progress=show_progress(args),
+        restart_from=args.restart_from,
+        overwrite=args.overwrite,
+        inputs=config_inputs(args),
+    )
     m = sel.manifest
     lines = [
         f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as {m['input']['container']})",

@@ -8,12 +8,13 @@ traceback shows only with ``KMQ_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 import traceback
 
-from kmq.errors import KmqError
+from kmq.errors import KmqError, OutputWriteError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,32 @@ def _setup_logging(verbosity: int) -> None:
     root.propagate = False
 
 
+#: errno values that mean "the environment refused", not "kmq has a bug"
+_ENV_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+    errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE, errno.EIO, errno.EBUSY,
+    errno.ELOOP, errno.EXDEV,
+}  # fmt: skip
+
+
+def _message(err: BaseException) -> tuple[str, int]:
+    """One line and an exit code for an exception (the one table of the command line)."""
+    if isinstance(err, OutputWriteError):
+        return f"error: {err}", 1
+    if isinstance(err, KmqError):
+        return f"error: {err}", 2
+    if isinstance(err, MemoryError):
+        return "error: out of memory (try a smaller --embed-batch-size / --score-batch-size, or a bigger machine)", 1
+    if isinstance(err, OSError) and err.errno in _ENV_ERRNOS:
+        where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        return f"error: {where + ': ' if where else ''}{reason} (an environment problem, not a kmq bug)", 1
+    return (
+        f"internal error: {type(err).__name__}: {err} "
+        "(rerun with KMQ_DEBUG=1 for the traceback, and please report it)"
+    ), 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,24 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("KMQ_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except KmqError as err:
-        if debug:
-            traceback.print_exc()
-        print(f"kmq {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"kmq {args.command}: interrupted (finished embedding blocks are cached; rerun to resume)",
               file=sys.stderr)  # fmt: skip
         return 130
-    except Exception as err:  # an unexpected failure: a bug, or an environment problem
+    except Exception as err:  # KmqError: bad usage or input; OSError: the environment; anything else: a bug
         if debug:
             traceback.print_exc()
-        print(
-            f"kmq {args.command}: internal error: {type(err).__name__}: {err} "
-            "(rerun with KMQ_DEBUG=1 for the traceback, and please report it)",
-            file=sys.stderr,
-        )
-        return 1
+        text, code = _message(err)
+        print(f"kmq {args.command}: {text}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

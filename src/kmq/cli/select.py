@@ -11,8 +11,10 @@ from kmq.cli._common import (
     SCORER_HELP,
     add_common_options,
     add_embed_options,
+    add_overwrite_option,
     add_pool_options,
     add_score_options,
+    config_inputs,
     embed_overrides,
     score_overrides,
     show_progress,
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pool_options(p)
     p.add_argument("--budget", required=True, help="a count (1000) or a fraction of the pool (0.1)")
     p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
-    p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET without extension + .kmq-run)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
+    add_overwrite_option(p)
     p.add_argument("--method", default=None, help="kmq (default) | random | other registered methods")
     g = p.add_argument_group("clustering")
     g.add_argument("--clusters", default=None, help="k, or 'auto' to pick k by silhouette (default: sqrt(n/2) rule)")
@@ -92,7 +95,8 @@ def _candidates(value: str | None) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmq.pipeline import build_config, default_run_dir, run_select
+    from kmq.pipeline import build_config, run_select
+    from kmq.publish import default_run_dir
 
     overrides = {
         **embed_overrides(args),
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "select.params": _method_params(args) or None,
     }
     cfg = build_config(args.config, overrides)
-    sel = run_select(cfg, show_progress=show_progress(args))
+    sel = run_select(cfg, show_progress=show_progress(args), overwrite=args.overwrite, inputs=config_inputs(args))
     m = sel.manifest
     lines = [
         f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as {m['input']['container']})",

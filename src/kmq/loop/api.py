@@ -24,7 +24,7 @@ def build_iterate_config(
     if params:
         cfg = cfg.updated({"select.params": {**cfg.select.params, **params}})
     if not cfg.run_dir and cfg.out:
-        from kmq.pipeline import default_run_dir
+        from kmq.publish import default_run_dir
 
         cfg = cfg.updated({"run_dir": str(default_run_dir(cfg.out))})
     return cfg
@@ -50,6 +50,7 @@ def iterate(
     settings: dict[str, Any] | None = None,
     restart_from: str | None = None,
     show_progress: bool | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Select ``budget`` records in ``rounds`` rounds of iterative kMQ (train, generate, judge, reweight).
 
@@ -76,6 +77,9 @@ def iterate(
         Further dotted-key overrides, e.g. ``{"train.lr": 1e-5, "generate.max_new_tokens": 256}``.
     restart_from : str, optional
         ``"prepare"`` or ``"rNN-STEP"``: delete that step and every later one first.
+    overwrite : bool, default False
+        Use a ``run_dir`` that is not empty and not a ``kmq iterate`` run, or replace an ``out`` kmq did not
+        write. Inputs are never overwritten, and kmq deletes only what it made (see :mod:`kmq.publish`).
 
     Returns
     -------
@@ -96,4 +100,11 @@ def iterate(
     cfg = build_iterate_config(config, overrides)
     if is_pool:
         cfg.pool = str(pool.source)
-    return run_iterate(cfg, pool=pool if is_pool else None, show_progress=show_progress, restart_from=restart_from)
+    return run_iterate(
+        cfg,
+        pool=pool if is_pool else None,
+        show_progress=show_progress,
+        restart_from=restart_from,
+        overwrite=overwrite,
+        inputs=[config] if isinstance(config, (str, os.PathLike)) else [],
+    )

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from kmq.cache import atomic_path, digest, write_json
-from kmq.errors import InvalidParameterError, KmqError
+from kmq.errors import InvalidParameterError, KmqError, OutputConflictError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ VERBS = {
     "prepare": "prepared", "select": "selected", "train": "trained", "generate": "generated",
     "judge": "judged", "reweight": "reweighted",
 }  # fmt: skip
+#: the file inside every step folder that says kmq made it (only such folders are ever deleted)
+OWN = ".kmq-step"
 _STEP_ID = re.compile(r"prepare|r(\d{2,})-(select|train|generate|judge|reweight)")
 
 
@@ -156,6 +158,10 @@ class RunDir:
         """Delete step ``sid`` and every later step (markers first, then folders); returns what was deleted."""
         start = _order(sid)
         gone = [s for s in self.finished() if _order(s) >= start]
+        for s in gone:  # check every folder first: delete nothing when one of them is not kmq's
+            folder = self.folder(s)
+            if (folder.exists() or folder.is_symlink()) and not self._is_own(s, folder, marked=True):
+                raise OutputConflictError(f"{folder} is not a folder kmq made; kmq will not delete it. Move it away.")
         for s in reversed(gone):
             self.marker_path(s).unlink(missing_ok=True)
         for s in gone:
@@ -192,7 +198,7 @@ class RunDir:
                 return StepResult(sid, folder, key, done, computed=False)
             marker.unlink()  # the artifacts were deleted by hand: compute them again
         if folder.exists():  # renamed into place, but killed before the marker was written
-            shutil.rmtree(folder)
+            self._remove_own(sid, folder)
         for name in (folder.name, marker.name):  # a killed run's half-written folder or marker
             for tmp in folder.parent.glob(f".{name}.tmp-*"):
                 if tmp.is_dir():
@@ -203,6 +209,7 @@ class RunDir:
         start = time.perf_counter()
         with atomic_path(folder) as tmp:
             tmp.mkdir()
+            (tmp / OWN).write_text(sid + "\n", encoding="utf-8")
             stats = compute(tmp)
         seconds = round(time.perf_counter() - start, 3)
         done = {
@@ -212,6 +219,20 @@ class RunDir:
         write_json(marker, done)
         logger.info("%s: done in %.1fs", sid, seconds)
         return StepResult(sid, folder, key, done, computed=True)
+
+    def _is_own(self, sid: str, folder: Path, *, marked: bool = False) -> bool:
+        """Whether kmq made ``folder``: it holds the ownership file, or (run folders of earlier kmq versions) the
+        step's marker was valid when ``marked``."""
+        return folder.is_dir() and not folder.is_symlink() and ((folder / OWN).is_file() or marked)
+
+    def _remove_own(self, sid: str, folder: Path) -> None:
+        """Delete a step folder that kmq made; anything else at a step's path is an error, never deleted."""
+        if not self._is_own(sid, folder):
+            raise OutputConflictError(
+                f"{folder} exists but was not made by kmq (no {OWN} inside), so kmq will not delete it. Move it "
+                "out of the run directory, or pass another --run-dir."
+            )
+        shutil.rmtree(folder)
 
     def _changed(self, sid: str, done: dict[str, Any], settings: dict[str, Any], inputs: dict[str, str]):
         old, new = _flat(done.get("settings", {})), _flat(json.loads(json.dumps(settings, default=str)))

@@ -23,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +42,8 @@ from kmq.loop.plan import Plan, make_plan
 from kmq.loop.reweight import update_weights
 from kmq.loop.rundir import RunDir, StepResult, read_json, step_id
 from kmq.loop.signal import cluster_signal, instance_scores
-from kmq.selection import Selection, input_summary, source_counts, versions
+from kmq.publish import OutputPlan, input_paths
+from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class IterSelection(Selection):
     """A :class:`~kmq.selection.Selection` whose rows know the round that drew them."""
 
     rounds: np.ndarray | None = None
+    command = "iterate"
+    run_entries = ("prepare", "DONE-prepare", "rounds", ".lock")
 
     def table(self) -> Any:
         import pyarrow as pa
@@ -299,24 +304,52 @@ class _Loop:
 
 
 def run_iterate(
-    cfg: IterateConfig, *, pool: Any = None, show_progress: bool | None = None, restart_from: str | None = None
+    cfg: IterateConfig,
+    *,
+    pool: Any = None,
+    show_progress: bool | None = None,
+    restart_from: str | None = None,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> IterSelection:
-    """Run (or resume) iterative kMQ for a resolved config; see the module docstring."""
+    """Run (or resume) iterative kMQ for a resolved config; see the module docstring.
+
+    The outputs are checked first (:mod:`kmq.publish`): the run directory must be new, empty, or a ``kmq
+    iterate`` run directory (``overwrite`` lifts that), and no output may be an input (``inputs`` adds files
+    such as the config file).
+    """
     t0 = time.perf_counter()
-    pool, budget, plan = _setup(cfg, pool)
     if not cfg.run_dir:
         raise InvalidParameterError(
             "kmq iterate needs a run directory (pass --run-dir DIR, or --out for the default)."
         )
+    outputs = plan_iterate_outputs(cfg, pool=pool, overwrite=overwrite, inputs=inputs)
+    pool, budget, plan = _setup(cfg, pool)
     loop = _Loop(cfg, pool, budget, plan, show_progress)
     with loop.rd.lock():
+        outputs.claim(versions()["argv"])
         if restart_from:
             loop.rd.restart_from(restart_from)
         loop.run()
-        return _finish(cfg, pool, loop, t0)
+        return _finish(cfg, pool, loop, t0, outputs)
 
 
-def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float) -> IterSelection:
+def plan_iterate_outputs(
+    cfg: IterateConfig,
+    *,
+    pool: Any = None,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+    dry_run: bool = False,
+) -> OutputPlan:
+    """Check the outputs of an iterate run before anything runs (see :func:`kmq.selection.plan_run`)."""
+    extra = input_paths(*inputs, *([pool.source] if pool is not None else []))
+    return plan_run(
+        IterSelection, cfg, out=cfg.out, run_dir=cfg.run_dir, overwrite=overwrite, inputs=extra, dry_run=dry_run
+    )
+
+
+def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: OutputPlan) -> IterSelection:
     """The union of the rounds as a selection, written like ``kmq select`` writes one."""
     idx = np.concatenate(loop.picked)
     rounds = np.concatenate([np.full(len(p), r, dtype=np.int32) for r, p in enumerate(loop.picked, start=1)])
@@ -328,9 +361,7 @@ def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float) -> IterSelect
         pool=pool, config=cfg, rounds=rounds,
     )  # fmt: skip
     sel.manifest = _manifest(cfg, pool, loop, sel, t0)
-    if cfg.out:
-        sel.write(cfg.out)
-    sel.save_run(cfg.run_dir)
+    sel.publish(out=cfg.out, run_dir=cfg.run_dir, plan=outputs)
     return sel
 
 
