@@ -11,9 +11,18 @@ nothing to learn from the others) and the result is a folder that ``transformers
   LoRA (peft, merged into the weights before saving) or full fine-tuning. bf16 and gradient checkpointing
   are off on CPU (TRL turns both on by default, which is 2-3x slower there).
 - ``command``: any external command (LLaMA-Factory, axolotl, your script) with the placeholders
-  ``{data}``, ``{output_dir}``, ``{base_model}``, ``{init_model}``, ``{round}``, ``{seed}``. It runs
-  without a shell unless ``shell=True``; its output streams to stderr; a nonzero exit is an error that
-  names the round and the command.
+  ``{data}``, ``{output_dir}``, ``{base_model}``, ``{init_model}``, ``{round}``, ``{seed}``; ``{{`` and
+  ``}}`` are a literal brace, any other ``{...}`` is an error (:func:`check_command`). It runs without a
+  shell unless ``shell=True``; its output streams to stderr; a nonzero exit is an error that names the
+  round and the command.
+
+How a value reaches the command: the placeholders are filled in one pass over the template, and a value
+is never scanned again, so a run directory or model name holding ``{output_dir}``, quotes or ``$(...)``
+arrives as exactly that text. Without a shell the template is split into arguments first and each
+argument is filled, so one value is always (part of) one argument. With ``shell=True`` each value is
+``shlex.quote``-d once, which holds only where the shell reads a bare word: a string placeholder inside
+quotes, backticks, ``$'...'``, a here-document or ``((...))`` is refused (write it bare, kmq quotes it).
+A command that re-parses its arguments (``eval``, ``sh -c``, ``ssh``) evaluates them again: avoid that.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,8 +43,9 @@ from typing import Any, Protocol
 
 from kmq._deps import require
 from kmq.embed.base import progress_enabled
-from kmq.errors import KmqError, MissingArtifactError
+from kmq.errors import InvalidParameterError, KmqError, MissingArtifactError
 from kmq.loop.config import TrainConfig
+from kmq.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +249,138 @@ def _tokenize(tok: Any, conversations: list[list[dict[str, str]]]) -> list[dict[
     return rows
 
 
+PLACEHOLDERS = ("data", "output_dir", "base_model", "init_model", "round", "seed")
+_INTEGER_PLACEHOLDERS = frozenset({"round", "seed"})  # digits only: safe in any shell context
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")  # literal {{ or }}, a {placeholder}, or a lone brace
+
+
+def check_command(template: str, *, shell: bool = False) -> None:
+    """Refuse a ``--train-command`` template that kmq cannot fill safely; nothing is run.
+
+    Checks that every ``{name}`` is one of :data:`PLACEHOLDERS` (``{{`` and ``}}`` are literal braces),
+    that without a shell the template splits into arguments, and that with one every string placeholder
+    stands where the shell reads a bare word (see the module docstring).
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the template, the placeholder or brace and its column, and what to write instead.
+    """
+    head = f"--train-command {template!r}"
+    if not template.strip():
+        raise InvalidParameterError(
+            f"{head} is empty: pass the training command, e.g. 'train {{data}} {{output_dir}}'."
+        )
+    for m in _TOKEN.finditer(template):
+        col = m.start() + 1
+        if m.group(0) in ("{", "}"):
+            raise InvalidParameterError(f"{head}: a single {m.group(0)!r} at column {col}. {_VALID}")
+        name = m.group(1)
+        if name is not None and name not in PLACEHOLDERS:
+            raise InvalidParameterError(f"{head}: unknown placeholder {{{name}}} at column {col}. {_VALID}")
+        if shell and name is not None and name not in _INTEGER_PLACEHOLDERS:
+            where = _shell_context(template, m.start())
+            if where is not None:
+                raise InvalidParameterError(
+                    f"{head} (with --train-shell): {{{name}}} at column {col} stands {where}, where the shell "
+                    f"would not read the quoted value as one word. kmq quotes each value itself: write it bare "
+                    f"(train {{{name}}}, not train '{{{name}}}')."
+                )
+    if not shell:
+        try:
+            shlex.split(template)
+        except ValueError as err:
+            raise InvalidParameterError(
+                f"{head} cannot be split into arguments: {err}. Close the quote, or pass --train-shell."
+            ) from err
+
+
+_VALID = ("Valid placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+          + "; write {{ and }} for a literal brace (e.g. ${{HOME}}).")  # fmt: skip
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """``text`` with each ``{name}`` replaced by ``values[name]`` and ``{{``/``}}`` by a brace, in one pass.
+
+    The substituted text is never scanned again, so a value holding ``{output_dir}`` stays as it is.
+
+    >>> fill("{a}-{b} {{a}}", {"a": "{b}", "b": "x"})
+    '{b}-x {a}'
+    """
+
+    def one(m: re.Match[str]) -> str:
+        token, name = m.group(0), m.group(1)
+        if token in ("{{", "}}"):
+            return token[0]
+        if name is None or name not in values:
+            raise InvalidParameterError(
+                f"{text!r}: {token!r} at column {m.start() + 1} is not a placeholder. {_VALID}"
+            )
+        return values[name]
+
+    return _TOKEN.sub(one, text)
+
+
+def _shell_context(template: str, pos: int) -> str | None:
+    """Where a placeholder at ``pos`` stands, if not where sh reads a bare word (None: a bare word or a comment).
+
+    A conservative scan of the template text only (the values are never scanned): it tracks quotes,
+    backslashes and comments, and gives up (refuses) after constructs whose quoting differs between
+    shells or where quotes do not protect: ``$'``, ``<<`` and expansions nested in double quotes;
+    a placeholder inside ``((...))`` is refused.
+    """
+    state, i = "", 0
+    while i < pos:
+        c = template[i]
+        if state == "'":
+            state = "" if c == "'" else state
+        elif c == "\\":
+            i += 1  # the next character is escaped (outside single quotes)
+        elif state == "`":
+            state = "" if c == "`" else state
+        elif state == '"':
+            if c == '"':
+                state = ""
+            elif c == "`" or template.startswith(("$(", "${"), i):
+                return "after an expansion nested in double quotes"
+        elif c == "#" and (i == 0 or template[i - 1] in " \t\n;&|()"):
+            end = template.find("\n", i)
+            if end < 0 or end > pos:
+                return None  # in a comment: never run
+            i = end
+        elif template.startswith("((", i):
+            end = _arithmetic_end(template, i)
+            if end is None or end > pos:
+                return "inside (( )) (arithmetic, where quotes do not protect)"
+            i = end
+            continue
+        elif template.startswith(("$'", "<<"), i):
+            what = {"$'": "ANSI-C quoting", "<<": "a here-document"}[template[i : i + 2]]
+            return f"after {template[i : i + 2]} ({what})"
+        elif c in "'\"`":
+            state = c
+        i += 1
+    return {"": None, "'": "inside single quotes", '"': "inside double quotes", "`": "inside backticks"}[state]
+
+
+def _arithmetic_end(template: str, start: int) -> int | None:
+    """The index after the ``))`` closing the ``((`` at ``start``; None if it does not close or holds quotes."""
+    depth = 0
+    for j in range(start, len(template)):
+        c = template[j]
+        if c in "'\"`\\":
+            return None  # quoting inside arithmetic differs between shells: do not guess where it ends
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0:
+            return j + 1
+    return None
+
+
+def _one_line(text: str) -> str:
+    """``text`` for a log line or an error: control characters (newlines of a hostile path) escaped."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group(0))[1:-1], text)
+
+
 class CommandTrainer:
     """Runs an external training command per round (see the module docstring).
 
@@ -245,17 +388,16 @@ class CommandTrainer:
     The command must write a model folder to ``{output_dir}``.
     """
 
-    PLACEHOLDERS = ("data", "output_dir", "base_model", "init_model", "round", "seed")
-
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
 
     def argv(self, values: dict[str, str]) -> list[str] | str:
         """The command with its placeholders filled (a list without shell; one quoted string with it)."""
         template = self.cfg.command or ""
+        check_command(template, shell=self.cfg.shell)
         if self.cfg.shell:
-            return _fill(template, {k: shlex.quote(v) for k, v in values.items()})
-        return [_fill(part, values) for part in shlex.split(template)]
+            return fill(template, {k: shlex.quote(v) for k, v in values.items()})
+        return [fill(part, values) for part in shlex.split(template)]
 
     def train(
         self, *, data: Path, output_dir: Path, base_model: str, init_model: str | None, round: int, seed: int
@@ -266,36 +408,31 @@ class CommandTrainer:
             "init_model": init_model or base_model, "round": str(round), "seed": str(seed),
         }  # fmt: skip
         cmd = self.argv(values)
-        shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
-        logger.info("round %d: running %s", round, shown)
+        shown = redact_url(cmd if isinstance(cmd, str) else shlex.join(cmd))
+        line = _one_line(shown)
+        logger.info("round %d: running %s", round, line)
         try:
             proc = subprocess.Popen(
                 cmd, shell=self.cfg.shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )  # fmt: skip
         except OSError as err:
-            raise TrainingError(f"round {round}: cannot start the training command {shown!r}: {err}") from err
+            raise TrainingError(f"round {round}: cannot start the training command {line}: {err}") from err
         assert proc.stdout is not None
-        for line in iter(proc.stdout.readline, b""):
-            sys.stderr.write(line.decode("utf-8", "replace"))
+        for out in iter(proc.stdout.readline, b""):
+            sys.stderr.write(out.decode("utf-8", "replace"))
             sys.stderr.flush()
         code = proc.wait()
         if code != 0:
-            raise TrainingError(f"round {round}: the training command exited with status {code}: {shown}")
+            raise TrainingError(f"round {round}: the training command exited with status {code}: {line}")
         if not output_dir.is_dir() or not any(output_dir.iterdir()):
-            raise TrainingError(f"round {round}: the training command finished but wrote nothing to {output_dir}: "
-                                f"{shown}")  # fmt: skip
+            raise TrainingError(f"round {round}: the training command finished but wrote nothing to "
+                                f"{_one_line(str(output_dir))}: {line}")  # fmt: skip
         return {"trainer": "command", "command": shown, "seconds": round_(time.perf_counter() - start)}
 
 
 def round_(x: float) -> float:
     return round(x, 3)
-
-
-def _fill(text: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        text = text.replace("{" + key + "}", value)
-    return text
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
