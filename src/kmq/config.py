@@ -15,8 +15,14 @@ back reproduces the run. A YAML file mirrors the dataclasses::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import functools
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,32 +32,205 @@ from kmq.errors import InvalidParameterError
 EmbedOn = Literal["conversation", "prompt", "response"]
 
 
+class Validated:
+    """Mixin of the config dataclasses: every field is checked against its type hint when the object is built.
+
+    Types understood: ``int``, ``float`` (an int is accepted and converted), ``bool``, ``str``, ``Literal[...]``,
+    ``None`` in unions, ``list[T]``, ``dict[str, Any]`` and nested config dataclasses. A field's metadata may add
+    ``min`` / ``max`` (inclusive) or ``gt`` (exclusive) bounds, and names its command-line ``flag``.
+    A bad value raises :class:`~kmq.errors.InvalidParameterError` with the one message form, e.g.
+    "The 'cluster.niter' setting must be an int >= 1. Got '25' (str) instead."
+    """
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+#: the dotted section of the config being built (``"cluster."``), so errors name ``cluster.niter``
+_PREFIX: contextvars.ContextVar[str] = contextvars.ContextVar("kmq_config_prefix", default="")
+
+
+def check_fields(obj: Any) -> None:
+    """Check (and normalise: int -> float for float fields) every field of a config dataclass (:class:`Validated`)."""
+    hints = _hints(type(obj))
+    prefix = _PREFIX.get()
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        try:
+            value = _coerce(value, hints[f.name])
+            _bounds(value, f.metadata)
+        except _Mismatch as bad:
+            flag = f.metadata.get("flag")
+            where = f"The {name!r} setting" + (f" ({flag})" if flag else "")
+            raise InvalidParameterError(
+                f"{where} must be {bad.expected}. Got {_show(getattr(obj, f.name))} instead."
+            ) from None
+        object.__setattr__(obj, f.name, value)
+
+
+class _Mismatch(Exception):
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return (
+        f"{text} ({type(value).__name__})" if not isinstance(value, (int, float)) or isinstance(value, bool) else text
+    )
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def describe(tp: Any) -> str:
+    """A type hint in words: ``int | Literal['auto'] | None`` -> "an int, 'auto' or None"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe(a) for a in args]
+        return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args) if len(args) > 1 else repr(args[0])
+    if origin is list:
+        return f"a list of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "any value"
+    name = getattr(tp, "__name__", str(tp))
+    return {"int": "an int", "float": "a number", "bool": "true or false", "str": "a string"}.get(
+        name, f"a {name} mapping" if dataclasses.is_dataclass(tp) else f"a {name}"
+    )
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:  # exact matches first (so 1 stays an int in int | float)
+            with contextlib.suppress(_Mismatch):
+                if _exact(value, arg):
+                    return _coerce(value, arg)
+        for arg in args:
+            with contextlib.suppress(_Mismatch):
+                return _coerce(value, arg)
+        raise _Mismatch(describe(tp))
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise _Mismatch(f"one of {list(args)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch("None")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch(describe(tp))
+        return [_coerce(v, args[0]) for v in value] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch(describe(tp))
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch("true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        raise _Mismatch("an int")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise _Mismatch("a finite number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch("a string")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch(describe(tp))
+    raise _Mismatch(describe(tp))  # pragma: no cover - a type the configs do not use
+
+
+def _exact(value: Any, tp: Any) -> bool:
+    base = typing.get_origin(tp) or tp
+    if base is Literal:
+        return True
+    if tp is type(None):
+        return value is None
+    if base is float:
+        return isinstance(value, float)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(base, type) and isinstance(value, base)
+
+
+def _bounds(value: Any, meta: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+    if lo is not None and value < lo:
+        raise _Mismatch(f"{'an int' if isinstance(value, int) else 'a number'} >= {lo}")
+    if hi is not None and value > hi:
+        raise _Mismatch(f"{'an int' if isinstance(value, int) else 'a number'} <= {hi}")
+    if gt is not None and value <= gt:
+        raise _Mismatch(f"a number > {gt}")
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A config field with its help text and constraints (``min``, ``max``, ``gt``, ``flag``) in one place."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass
-class EmbedConfig:
+class EmbedConfig(Validated):
     """How texts become vectors."""
 
-    embedder: str = field(default="minilm", metadata={"help": "minilm | st:NAME_OR_PATH | hashing[:DIM] | npy:PATH"})
-    embed_on: EmbedOn = field(default="conversation", metadata={"help": "text view to embed"})
-    batch_size: int = field(default=64, metadata={"help": "windows per forward pass"})
-    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "encoder precision"})
-    device: str = field(default="cpu", metadata={"help": "torch device for model encoders"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow model repos to run their own code"})
+    embedder: str = opt("minilm", "minilm | st:NAME_OR_PATH | hashing[:DIM] | npy:PATH")
+    embed_on: EmbedOn = opt("conversation", "text view to embed")
+    batch_size: int = opt(64, "windows per forward pass", min=1)
+    precision: Literal["fp32", "bf16"] = opt("fp32", "encoder precision")
+    device: str = opt("cpu", "torch device for model encoders")
+    trust_remote_code: bool = opt(False, "allow model repos to run their own code")
 
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(Validated):
     """k-means settings; ``clusters`` is an int, ``"auto"`` (silhouette) or None (the default rule)."""
 
-    clusters: int | Literal["auto"] | None = None
-    candidates: list[int] | None = None
-    niter: int = 25
-    nredo: int = 1
-    max_points_per_centroid: int = 256
-    silhouette_sample: int = 20000
+    clusters: int | Literal["auto"] | None = opt(
+        None, "k, or 'auto' to pick k by silhouette (None: sqrt(n/2) rule)", min=1
+    )
+    candidates: list[int] | None = opt(None, "candidate k for clusters: auto, e.g. [16, 32, 64, 128]")
+    niter: int = opt(25, "k-means iterations", min=1)
+    nredo: int = opt(1, "k-means restarts (the best objective is kept)", min=1)
+    max_points_per_centroid: int = opt(256, "training sample: at most this many points per centroid", min=1)
+    silhouette_sample: int = opt(20000, "points for the silhouette of clusters: auto", min=2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.candidates is not None and (not self.candidates or min(self.candidates) < 2):
+            raise InvalidParameterError(
+                "The 'cluster.candidates' setting must be a non-empty list of ints >= 2. "
+                f"Got {self.candidates!r} instead."
+            )
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(Validated):
     """Quality scoring: ``heuristic`` (offline default), ``column:FIELD`` or a model scorer.
 
     Model scorers: ``perplexity:MODEL``, ``ifd:MODEL``, ``reward:MODEL``, ``deita:COMPLEXITY,QUALITY``,
@@ -59,58 +238,54 @@ class ScoreConfig:
     environment variable named by ``judge_api_key_env``; it is never stored in a config.
     """
 
-    scorer: str = field(
-        default="heuristic",
-        metadata={
-            "help": "heuristic | column:FIELD | relevance | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"
-        },
+    scorer: str = opt(
+        "heuristic", "heuristic | column:FIELD | relevance | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"
     )
-    relevance_embedder: str | None = field(
-        default=None,
-        metadata={"help": "encoder of the prompt-response cosine (heuristic, relevance) when embedder is npy:"},
+    relevance_embedder: str | None = opt(
+        None, "encoder of the prompt-response cosine (heuristic, relevance) when embedder is npy:"
     )
-    device: str | None = field(default=None, metadata={"help": "torch device of model scorers (None: embed.device)"})
-    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "model scorer precision"})
-    batch_size: int = field(default=8, metadata={"help": "sequences per forward pass of model scorers"})
-    max_length: int = field(default=2048, metadata={"help": "longest model-scorer input in tokens (longer: cut)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow scorer model repos to run their code"})
-    revision: str | None = field(
-        default=None, metadata={"help": "hub revision (branch, tag or commit) of model scorers (None: default branch)"}
-    )
-    judge_concurrency: int = field(default=8, metadata={"help": "judge: requests in flight at most"})
-    judge_max_retries: int = field(default=5, metadata={"help": "judge: retries on 429/5xx/timeouts"})
-    judge_timeout: float = field(default=120.0, metadata={"help": "judge: seconds per request"})
-    judge_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "judge: environment variable holding the API key"}
-    )
-    judge_unparsable: Literal["error", "nan", "min"] = field(
-        default="error", metadata={"help": "judge: answers without [[rating]]: error | nan | min (fill 1.0)"}
+    device: str | None = opt(None, "torch device of model scorers (None: embed.device)")
+    precision: Literal["fp32", "bf16", "fp16"] = opt("fp32", "model scorer precision")
+    batch_size: int = opt(8, "sequences per forward pass of model scorers", min=1)
+    max_length: int = opt(2048, "longest model-scorer input in tokens (longer: cut)", min=8)
+    trust_remote_code: bool = opt(False, "allow scorer model repos to run their code")
+    revision: str | None = opt(None, "hub revision (branch, tag or commit) of model scorers (None: default branch)")
+    judge_concurrency: int = opt(8, "judge: requests in flight at most", min=1)
+    judge_max_retries: int = opt(5, "judge: retries on 429/5xx/timeouts", min=0)
+    judge_timeout: float = opt(120.0, "judge: seconds per request", gt=0)
+    judge_api_key_env: str = opt("OPENAI_API_KEY", "judge: environment variable holding the API key")
+    judge_unparsable: Literal["error", "nan", "min"] = opt(
+        "error", "judge: answers without [[rating]]: error | nan (missing) | min (fill 1.0)"
     )
 
 
 @dataclass
-class SelectConfig:
+class SelectConfig(Validated):
     """Which method and its parameters (validated against the method's declared parameters)."""
 
-    method: str = "kmq"
-    params: dict[str, Any] = field(default_factory=dict)
+    method: str = opt("kmq", "selection method (kmq methods lists them)")
+    params: dict[str, Any] = opt(help="method parameters, e.g. {temperature: 0.5}", factory=dict)
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Validated):
     """Everything a ``kmq select`` run depends on."""
 
-    pool: str = ""
-    budget: int | float = 0
-    out: str | None = None
-    run_dir: str | None = None
-    format: str = "auto"
-    split: str | None = None
-    seed: int = 0
-    embed: EmbedConfig = field(default_factory=EmbedConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    select: SelectConfig = field(default_factory=SelectConfig)
+    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset")
+    budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
+    out: str | None = opt(None, "where to write the subset")
+    run_dir: str | None = opt(None, "run directory (config.yaml, manifest.json, selection.parquet)")
+    format: str = opt("auto", "auto | messages | sharegpt | alpaca | prompt_completion")
+    split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
+    seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
+    embed: EmbedConfig = opt(factory=EmbedConfig)
+    cluster: ClusterConfig = opt(factory=ClusterConfig)
+    score: ScoreConfig = opt(factory=ScoreConfig)
+    select: SelectConfig = opt(factory=SelectConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", parse_budget(self.budget))
+        super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +297,19 @@ class RunConfig:
     def updated(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``); None is ignored."""
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
+
+
+def parse_budget(budget: Any) -> Any:
+    """``"300"`` -> 300, ``"0.1"`` -> 0.1 (what a flag or YAML string means); other values are returned as they are."""
+    if not isinstance(budget, str):
+        return budget
+    text = budget.strip()
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise InvalidParameterError(
+            f"The 'budget' parameter must be a count (5000) or a fraction (0.1). Got {budget!r} instead."
+        ) from None
 
 
 _SECTIONS = {"embed": EmbedConfig, "cluster": ClusterConfig, "score": ScoreConfig, "select": SelectConfig}
@@ -150,8 +338,18 @@ def build_dataclass(
     """A config dataclass from a nested mapping; unknown keys are errors that list the valid ones.
 
     ``sections`` maps top-level keys to their dataclass; ``section_defaults`` gives a section other base
-    values than its dataclass defaults (e.g. the loop's judge).
+    values than its dataclass defaults (e.g. the loop's judge). Every value is validated
+    (:class:`Validated`); errors name the file (``source``) and the dotted setting.
     """
+    try:
+        return _build(cls, data, source, sections, section_defaults)
+    except InvalidParameterError as err:
+        if source == "arguments" or str(err).startswith(source):
+            raise
+        raise InvalidParameterError(f"{source}: {err}") from None
+
+
+def _build(cls: type, data: Any, source: str, sections: dict[str, type], section_defaults: Any) -> Any:
     if not isinstance(data, dict):
         raise InvalidParameterError(f"{source}: expected a mapping of settings, got {type(data).__name__}.")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -161,13 +359,23 @@ def build_dataclass(
             f"{source}: unknown setting(s) {unknown} for {cls.__name__}; valid: {sorted(names)}."
         )
     kwargs = {}
+    prefix = _PREFIX.get()
     for key, value in data.items():
         section = sections.get(key)
         if section is None:
             kwargs[key] = value
             continue
+        if value is not None and not isinstance(value, dict):
+            raise InvalidParameterError(
+                f"The {prefix + key!r} setting must be a mapping of {section.__name__} settings "
+                f"(e.g. {key}: {{...}}). Got {_show(value)} instead."
+            )
         base = (section_defaults or {}).get(key, {})
-        kwargs[key] = build_dataclass(section, {**base, **(value or {})}, f"{source}: {key}", {})
+        token = _PREFIX.set(f"{prefix}{key}.")
+        try:
+            kwargs[key] = _build(section, {**base, **(value or {})}, f"{source}: {key}", {}, None)
+        finally:
+            _PREFIX.reset(token)
     return cls(**kwargs)
 
 

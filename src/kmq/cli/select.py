@@ -73,7 +73,13 @@ def _method_params(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidParameterError(f"--param expects KEY=VALUE. Got {item!r} instead.")
-        params[key.strip()] = yaml.safe_load(value)
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            reason = str(err).splitlines()[0]
+            raise InvalidParameterError(
+                f"--param {item!r}: the value is not valid YAML ({reason}). Quote it, e.g. --param 'key=\"text\"'."
+            ) from None
     return params
 
 

@@ -29,16 +29,19 @@ from kmq.config import (
     RunConfig,
     ScoreConfig,
     SelectConfig,
+    Validated,
     apply_overrides,
     build_dataclass,
     dump_yaml,
+    opt,
+    parse_budget,
     read_yaml,
 )
 from kmq.errors import InvalidParameterError
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Validated):
     """How each round's model is fine-tuned (``trl``) or which external command does it (``command``)."""
 
     trainer: Literal["trl", "command"] = field(default="trl", metadata={"help": "trl | command"})
@@ -54,18 +57,18 @@ class TrainConfig:
     )
     shell: bool = field(default=False, metadata={"help": "command trainer: run the command through the shell"})
     finetune: Literal["lora", "full"] = field(default="lora", metadata={"help": "trl: LoRA (peft) or full"})
-    epochs: float = 3.0
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate (None: 2e-4 LoRA, 2e-5 full)"})
-    batch_size: int = 4
-    grad_accum: int = 16
-    max_seq_length: int = 2048
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
+    epochs: float = opt(3.0, "epochs per round", gt=0)
+    lr: float | None = opt(None, "peak learning rate (None: 2e-4 LoRA, 2e-5 full)", gt=0)
+    batch_size: int = opt(4, "per-device batch size", min=1)
+    grad_accum: int = opt(16, "gradient accumulation steps", min=1)
+    max_seq_length: int = opt(2048, "longest training sequence in tokens", min=8)
+    warmup_ratio: float = opt(0.03, "warm-up share of the steps", min=0, max=1)
+    weight_decay: float = opt(0.0, "AdamW weight decay", min=0)
     lr_scheduler: str = "linear"
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs)"})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    max_steps: int = opt(-1, "stop after this many optimizer steps (-1: epochs)", min=-1)
+    lora_r: int = opt(16, "LoRA rank", min=1)
+    lora_alpha: int = opt(32, "LoRA alpha", min=1)
+    lora_dropout: float = opt(0.05, "LoRA dropout", min=0, max=1)
     lora_target_modules: str | list[str] = "all-linear"
     bf16: bool | None = field(default=None, metadata={"help": "None: on for a bf16-capable GPU, off on CPU"})
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "None: on for GPU, off on CPU"})
@@ -78,28 +81,30 @@ class TrainConfig:
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(Validated):
     """How each round's model answers the selected prompts (greedy, one answer per prompt)."""
 
     generator: str = field(default="hf", metadata={"help": "hf | vllm | openai:MODEL@URL"})
-    max_new_tokens: int = 512
-    max_prompt_length: int = 2048
-    batch_size: int = 8
+    max_new_tokens: int = opt(512, "longest answer in tokens", min=1)
+    max_prompt_length: int = opt(2048, "longest prompt in tokens (longer: the start is cut)", min=8)
+    batch_size: int = opt(8, "hf: prompts per batch", min=1)
     device: str | None = field(default=None, metadata={"help": "hf: None means cuda when available, else cpu"})
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    concurrency: int = field(default=8, metadata={"help": "openai: requests in flight at most"})
-    max_retries: int = field(default=5, metadata={"help": "openai: retries on 429/5xx/timeouts"})
-    timeout: float = 300.0
+    concurrency: int = opt(8, "openai: requests in flight at most", min=1)
+    max_retries: int = opt(5, "openai: retries on 429/5xx/timeouts", min=0)
+    timeout: float = opt(300.0, "openai: seconds per request", gt=0)
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai: environment variable of the key"})
     vllm: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra vllm.LLM(...) arguments"})
 
 
 @dataclass
-class ReweightConfig:
+class ReweightConfig(Validated):
     """How cluster weights follow the cluster signals (:mod:`kmq.loop.reweight`)."""
 
-    method: Literal["multiplicative", "softmax"] = "multiplicative"
-    temperature: float = 1.0
+    method: Literal["multiplicative", "softmax"] = opt(
+        "multiplicative", "multiplicative w*softmax(s/T) or softmax(s/T)"
+    )
+    temperature: float = opt(1.0, "T of the weight update", gt=0)
 
 
 def _judge_default() -> ScoreConfig:
@@ -107,18 +112,18 @@ def _judge_default() -> ScoreConfig:
 
 
 @dataclass
-class IterateConfig:
+class IterateConfig(Validated):
     """Everything a ``kmq iterate`` run depends on."""
 
     pool: str = ""
-    budget: int | float = 0
-    rounds: int = 3
-    model: str = ""
+    budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
+    rounds: int = opt(3, "number of rounds R", min=1, flag="--rounds")
+    model: str = opt("", "base model trained each round (hub name or local folder)")
     out: str | None = None
     run_dir: str | None = None
     format: str = "auto"
     split: str | None = None
-    seed: int = 0
+    seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -127,6 +132,10 @@ class IterateConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: ScoreConfig = field(default_factory=_judge_default)
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", parse_budget(self.budget))
+        super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,23 +182,13 @@ def check_config(cfg: IterateConfig) -> None:
     """Cross-field checks that need no data; each error names the flag."""
     if not cfg.model:
         raise InvalidParameterError("No base model given: pass --model MODEL (a hub name or a local folder).")
-    if isinstance(cfg.rounds, bool) or not isinstance(cfg.rounds, int) or cfg.rounds < 1:
-        raise InvalidParameterError(f"--rounds must be an int >= 1. Got {cfg.rounds!r} instead.")
     t = cfg.train
-    if t.trainer not in ("trl", "command"):
-        raise InvalidParameterError(f"--trainer must be trl or command. Got {t.trainer!r} instead.")
     if t.trainer == "command" and not t.command:
         raise InvalidParameterError("--trainer command needs --train-command 'CMD {data} {output_dir} ...'.")
-    if t.mode not in ("retrain", "continue"):
-        raise InvalidParameterError(f"--train-mode must be retrain or continue. Got {t.mode!r} instead.")
-    if t.finetune not in ("lora", "full"):
-        raise InvalidParameterError(f"--finetune must be lora or full. Got {t.finetune!r} instead.")
-    if cfg.reweight.method not in ("multiplicative", "softmax"):
-        raise InvalidParameterError(
-            f"--reweight must be multiplicative or softmax. Got {cfg.reweight.method!r} instead."
-        )
-    if not cfg.reweight.temperature > 0:
-        raise InvalidParameterError(f"--reweight-temperature must be > 0. Got {cfg.reweight.temperature!r} instead.")
+    if t.trainer == "command":
+        from kmq.loop.train import check_command  # train.py imports this module
+
+        check_command(t.command, shell=t.shell)
     g = cfg.generate.generator
     if g not in ("hf", "vllm") and not re.fullmatch(r"openai:(.+?)@(https?://\S+)", g):
         raise InvalidParameterError(f"--generator must be hf, vllm or openai:MODEL@URL. Got {g!r} instead.")
