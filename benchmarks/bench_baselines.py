@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kmq.methods.baselines import zscore
+from kmq.methods._arrays import zscore
 from kmq.methods.kcenter import kcenter_greedy
 from kmq.methods.qdit import qdit_greedy, qdit_objective
 

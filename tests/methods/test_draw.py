@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.methods.draw import check_random_state, draw_in_cluster, draw_per_cluster
+from kmq.methods.draw import draw_in_cluster, draw_per_cluster
+from kmq.methods.validation import check_random_state
 
 MODES = ["softmax", "proportional", "uniform", "top", "closest"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,15 @@ def test_parameter_and_data_errors():
     bad[4] = np.nan
     with pytest.raises(InvalidParameterError, match="Row 4 has norm nan"):
         run(bad, 3)
+
+
+def test_approx_partition_is_seeded_by_the_random_state():
+    # kcenter_greedy used to take a separate `seed` that the method never passed: the partition was always seed 0
+    assert "seed" not in inspect.signature(kcenter_greedy).parameters
+    X = blobs(1500, d=16, k=10)
+    a, b, c = (run(X, 60, seed=s, mode="approx", cells=40, probes=3).indices.tolist() for s in (1, 1, 2))
+    assert a == b and a != c
+    exact = [run(X, 60, seed=s).indices.tolist() for s in (1, 2)]  # the exact mode uses no randomness
+    assert exact[0] == exact[1]
+    again = run(X, 60, seed=3, start="random").indices.tolist()  # the random start is the same in both modes
+    assert run(X, 60, seed=3, start="random", mode="approx", cells=40, probes=3).indices[0] == again[0]

@@ -7,7 +7,7 @@ import pytest
 
 from kmq.errors import InvalidParameterError
 from kmq.methods import get_method
-from kmq.methods.baselines import zscore
+from kmq.methods._arrays import zscore
 from kmq.methods.qdit import knn_graph, qdit_greedy, qdit_objective
 from naive_references import naive_qdit
 
@@ -186,3 +186,11 @@ def test_array_and_heap_lazy_greedy_agree(global_random_seed, batch):
     assert array[0].tolist() == heap[0].tolist()  # budget = n: the last steps pick from one or two rows
     # a row's float32 sum may round differently with the batch it is evaluated in: float32-level agreement
     np.testing.assert_allclose(array[1], heap[1], rtol=1e-6)
+
+
+def test_graph_partition_is_seeded_by_the_random_state():
+    # the kNN graph's partition used to be seeded 0 whatever the method's random_state
+    X, quality = blobs(4200, d=8, k=20), np.random.default_rng(0).normal(size=4200)
+    a, b = (run(X, quality, 5, seed=s, mode="sparse", n_neighbors=4) for s in (1, 2))
+    assert a.stats["n_cells"] > 1  # above 4,096 rows the graph is built on a partition
+    assert a.stats["mean_candidates"] != b.stats["mean_candidates"]  # another seed, another partition

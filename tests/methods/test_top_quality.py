@@ -7,7 +7,9 @@ import pytest
 
 from kmq.errors import InvalidParameterError, SelectionShortfallError
 from kmq.methods import METHODS, get_method
-from kmq.methods.baselines import check_number, coarse_partition, quality_order, zscore
+from kmq.methods._arrays import quality_order, zscore
+from kmq.methods.partition import coarse_partition
+from kmq.methods.validation import check_number
 
 
 def run(quality, budget, seed=0):

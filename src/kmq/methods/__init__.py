@@ -1,12 +1,17 @@
-"""Selection methods: pure functions over arrays (labels, quality, weights, budget, seed) -> selected rows.
+"""Selection methods: pure functions over arrays (labels, quality, embeddings, budget, seed) -> selected rows.
 
 ``allocate_budget`` splits a budget exactly over clusters, ``draw_per_cluster`` draws inside them without
 replacement, and :data:`METHODS` holds the registered selection methods (``kmq``, ``random``, ...).
+
+There is no import cycle: :mod:`~kmq.methods.registry` imports no method module; this package imports
+the built-in method modules, and each of them imports the registry and registers its methods with it.
 """
 
+from kmq.methods import deita, kcenter, kmeans_baselines, kmq, qdit, top_quality  # noqa: F401  (registers them)
 from kmq.methods.allocate import allocate_budget, allocate_budget_with_stats, cluster_weights, equal_weights
-from kmq.methods.draw import check_random_state, draw_in_cluster, draw_per_cluster
-from kmq.methods.registry import METHODS, Method, Picked, _load_builtin, check_params, get_method, register
+from kmq.methods.draw import draw_in_cluster, draw_per_cluster
+from kmq.methods.registry import METHODS, Method, Picked, check_params, get_method, register
+from kmq.methods.validation import check_random_state
 
 __all__ = [
     "METHODS",
@@ -23,5 +28,3 @@ __all__ = [
     "get_method",
     "register",
 ]
-
-_load_builtin()  # register the built-in methods: METHODS is complete once kmq.methods is imported

@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from kmq.errors import InvalidParameterError, SelectionShortfallError
-from kmq.methods.baselines import check_embeddings, check_number, quality_order, row_chunk
-from kmq.methods.draw import check_scores
-from kmq.methods.kmq import check_budget
+from kmq.errors import SelectionShortfallError
+from kmq.methods._arrays import quality_order, row_chunk
 from kmq.methods.registry import Picked, register
+from kmq.methods.validation import check_bool, check_number
 
 __all__ = ["deita", "deita_filter"]
 
@@ -125,8 +124,6 @@ def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
 
 @register(
     "deita",
-    needs={"embeddings", "quality"},
-    params={"tau": 0.9, "fill": False},
     help="Deita: by quality, admit a row only if its cosine to every admitted row is below tau.",
 )
 def deita(
@@ -170,14 +167,9 @@ def deita(
     SelectionShortfallError
         When fewer than ``budget`` rows pass the filter and ``fill`` is False.
     """
-    owner = "deita"
-    n, budget = check_budget(n, budget, owner)
-    tau = check_number(tau, "tau", owner, low=0.0, high=1.0, closed="(]")
-    if not isinstance(fill, (bool, np.bool_)):
-        raise InvalidParameterError(f"The 'fill' parameter of deita must be a bool. Got {fill!r} instead.")
-    quality = check_scores(quality, n, name="quality", owner=owner)
-    X = check_embeddings(embeddings, n, owner)
-    admitted, nearest, rejected, scanned = deita_filter(X, quality, budget, tau=tau)
+    tau = check_number(tau, "tau", "deita", low=0.0, high=1.0, closed="(]")
+    fill = check_bool(fill, "fill", "deita")
+    admitted, nearest, rejected, scanned = deita_filter(embeddings, quality, budget, tau=tau)
     short = budget - admitted.size
     if short and not fill:
         raise SelectionShortfallError(

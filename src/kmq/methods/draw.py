@@ -23,67 +23,10 @@ from typing import Literal
 import numpy as np
 
 from kmq.errors import InvalidParameterError, invalid_parameter
+from kmq.methods.validation import check_labels, check_random_state, check_scores, check_temperature
 
 WITHIN = ("softmax", "proportional", "uniform", "top", "closest")
 Within = Literal["softmax", "proportional", "uniform", "top", "closest"]
-
-
-def check_random_state(random_state: np.random.Generator | int | None) -> np.random.Generator:
-    """Turn ``int | Generator | None`` into a ``np.random.Generator`` (a Generator is returned as is)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
-        return np.random.default_rng(random_state)
-    raise invalid_parameter("random_state", "kmq.methods", "an int, a numpy.random.Generator or None", random_state)
-
-
-def check_scores(values: np.ndarray, n: int, *, name: str, owner: str) -> np.ndarray:
-    """Validate a (n,) array of finite real scores and return it as float64."""
-    arr = np.asarray(values)
-    if arr.shape != (n,) or not (np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)):
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {owner} must be a real array of shape ({n},), one value per row. "
-            f"Got shape {arr.shape} and dtype {arr.dtype} instead."
-        )
-    arr = arr.astype(np.float64, copy=False)
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {owner} must be finite. Got {bad.size} NaN or infinite value(s), first at "
-            f"row {bad[0]} ({arr[bad[0]]}). Drop or impute those rows first."
-        )
-    return arr
-
-
-def check_labels(labels: np.ndarray, *, k: int | None = None, owner: str) -> np.ndarray:
-    """Validate (n,) cluster ids in ``[0, k)`` and return them as int64."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise InvalidParameterError(
-            f"The 'labels' parameter of {owner} must be a 1-D int array of cluster ids. "
-            f"Got shape {arr.shape} and dtype {arr.dtype} instead."
-        )
-    arr = arr.astype(np.int64, copy=False)
-    bad = np.flatnonzero(arr < 0)
-    if bad.size:
-        raise InvalidParameterError(
-            f"The 'labels' parameter of {owner} must hold cluster ids >= 0. Got {bad.size} negative value(s), "
-            f"first labels[{bad[0]}]={arr[bad[0]]}. Assign every row to a cluster first."
-        )
-    if k is not None and arr.size and arr.max() >= k:
-        raise InvalidParameterError(
-            f"The 'labels' parameter of {owner} has cluster ids up to {arr.max()} but 'counts' covers only {k} "
-            f"clusters. Pass counts of length >= {arr.max() + 1}."
-        )
-    return arr
-
-
-def check_temperature(temperature: float, owner: str) -> float:
-    """Validate a finite temperature > 0."""
-    ok = isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, bool)
-    if not ok or not np.isfinite(temperature) or temperature <= 0:
-        raise invalid_parameter("temperature", owner, "a finite float in the range (0, inf)", temperature)
-    return float(temperature)
 
 
 def draw_per_cluster(
@@ -139,7 +82,7 @@ def draw_per_cluster(
         raise invalid_parameter("within", owner, f"one of {list(WITHIN)}", within)
     if within == "softmax":
         temperature = check_temperature(temperature, owner)
-    rng = check_random_state(random_state)
+    rng = check_random_state(random_state, owner)
     counts = _check_counts(counts, owner)
     labels = check_labels(labels, k=counts.shape[0], owner=owner)
     n = labels.shape[0]

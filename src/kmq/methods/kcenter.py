@@ -17,7 +17,7 @@ each center moves many distances), the queue is applied at once. The selection i
 up to float32 rounding. Cost: O(n·b·d) flops: 27 min at n = 1M, b = 100k on two shared cores.
 
 **Approximate mode** (``mode="approx"``, never the default): rows are grouped into compact cells
-(:func:`~kmq.methods.baselines.coarse_partition`, about 256 rows each) and each new center updates only
+(:func:`~kmq.methods.partition.coarse_partition`, about 256 rows each) and each new center updates only
 the ``probes`` cells whose centers are nearest to it, among the cells that the triangle inequality does
 not rule out (after one full pass). Distances elsewhere may be stale, i.e. too large, so the reported
 ``radius`` is an upper bound of the true covering radius, some picks are wasted on rows that an earlier
@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kmq.methods.baselines import check_choice, check_embeddings, check_number, coarse_partition, row_chunk
-from kmq.methods.draw import check_random_state
-from kmq.methods.kmq import check_budget
+from kmq.methods._arrays import child_seed, row_chunk
+from kmq.methods.partition import coarse_partition
 from kmq.methods.registry import Picked, register
+from kmq.methods.validation import check_choice, check_number, check_random_state
 
 __all__ = ["kcenter", "kcenter_greedy"]
 
@@ -181,7 +181,6 @@ def kcenter_greedy(
     mode: Literal["exact", "approx"] = "exact",
     cells: int | None = None,
     probes: int = 32,
-    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Greedy farthest-first traversal with ``budget`` centers on cosine distance.
 
@@ -194,15 +193,14 @@ def kcenter_greedy(
     start : {"mean", "random"}, default="mean"
         First center: the row nearest the mean direction (deterministic) or a uniformly random row.
     random_state : numpy.random.Generator, int or None
-        Used only by ``start="random"``.
+        Draws the first center when ``start="random"``, and seeds the approximate mode's k-means
+        partition from a child stream (so the random start is the same in both modes).
     mode : {"exact", "approx"}, default="exact"
         ``approx`` updates only the ``probes`` nearest cells per pick (see the module docstring).
     cells : int or None, default=None
         Cells of the approximate mode; None means about n / 256.
     probes : int, default=32
         Cells updated per pick in approximate mode.
-    seed : int, default=0
-        Seed of the approximate mode's k-means partition.
 
     Returns
     -------
@@ -230,7 +228,7 @@ def kcenter_greedy(
     if mode == "exact":
         state = _Deferred(X)
     else:
-        state = _Cells(X, max(1, n // 256) if cells is None else min(cells, n), probes, seed)
+        state = _Cells(X, max(1, n // 256) if cells is None else min(cells, n), probes, child_seed(rng))
     indices = np.empty(budget, np.int64)
     gaps = np.empty(budget)
     p, gap = _start_row(X, start, rng), math.inf
@@ -249,8 +247,6 @@ def kcenter_greedy(
 
 @register(
     "kcenter",
-    needs={"embeddings"},
-    params={"start": "mean", "mode": "exact", "cells": "auto", "probes": 32},
     help="k-center greedy (farthest-first traversal) on cosine distance with k = budget.",
 )
 def kcenter(
@@ -273,7 +269,7 @@ def kcenter(
     budget : int
         Number of rows to select, in ``[0, n]``.
     random_state : numpy.random.Generator, int or None
-        Used only by ``start="random"``.
+        Draws the first center when ``start="random"`` and seeds the ``approx`` mode's partition.
     embeddings : ndarray of shape (n, d), float32
         L2-normalised rows.
     start : {"mean", "random"}, default="mean"
@@ -292,15 +288,13 @@ def kcenter(
         with the final covering ``radius`` (cosine distance).
     """
     owner = "kcenter"
-    n, budget = check_budget(n, budget, owner)
     start = check_choice(start, "start", owner, KCENTER_STARTS)
     mode = check_choice(mode, "mode", owner, KCENTER_MODES)
     if cells != "auto":
         cells = check_number(cells, "cells", owner, low=1, closed="[)", kind=int)
     probes = check_number(probes, "probes", owner, low=1, closed="[)", kind=int)
-    X = check_embeddings(embeddings, n, owner)
     indices, gaps, stats = kcenter_greedy(
-        X,
+        embeddings,
         budget,
         start=start,
         random_state=random_state,

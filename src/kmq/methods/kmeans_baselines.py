@@ -10,48 +10,35 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-from kmq.errors import InvalidParameterError, invalid_parameter
+from kmq.methods._clustered import cluster_select
 from kmq.methods.allocate import ALLOCATIONS
-from kmq.methods.kmq import check_budget, cluster_select
 from kmq.methods.registry import Picked, register
+from kmq.methods.validation import check_choice
+
+_CHUNK = 65536
 
 
-def _check_allocation(allocation: str, owner: str) -> None:
-    if allocation not in ALLOCATIONS:
-        raise invalid_parameter("allocation", owner, f"one of {list(ALLOCATIONS)}", allocation)
-
-
-@register(
-    "kmeans-random",
-    needs={"labels"},
-    params={"allocation": "equal"},
-    help="kM-Random: kMQ's clusters and allocation, uniform draws inside each cluster.",
-)
+@register("kmeans-random", help="kM-Random: kMQ's clusters and allocation, uniform draws inside each cluster.")
 def kmeans_random(
     *,
     n: int,
     budget: int,
     random_state: np.random.Generator | int | None,
     labels: np.ndarray,
-    allocation: str = "equal",
+    allocation: Literal["equal", "proportional"] = "equal",
 ) -> Picked:
     """Select ``budget`` rows: exact per-cluster shares, uniform without replacement inside each cluster."""
-    n, budget = check_budget(n, budget, "kmeans-random")
-    _check_allocation(allocation, "kmeans-random")
+    allocation = check_choice(allocation, "allocation", "kmeans-random", ALLOCATIONS)
     return cluster_select(
-        "kmeans-random", n=n, budget=budget, random_state=random_state, labels=labels, allocation=allocation,
-        within="uniform",
-    )  # fmt: skip
+        budget=budget, random_state=random_state, labels=labels, allocation=allocation, within="uniform"
+    )
 
 
-@register(
-    "kmeans-closest",
-    needs={"labels", "centroids", "embeddings"},
-    params={"allocation": "equal"},
-    help="kM-Closest: each cluster's share taken closest to its centroid, no duplicates.",
-)
+@register("kmeans-closest", help="kM-Closest: each cluster's share taken closest to its centroid, no duplicates.")
 def kmeans_closest(
     *,
     n: int,
@@ -60,34 +47,29 @@ def kmeans_closest(
     labels: np.ndarray,
     centroids: np.ndarray,
     embeddings: np.ndarray,
-    allocation: str = "equal",
+    allocation: Literal["equal", "proportional"] = "equal",
 ) -> Picked:
     """Select ``budget`` rows: exact per-cluster shares, each the members nearest to their centroid.
 
     Parameters
     ----------
     labels : ndarray of shape (n,), int
+        Cluster id of every row, in ``[0, k)``.
     centroids : ndarray of shape (k, d), float32
-    embeddings : ndarray of shape (n, d), float32, unit rows
+        Cluster centers (any norm; compared by direction).
+    embeddings : ndarray of shape (n, d), float32
+        L2-normalised rows.
+    allocation : {"equal", "proportional"}, default="equal"
+        Budget split over clusters, as for ``kmq``.
     """
-    owner = "kmeans-closest"
-    n, budget = check_budget(n, budget, owner)
-    _check_allocation(allocation, owner)
-    X = np.asarray(embeddings, dtype=np.float32)
-    C = np.asarray(centroids, dtype=np.float32)
-    lab = np.asarray(labels)
-    if X.shape[0] != n or X.ndim != 2 or C.ndim != 2 or C.shape[1] != X.shape[1]:
-        raise InvalidParameterError(
-            f"{owner}: embeddings {X.shape} and centroids {C.shape} must be (n={n}, d) and (k, d)."
-        )
-    if lab.shape[0] != n or (n and (lab.min() < 0 or lab.max() >= C.shape[0])):
-        raise InvalidParameterError(f"{owner}: labels must be {n} ints in [0, {C.shape[0]}).")
-    norms = np.linalg.norm(C, axis=1)
-    Cn = C / np.where(norms > 0, norms, 1.0)[:, None]
+    allocation = check_choice(allocation, "allocation", "kmeans-closest", ALLOCATIONS)
+    norms = np.linalg.norm(centroids, axis=1)
+    Cn = centroids / np.where(norms > 0, norms, 1.0)[:, None]
     distances = np.empty(n, dtype=np.float64)
-    for lo in range(0, n, 65536):  # 1 - cos(x, own centroid), in bounded chunks
-        distances[lo : lo + 65536] = 1.0 - np.einsum("ij,ij->i", X[lo : lo + 65536], Cn[lab[lo : lo + 65536]])
+    for lo in range(0, n, _CHUNK):  # 1 - cos(x, own centroid), in bounded chunks
+        rows = slice(lo, lo + _CHUNK)
+        distances[rows] = 1.0 - np.einsum("ij,ij->i", embeddings[rows], Cn[labels[rows]])
     return cluster_select(
-        owner, n=n, budget=budget, random_state=random_state, labels=lab, allocation=allocation,
-        within="closest", distances=distances,
+        budget=budget, random_state=random_state, labels=labels, allocation=allocation, within="closest",
+        distances=distances,
     )  # fmt: skip

@@ -44,17 +44,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kmq.methods.baselines import (
-    check_choice,
-    check_embeddings,
-    check_number,
-    coarse_partition,
-    row_chunk,
-    zscore,
-)
-from kmq.methods.draw import check_random_state, check_scores
-from kmq.methods.kmq import check_budget
+from kmq.methods._arrays import child_seed, row_chunk, zscore
+from kmq.methods.partition import coarse_partition
 from kmq.methods.registry import Picked, register
+from kmq.methods.validation import check_choice, check_number, check_random_state
 
 __all__ = ["knn_graph", "qdit", "qdit_greedy", "qdit_objective"]
 
@@ -71,7 +64,7 @@ def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: flo
     X : ndarray of shape (n, d), float32
         L2-normalised rows.
     z : ndarray of shape (n,), float64
-        Standardised quality (:func:`~kmq.methods.baselines.zscore`).
+        Standardised quality (:func:`~kmq.methods._arrays.zscore`).
     indices : ndarray of shape (b,), int
         The selection (b >= 1).
     alpha : float
@@ -267,7 +260,7 @@ def knn_graph(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Top-``n_neighbors`` cosine neighbours of every row, searched inside its cell and the nearest cells.
 
-    The rows are split into ``cells`` cells (:func:`~kmq.methods.baselines.coarse_partition`, default
+    The rows are split into ``cells`` cells (:func:`~kmq.methods.partition.coarse_partition`, default
     about n / 256); each cell's rows are compared exactly, with one matrix product, to the rows of its own
     cell and of the ``probes - 1`` cells whose centers are nearest to its center. With one cell the graph
     is exact. Every row is its own first neighbour (similarity 1).
@@ -354,7 +347,8 @@ def qdit_greedy(
     epsilon : float, default=0.01
         Stochastic greedy's sample size is ``ceil((n / b) · ln(1 / epsilon))``.
     random_state : numpy.random.Generator, int or None
-        Used only by the stochastic mode.
+        Seeds the graph's partition (sparse and stochastic modes, from a child stream) and the
+        stochastic mode's samples.
 
     Returns
     -------
@@ -387,7 +381,7 @@ def qdit_greedy(
         indices, gains, evals = _lazy_greedy_array(engine, bonus, w_fl, budget, batch=8)
         stats["fl_on"] = "dense"
     else:
-        nbr, sim, graph = knn_graph(X, n_neighbors, probes=probes)
+        nbr, sim, graph = knn_graph(X, n_neighbors, probes=probes, seed=child_seed(rng))
         engine = _GraphGains(nbr, sim)
         del nbr, sim
         stats.update(fl_on="knn graph", n_neighbors=n_neighbors, graph_edges=engine.nnz, **graph)
@@ -410,8 +404,6 @@ def qdit_greedy(
 
 @register(
     "qdit",
-    needs={"embeddings", "quality"},
-    params={"alpha": 0.5, "mode": "auto", "n_neighbors": 32, "probes": 8, "epsilon": 0.01},
     help="QDIT: greedy (1 - alpha) * facility-location coverage + alpha * mean standardised quality.",
 )
 def qdit(
@@ -436,7 +428,7 @@ def qdit(
     budget : int
         Number of rows to select, in ``[0, n]``.
     random_state : numpy.random.Generator, int or None
-        Used only by ``mode="stochastic"``.
+        Seeds the graph's partition and the stochastic mode's samples (unused by ``exact``).
     embeddings : ndarray of shape (n, d), float32
         L2-normalised rows.
     quality : ndarray of shape (n,), float
@@ -460,16 +452,13 @@ def qdit(
         with the ``objective``, its ``coverage`` and ``quality`` terms, the mode and the evaluation count.
     """
     owner = "qdit"
-    n, budget = check_budget(n, budget, owner)
     alpha = check_number(alpha, "alpha", owner, low=0.0, high=1.0, closed="[]")
     mode = check_choice(mode, "mode", owner, QDIT_MODES)
     n_neighbors = check_number(n_neighbors, "n_neighbors", owner, low=1, kind=int)
     probes = check_number(probes, "probes", owner, low=1, kind=int)
     epsilon = check_number(epsilon, "epsilon", owner, low=0.0, high=1.0, closed="()")
-    quality = check_scores(quality, n, name="quality", owner=owner)
-    X = check_embeddings(embeddings, n, owner)
     indices, gains, stats = qdit_greedy(
-        X,
+        embeddings,
         quality,
         budget,
         alpha=alpha,
