@@ -25,6 +25,27 @@ def blobs(n, d=8, k=6, spread=0.35, seed=0) -> np.ndarray:
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
 
 
+def replay(X, picked, tol=1e-6):
+    """Replay a farthest-first traversal in float64, tolerating near-ties (another BLAS may round them apart).
+
+    Asserts that every pick after the first is within ``tol`` of the largest distance to the centers
+    chosen before it. Returns the first step with a near-tie (another row within ``tol`` of the
+    farthest; ``len(picked)`` if none) and the covering radius of the picks.
+    """
+    X64 = X.astype(np.float64)
+    mind = np.full(len(X), np.inf)
+    first_tie = len(picked)
+    for i, p in enumerate(np.asarray(picked).tolist()):
+        if i:
+            best = mind.max()
+            assert mind[p] >= best - tol, f"pick {i}: row {p} at distance {mind[p]:.9f}, the farthest is {best:.9f}"
+            if first_tie == len(picked) and np.count_nonzero(mind >= best - tol) > 1:
+                first_tie = i
+        mind = np.minimum(mind, 1.0 - X64 @ X64[p])
+        mind[p] = -np.inf
+    return first_tie, max(float(mind.max()), 0.0)
+
+
 def run(X, budget, seed=0, **params):
     method = get_method("kcenter")
     return method.fn(n=len(X), budget=budget, random_state=np.random.default_rng(seed), embeddings=X, **params)
@@ -52,9 +73,14 @@ def test_ties_go_to_the_lowest_index():
 def test_matches_naive_reference(global_random_seed, n, budget):
     X = blobs(n, seed=global_random_seed)
     picked, gaps, stats = kcenter_greedy(X, budget)
-    ref, radius = naive_kcenter(X, budget, int(picked[0]))
-    assert picked.tolist() == ref
+    sims = X.astype(np.float64) @ X.astype(np.float64).mean(axis=0)
+    assert sims[picked[0]] >= sims.max() - 1e-6  # the start: nearest the mean direction
+    first_tie, radius = replay(X, picked)  # every pick is the farthest row, up to 1e-6
     assert stats["radius"] == pytest.approx(radius, abs=1e-5)
+    ref, ref_radius = naive_kcenter(X, budget, int(picked[0]))
+    assert picked[:first_tie].tolist() == ref[:first_tie]  # float32 and float64 agree up to a near-tie
+    if first_tie == budget:
+        assert stats["radius"] == pytest.approx(ref_radius, abs=1e-5)
     assert np.all(np.diff(gaps[1:]) <= 1e-6)  # farthest-first gaps never grow
     assert stats["full_passes"] >= 1 + (budget > 256)
 
@@ -69,7 +95,18 @@ def test_random_start_is_seeded():
     assert a.indices.tolist() == b.indices.tolist()
     assert a.indices[0] != c.indices[0] or a.indices.tolist() != c.indices.tolist()
     ref, _ = naive_kcenter(X, 20, int(a.indices[0]))
-    assert a.indices.tolist() == ref
+    first_tie, _ = replay(X, a.indices)
+    assert a.indices[:first_tie].tolist() == ref[:first_tie]
+
+
+def test_replay_fails_on_a_wrong_pick():
+    X = blobs(300)
+    picked, _, _ = kcenter_greedy(X, 30)
+    replay(X, picked)
+    wrong = picked.copy()
+    wrong[[5, 20]] = wrong[[20, 5]]  # a later, nearer center picked too early
+    with pytest.raises(AssertionError, match="pick 5"):
+        replay(X, wrong)
 
 
 def test_approx_mode_is_valid_and_its_radius_an_upper_bound():
