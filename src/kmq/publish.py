@@ -181,8 +181,10 @@ class OutputPlan:
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.previous is not None and self.previous.get("command") == self.command and not self.previous.get(
-            "legacy"
+        if (
+            self.previous is not None
+            and self.previous.get("command") == self.command
+            and not self.previous.get("legacy")
         ):
             return
         self._remove_foreign_kmq_entries()
@@ -254,6 +256,10 @@ class OutputPlan:
                 staged = stage / self.out.name
                 _guard_write(self.out, lambda: out_writer(staged))
                 outputs["subset"] = {"path": str(resolved(self.out)), "sha256": sha256_tree(staged)}
+                if self.run_dir is not None:  # ownership survives moving the subset and its run directory together
+                    outputs["subset"]["relative_to_run_dir"] = os.path.relpath(
+                        resolved(self.out), resolved(self.run_dir)
+                    )
                 moves.append((staged, self.out))
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,9 +312,7 @@ def plan_outputs(
     outp = Path(out).expanduser() if out is not None else None
     rdir = Path(run_dir).expanduser() if run_dir is not None else None
     run_files = tuple(run_files)
-    plan = OutputPlan(
-        command, outp, rdir, run_files, tuple({*run_files, *owned}), inputs, overwrite=overwrite
-    )
+    plan = OutputPlan(command, outp, rdir, run_files, tuple({*run_files, *owned}), inputs, overwrite=overwrite)
     if rdir is not None:
         if rdir.exists() and not rdir.is_dir():
             raise OutputConflictError(f"--run-dir {rdir} is an existing file; pass a folder for the run directory.")
@@ -380,7 +384,9 @@ def _check_out(plan: OutputPlan, out_is_kmq: Callable[[Path], bool] | None) -> N
 
 def _owned_out(plan: OutputPlan, out: Path) -> bool:
     subset = ((plan.previous or {}).get("outputs") or {}).get("subset") or {}
-    if not subset or subset.get("path") != str(resolved(out)):
+    rel = subset.get("relative_to_run_dir")
+    here = os.path.relpath(resolved(out), resolved(plan.run_dir)) if plan.run_dir is not None else None
+    if not subset or (subset.get("path") != str(resolved(out)) and (rel is None or rel != here)):
         return False
     try:
         return sha256_tree(out) == subset.get("sha256")

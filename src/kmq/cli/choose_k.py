@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, embed_overrides, show_progress
+from kmq.cli._common import add_common_options, add_embed_options, add_pool_options, show_progress
+from kmq.cli._flags import setting, setting_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,19 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  kmq choose-k pool.jsonl --candidates 16,32,64,128 --sample 20000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_pool_options(p)
-    p.add_argument("--candidates", default=None, help="comma-separated k values (default: powers of two)")
-    p.add_argument("--sample", type=int, default=None, help="points for the silhouette (default 20000)")
+    from kmq.config import RunConfig as C
+
+    add_pool_options(p, C)
+    setting(p, C, "cluster.candidates", "--candidates", help="comma-separated k values (default: powers of two)")
+    setting(p, C, "cluster.silhouette_sample", "--sample")
     p.add_argument(
         "--budget", default=None, help="budget, to bound the default candidates (default: 10%% of the pool)"
     )
-    add_embed_options(p)
-    add_common_options(p)
+    add_embed_options(p, C)
+    add_common_options(p, C)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmq.cli.select import _candidates
     from kmq.config import resolve_budget
     from kmq.data import read_pool
     from kmq.pipeline import _Run, build_config
@@ -36,11 +38,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(
         args.config,
         {
-            **embed_overrides(args),
+            **setting_overrides(args),
             "pool": args.pool,
             "cluster.clusters": "auto",
-            "cluster.candidates": _candidates(args.candidates),
-            "cluster.silhouette_sample": args.sample,
         },
     )
     pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)

@@ -15,10 +15,9 @@ from kmq.cli._common import (
     add_embed_options,
     add_pool_options,
     add_score_options,
-    embed_overrides,
-    score_overrides,
     show_progress,
 )
+from kmq.cli._flags import setting, setting_overrides
 
 EXAMPLES = """examples:
   kmq score pool.jsonl --scorer heuristic --out scores.jsonl
@@ -37,54 +36,67 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_pool_options(p)
-    p.add_argument("--scorer", default=None, help=SCORER_HELP + " (default heuristic)")
+    from kmq.config import RunConfig as C
+
+    add_pool_options(p, C)
+    setting(p, C, "score.scorer", "--scorer", help=SCORER_HELP)
+    setting(p, C, "score.relevance_embedder", "--relevance-embedder")
     p.add_argument("--out", required=True, metavar="SCORES", help="scores file: .jsonl (default), .csv or .parquet")
-    add_score_options(p.add_argument_group("model scorers"))
-    add_embed_options(p)
-    add_common_options(p)
+    add_score_options(p.add_argument_group("model scorers"), C)
+    add_embed_options(p, C, scorer_sections=("score",))
+    add_common_options(p, C)
     p.set_defaults(func=run)
 
 
 def write_scores(path: Path, ids: list[str], scores: np.ndarray) -> Path:
-    """Write ``id`` and ``score`` columns atomically; the extension picks the format."""
+    """Write ``id`` and ``score`` columns atomically; the extension picks the format.
+
+    NaN (a record the scorer left unscored, e.g. ``--judge-unparsable nan``) is written as missing: null in
+    JSON Lines and Parquet, an empty cell in CSV.
+    """
     from kmq.cache import atomic_path
 
+    missing = np.isnan(scores)
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "score": pa.array(scores, pa.float64())}), tmp)
+            score_col = pa.array(scores, pa.float64(), mask=missing)
+            pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "score": score_col}), tmp)
         elif path.suffix == ".csv":
             import csv
 
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f)
                 w.writerow(["id", "score"])
-                w.writerows((i, repr(float(s))) for i, s in zip(ids, scores, strict=True))
+                w.writerows((i, "" if m else repr(float(s))) for i, s, m in zip(ids, scores, missing, strict=True))
         else:
             with open(tmp, "w", encoding="utf-8") as f:
-                for i, s in zip(ids, scores, strict=True):
-                    f.write(json.dumps({"id": i, "score": float(s)}, ensure_ascii=False) + "\n")
+                for i, s, m in zip(ids, scores, missing, strict=True):
+                    f.write(json.dumps({"id": i, "score": None if m else float(s)}, ensure_ascii=False) + "\n")
     return path
 
 
 def run(args: argparse.Namespace) -> int:
     from kmq.data import read_pool
     from kmq.pipeline import _Run, build_config
+    from kmq.redact import redact_url
 
-    overrides = {**embed_overrides(args), **score_overrides(args), "pool": args.pool, "score.scorer": args.scorer}
+    overrides = {**setting_overrides(args), "pool": args.pool}
     cfg = build_config(args.config, overrides)
     pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
     run_ = _Run(cfg, pool, show_progress(args))
     scores = run_.quality()
     path = write_scores(Path(args.out), pool.ids, scores)
     st = run_.stages["score"]
-    sys.stdout.write(
-        f"scores    {path}  ({len(scores)} records, scorer {st.get('scorer', cfg.score.scorer)})\n"
-        f"range     min {scores.min():.4g}  mean {scores.mean():.4g}  max {scores.max():.4g}\n"
-    )
+    scored = scores[~np.isnan(scores)]
+    spec = redact_url(st.get("scorer", cfg.score.scorer))
+    sys.stdout.write(f"scores    {path}  ({len(scores)} records, scorer {spec})\n")
+    if len(scored):
+        sys.stdout.write(f"range     min {scored.min():.4g}  mean {scored.mean():.4g}  max {scored.max():.4g}\n")
+    if len(scored) < len(scores):
+        sys.stdout.write(f"missing   {len(scores) - len(scored)} unparsable, written as missing\n")
     enc = st.get("relevance_encoder")
     if enc:
         sys.stdout.write(f"relevance encoder  {enc}\n")

@@ -15,10 +15,9 @@ from kmq.cli._common import (
     add_pool_options,
     add_score_options,
     config_inputs,
-    embed_overrides,
-    score_overrides,
     show_progress,
 )
+from kmq.cli._flags import setting, setting_overrides
 from kmq.errors import InvalidParameterError
 
 EXAMPLES = """examples:
@@ -31,6 +30,10 @@ EXAMPLES = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from kmq.config import RunConfig as C
+    from kmq.methods.allocate import ALLOCATIONS
+    from kmq.methods.kmq import KMQ_WITHIN
+
     p = sub.add_parser(
         "select",
         help="select a subset (static kMQ or a baseline)",
@@ -38,32 +41,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_pool_options(p)
+    add_pool_options(p, C)
     p.add_argument("--budget", required=True, help="a count (1000) or a fraction of the pool (0.1)")
     p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
-    p.add_argument("--method", default=None, help="kmq (default) | random | other registered methods")
+    setting(p, C, "select.method", "--method", help="kmq (default) | random | kmeans-random | kmeans-closest | "
+            "kcenter | deita | qdit | top-quality")  # fmt: skip
     g = p.add_argument_group("clustering")
-    g.add_argument("--clusters", default=None, help="k, or 'auto' to pick k by silhouette (default: sqrt(n/2) rule)")
-    g.add_argument("--candidates", default=None, help="candidate k for --clusters auto, e.g. 16,32,64,128")
-    g.add_argument("--silhouette-sample", type=int, default=None, help="points for the silhouette (default 20000)")
-    g.add_argument("--niter", type=int, default=None, help="k-means iterations (default 25)")
+    setting(g, C, "cluster.clusters", "--clusters")
+    setting(g, C, "cluster.candidates", "--candidates")
+    setting(g, C, "cluster.silhouette_sample", "--silhouette-sample")
+    setting(g, C, "cluster.niter", "--niter")
+    setting(g, C, "cluster.nredo", "--nredo")
     g = p.add_argument_group("quality")
-    g.add_argument("--scorer", default=None, help=SCORER_HELP + " (default heuristic, offline)")
-    g.add_argument("--relevance-embedder", default=None,
-                   help="encoder for the heuristic's relevance when --embedder is npy: (default minilm)")  # fmt: skip
-    add_score_options(g)
+    setting(g, C, "score.scorer", "--scorer", help=SCORER_HELP)
+    setting(g, C, "score.relevance_embedder", "--relevance-embedder")
+    add_score_options(g, C)
     g = p.add_argument_group("method parameters")
-    g.add_argument("--allocation", default=None, choices=["equal", "proportional"],
+    g.add_argument("--allocation", default=None, choices=list(ALLOCATIONS),
                    help="kmq: budget per cluster (default equal)")  # fmt: skip
-    g.add_argument("--within", default=None, choices=["softmax", "proportional", "uniform", "top"],
+    g.add_argument("--within", default=None, choices=list(KMQ_WITHIN),
                    help="kmq: draw inside a cluster (default softmax of standardised quality)")  # fmt: skip
     g.add_argument("--temperature", type=float, default=None, help="kmq: softmax temperature (default 1.0)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other method parameter (repeatable), e.g. --param tau=0.85")  # fmt: skip
-    add_embed_options(p)
-    add_common_options(p)
+    add_embed_options(p, C, scorer_sections=("score",))
+    add_common_options(p, C)
     p.set_defaults(func=run)
 
 
@@ -83,41 +87,16 @@ def _method_params(args: argparse.Namespace) -> dict:
     return params
 
 
-def _clusters(value: str | None) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    if not value.isdigit():
-        raise InvalidParameterError(f"--clusters must be a positive integer or 'auto'. Got {value!r} instead.")
-    return int(value)
-
-
-def _candidates(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidParameterError(f"--candidates expects integers like 16,32,64. Got {value!r} instead.") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from kmq.pipeline import build_config, run_select
     from kmq.publish import default_run_dir
 
     overrides = {
-        **embed_overrides(args),
+        **setting_overrides(args),
         "pool": args.pool,
         "budget": args.budget,
         "out": args.out,
         "run_dir": args.run_dir or str(default_run_dir(args.out)),
-        "select.method": args.method,
-        "cluster.clusters": _clusters(args.clusters),
-        "cluster.candidates": _candidates(args.candidates),
-        "cluster.silhouette_sample": args.silhouette_sample,
-        "cluster.niter": args.niter,
-        "score.scorer": args.scorer,
-        "score.relevance_embedder": args.relevance_embedder,
-        **score_overrides(args),
         "select.params": _method_params(args) or None,
     }
     cfg = build_config(args.config, overrides)

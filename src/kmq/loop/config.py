@@ -64,12 +64,12 @@ class TrainConfig(Validated):
     max_seq_length: int = opt(2048, "longest training sequence in tokens", min=8)
     warmup_ratio: float = opt(0.03, "warm-up share of the steps", min=0, max=1)
     weight_decay: float = opt(0.0, "AdamW weight decay", min=0)
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = opt("linear", "transformers learning-rate schedule (linear, cosine, constant, ...)")
     max_steps: int = opt(-1, "stop after this many optimizer steps (-1: epochs)", min=-1)
     lora_r: int = opt(16, "LoRA rank", min=1)
     lora_alpha: int = opt(32, "LoRA alpha", min=1)
     lora_dropout: float = opt(0.05, "LoRA dropout", min=0, max=1)
-    lora_target_modules: str | list[str] = "all-linear"
+    lora_target_modules: str | list[str] = opt("all-linear", "LoRA target modules: all-linear or q_proj,v_proj,...")
     bf16: bool | None = field(default=None, metadata={"help": "None: on for a bf16-capable GPU, off on CPU"})
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "None: on for GPU, off on CPU"})
     device: str | None = field(default=None, metadata={"help": "None: cuda when available, else cpu"})
@@ -89,7 +89,7 @@ class GenerateConfig(Validated):
     max_prompt_length: int = opt(2048, "longest prompt in tokens (longer: the start is cut)", min=8)
     batch_size: int = opt(8, "hf: prompts per batch", min=1)
     device: str | None = field(default=None, metadata={"help": "hf: None means cuda when available, else cpu"})
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = opt("fp32", "hf/vllm: precision of the generating model")
     concurrency: int = opt(8, "openai: requests in flight at most", min=1)
     max_retries: int = opt(5, "openai: retries on 429/5xx/timeouts", min=0)
     timeout: float = opt(300.0, "openai: seconds per request", gt=0)
@@ -115,14 +115,14 @@ def _judge_default() -> ScoreConfig:
 class IterateConfig(Validated):
     """Everything a ``kmq iterate`` run depends on."""
 
-    pool: str = ""
+    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset")
     budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
     rounds: int = opt(3, "number of rounds R", min=1, flag="--rounds")
     model: str = opt("", "base model trained each round (hub name or local folder)")
-    out: str | None = None
-    run_dir: str | None = None
-    format: str = "auto"
-    split: str | None = None
+    out: str | None = opt(None, "where to write the subset")
+    run_dir: str | None = opt(None, "the resumable run directory (default: OUT.kmq-run)")
+    format: str = opt("auto", "auto | messages | sharegpt | alpaca | prompt_completion")
+    split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
     seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
