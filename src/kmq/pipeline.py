@@ -350,7 +350,7 @@ def select(
     budget : int, float or str
         A count (``5000``) or a fraction of the pool (``0.1``).
     method : str, default "kmq"
-        Any name in ``kmq.select.METHODS``.
+        Any name in ``kmq.methods.METHODS``.
     clusters : int, "auto" or None
         k for k-means; None uses :func:`kmq.cluster.default_n_clusters`; "auto" picks k by silhouette.
     embedder, embed_on, scorer, seed, format : see :class:`kmq.config.RunConfig`

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import importlib.metadata
 import json
 import logging
 import math
@@ -192,13 +193,17 @@ class OutputPlan:
         self.previous = read_marker(self.run_dir)
 
     def _marker(self, outputs: dict[str, Any], argv: str) -> dict[str, Any]:
-        from kmq import __version__
         from kmq.redact import redact_url
+
+        try:
+            version = importlib.metadata.version("kmq")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
 
         argv = redact_url(argv)
         return {
             "tool": "kmq",
-            "version": __version__,
+            "version": version,
             "command": self.command,
             "argv": argv,
             "updated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -185,10 +185,6 @@ def check_config(cfg: IterateConfig) -> None:
     t = cfg.train
     if t.trainer == "command" and not t.command:
         raise InvalidParameterError("--trainer command needs --train-command 'CMD {data} {output_dir} ...'.")
-    if t.trainer == "command":
-        from kmq.loop.train import check_command  # train.py imports this module
-
-        check_command(t.command, shell=t.shell)
     g = cfg.generate.generator
     if g not in ("hf", "vllm") and not re.fullmatch(r"openai:(.+?)@(https?://\S+)", g):
         raise InvalidParameterError(f"--generator must be hf, vllm or openai:MODEL@URL. Got {g!r} instead.")

@@ -3,7 +3,7 @@
 Round ``r`` of ``R`` (sizes: :func:`kmq.loop.reweight.split_budget`):
 
 1. ``select``: allocate the round's size over the clusters by ``prior * weights`` (exact, capped by what
-   each cluster has left, shortfalls redistributed: :func:`~kmq.select.allocate.allocate_budget`) and draw
+   each cluster has left, shortfalls redistributed: :func:`~kmq.methods.allocate.allocate_budget`) and draw
    from the examples not selected yet with kMQ's within-cluster rule. Round 1 uses equal weights, so it is
    a kMQ draw of ``b / R``.
 2. ``train`` the round's model (``retrain``: from the base on everything selected so far; ``continue``:
@@ -372,6 +372,10 @@ def plan_iterate(cfg: IterateConfig, *, pool: Any = None) -> Plan:
 
 def _setup(cfg: IterateConfig, pool: Any) -> tuple[Any, int, Plan]:
     check_config(cfg)
+    if cfg.train.trainer == "command":
+        from kmq.loop.train import check_command
+
+        check_command(cfg.train.command or "", shell=cfg.train.shell)
     check_judge(cfg.judge.scorer)
     if pool is None:
         from kmq.data import read_pool
