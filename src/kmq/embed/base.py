@@ -1,7 +1,8 @@
 """The embedder interface: texts -> (n, d) float32 rows of unit L2 norm, cached per text.
 
 A subclass writes one method, :meth:`Embedder.embed_batch`, for a block of non-empty texts. The base
-class does everything else once for all embedders: it deduplicates texts, looks each one up in the
+class does everything else once for all embedders, through :func:`kmq.cache.cached_map` (the loop the
+model scorers use too): it deduplicates texts, looks each one up in the
 content-addressed :class:`~kmq.cache.VectorStore`, encodes only the missing ones in length-sorted blocks,
 persists every finished block at once (so an interrupted run resumes where it stopped), shows a
 progress bar on stderr and reports what it did in :attr:`Embedder.stats_`.
@@ -16,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from kmq.cache import VectorStore, default_cache_dir, digest, text_keys
+from kmq.cache import VectorStore, cached_map, default_cache_dir, digest, progress_enabled
+
+__all__ = ["Embedder", "l2_normalize", "progress_enabled"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +30,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-def progress_enabled(show_progress: bool | None) -> bool:
-    """``None`` means: show bars when kmq logs at INFO or below (the CLI does; libraries stay quiet)."""
-    if show_progress is not None:
-        return show_progress
-    return logging.getLogger("kmq").getEffectiveLevel() <= logging.INFO
 
 
 class Embedder(ABC):
@@ -104,39 +99,27 @@ class Embedder(ABC):
             Unit rows; the empty text maps to a zero row.
         """
         start = time.perf_counter()
-        texts = list(texts)
-        keys = self.text_keys_ = text_keys(texts)
-        ukeys, first = np.unique(keys, return_index=True)
         store = VectorStore(default_cache_dir() / "vectors" / self.key, self.dim) if cache else None
-        found = store.lookup(ukeys)[0] if store is not None else np.zeros(len(ukeys), dtype=bool)
-        empty = np.fromiter((not texts[i].strip() for i in first), dtype=bool, count=len(first))
-        todo = np.flatnonzero(~found & ~empty)
-        todo = todo[np.argsort([len(texts[first[i]]) for i in todo], kind="stable")]
-        fresh = np.zeros((0 if store is not None else len(ukeys), self.dim), dtype=np.float32)
-        show = progress_enabled(show_progress) and len(todo) > 0
-        with tqdm(total=len(todo), desc=desc, unit="text", disable=not show) as bar:
-            for lo in range(0, len(todo), self.block_size):
-                block = todo[lo : lo + self.block_size]
-                vecs = np.asarray(self.embed_batch([texts[first[i]] for i in block]), dtype=np.float32)
-                if vecs.shape != (len(block), self.dim):
-                    raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(block), self.dim)}")
-                if store is not None:
-                    store.add(ukeys[block], vecs)  # persisted now: an interrupted run resumes after this block
-                else:
-                    fresh[block] = vecs
-                bar.update(len(block))
-        if store is not None:  # one gather straight into the output; empty texts stay zero rows
-            out = store.gather(keys)[1]
-        else:
-            out = fresh[np.searchsorted(ukeys, keys)] if len(texts) else fresh
+        res = cached_map(
+            texts,
+            self.embed_batch,
+            store,
+            dim=self.dim,
+            block_size=self.block_size,
+            skip_blank=True,
+            show_progress=show_progress,
+            desc=desc,
+            unit="text",
+        )
+        self.text_keys_ = res.keys
         self.stats_ = {
             "embedder": self.name,
-            "texts": len(texts),
-            "unique": len(ukeys),
-            "cached": int(found.sum()),
-            "encoded": len(todo),
-            "empty": int(empty.sum()),
+            "texts": res.stats["items"],
+            "unique": res.stats["unique"],
+            "cached": res.stats["cached"],
+            "encoded": res.stats["computed"],
+            "empty": res.stats["skipped"],
             "seconds": round(time.perf_counter() - start, 3),
         }
         logger.debug("embedded %s", self.stats_)
-        return out
+        return res.values

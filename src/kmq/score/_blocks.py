@@ -1,24 +1,22 @@
 """Per-example score caching and length bucketing shared by the model-based scorers.
 
-:func:`cached_rows` is the scorers' counterpart of :meth:`kmq.embed.base.Embedder.encode`: it deduplicates
-the inputs, looks each one up in a content-addressed :class:`~kmq.cache.VectorStore` (float64 rows under
-``$KMQ_CACHE_DIR/scores/<key>``), computes only the missing ones in blocks sorted by length, persists
-every finished block at once (an interrupted run keeps what it finished; a second run computes nothing)
-and shows a progress bar on stderr.
+:func:`cached_rows` runs the scorers on :func:`kmq.cache.cached_map`, the same cached block-map that
+:meth:`kmq.embed.base.Embedder.encode` uses: it deduplicates the inputs, looks each one up in a
+content-addressed :class:`~kmq.cache.VectorStore` (float64 rows under ``$KMQ_CACHE_DIR/scores/<key>``),
+computes only the missing ones in blocks sorted by length (longest first), persists every finished
+block at once (an interrupted run keeps what it finished; a second run computes nothing) and shows a
+progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from kmq.cache import VectorStore, default_cache_dir, text_keys
-from kmq.embed.base import progress_enabled
+from kmq.cache import VectorStore, cached_map, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -80,37 +78,19 @@ def cached_rows(
     stats : dict
         ``inputs``, ``unique``, ``cached``, ``computed``, ``seconds``.
     """
-    start = time.perf_counter()
-    inputs = list(inputs)
-    keys = text_keys(inputs)
-    ukeys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    uinputs = [inputs[i] for i in first]
-    out = np.zeros((len(ukeys), dim), dtype=np.float64)
     store = VectorStore(default_cache_dir() / "scores" / store_key, dim, dtype=np.float64) if store_key else None
-    found = np.zeros(len(ukeys), dtype=bool)
-    if store is not None:
-        found, vals = store.lookup(ukeys)
-        out[found] = vals
-    todo = np.flatnonzero(~found)
-    todo = todo[np.argsort([-len(uinputs[i]) for i in todo], kind="stable")]
-    bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not progress_enabled(show_progress) or not len(todo))
-    try:
-        for lo in range(0, len(todo), block_size):
-            block = todo[lo : lo + block_size]
-            vals = np.asarray(compute([uinputs[i] for i in block]), dtype=np.float64).reshape(len(block), dim)
-            out[block] = vals
-            keep = np.isfinite(vals).all(axis=1)  # failures (NaN rows) are returned, never cached
-            if store is not None:
-                store.add(ukeys[block][keep], vals[keep])
-            bar.update(len(block))
-    finally:
-        bar.close()
-    stats = {
-        "inputs": len(inputs),
-        "unique": len(ukeys),
-        "cached": int(found.sum()),
-        "computed": len(todo),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    res = cached_map(
+        inputs,
+        compute,
+        store,
+        dim=dim,
+        dtype=np.float64,
+        block_size=block_size,
+        longest_first=True,
+        show_progress=show_progress,
+        desc=desc,
+        unit="ex",
+    )
+    stats = {"inputs": res.stats["items"], **{k: res.stats[k] for k in ("unique", "cached", "computed", "seconds")}}
     logger.debug("%s: %s", desc, stats)
-    return (out[inverse.reshape(-1)] if inputs else out), stats
+    return res.values, stats
