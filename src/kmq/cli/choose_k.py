@@ -31,25 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmq.config import resolve_budget
-    from kmq.data import read_pool
-    from kmq.pipeline import _Run, build_config
+    from kmq.pipeline import choose_k
 
-    cfg = build_config(
-        args.config,
-        {
-            **setting_overrides(args),
-            "pool": args.pool,
-            "cluster.clusters": "auto",
-        },
-    )
-    pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
-    budget = resolve_budget(args.budget or 0.1, len(pool))
-    run_ = _Run(cfg, pool, show_progress(args))
-    X, xkey = run_.vectors(cfg.embed.embed_on)
-    best, choice = run_._resolve_k(X, xkey, budget)
+    choice = choose_k(args.pool, budget=args.budget, config=args.config, settings=setting_overrides(args),
+                      show_progress=show_progress(args))  # fmt: skip
     sys.stdout.write("k\tsilhouette\tseconds\n")
-    for row in choice["table"]:
+    for row in choice.table:
         sys.stdout.write(f"{row['k']}\t{row['silhouette']:.4f}\t{row['seconds']:.1f}\n")
-    sys.stdout.write(f"best k = {best}\n")
+    sys.stdout.write(f"best k = {choice.best}\n")
     return 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +11,7 @@ from kmq.cli._common import (
     SCORER_HELP,
     add_common_options,
     add_embed_options,
+    add_overwrite_option,
     add_pool_options,
     add_score_options,
     show_progress,
@@ -41,62 +40,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pool_options(p, C)
     setting(p, C, "score.scorer", "--scorer", help=SCORER_HELP)
     setting(p, C, "score.relevance_embedder", "--relevance-embedder")
-    p.add_argument("--out", required=True, metavar="SCORES", help="scores file: .jsonl (default), .csv or .parquet")
+    p.add_argument("--out", required=True, metavar="SCORES", help="scores file: .jsonl, .csv or .parquet")
+    add_overwrite_option(p)
     add_score_options(p.add_argument_group("model scorers"), C)
     add_embed_options(p, C, scorer_sections=("score",))
     add_common_options(p, C)
     p.set_defaults(func=run)
 
 
-def write_scores(path: Path, ids: list[str], scores: np.ndarray) -> Path:
-    """Write ``id`` and ``score`` columns atomically; the extension picks the format.
-
-    NaN (a record the scorer left unscored, e.g. ``--judge-unparsable nan``) is written as missing: null in
-    JSON Lines and Parquet, an empty cell in CSV.
-    """
-    from kmq.cache import atomic_path
-
-    missing = np.isnan(scores)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            score_col = pa.array(scores, pa.float64(), mask=missing)
-            pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "score": score_col}), tmp)
-        elif path.suffix == ".csv":
-            import csv
-
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(["id", "score"])
-                w.writerows((i, "" if m else repr(float(s))) for i, s, m in zip(ids, scores, missing, strict=True))
-        else:
-            with open(tmp, "w", encoding="utf-8") as f:
-                for i, s, m in zip(ids, scores, missing, strict=True):
-                    f.write(json.dumps({"id": i, "score": None if m else float(s)}, ensure_ascii=False) + "\n")
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    from kmq.data import read_pool
-    from kmq.pipeline import _Run, build_config
-    from kmq.redact import redact_url
+    from kmq.scoring import score
 
-    overrides = {**setting_overrides(args), "pool": args.pool}
-    cfg = build_config(args.config, overrides)
-    pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
-    run_ = _Run(cfg, pool, show_progress(args))
-    scores = run_.quality()
-    path = write_scores(Path(args.out), pool.ids, scores)
-    st = run_.stages["score"]
-    scored = scores[~np.isnan(scores)]
-    spec = redact_url(st.get("scorer", cfg.score.scorer))
-    sys.stdout.write(f"scores    {path}  ({len(scores)} records, scorer {spec})\n")
+    scores = score(
+        args.pool,
+        out=args.out,
+        config=args.config,
+        settings=setting_overrides(args),
+        overwrite=args.overwrite,
+        show_progress=show_progress(args),
+    )
+    values, st = scores.values, scores.stats
+    scored = values[~np.isnan(values)]
+    sys.stdout.write(f"scores    {scores.path}  ({len(values)} records, scorer {scores.scorer})\n")
     if len(scored):
         sys.stdout.write(f"range     min {scored.min():.4g}  mean {scored.mean():.4g}  max {scored.max():.4g}\n")
-    if len(scored) < len(scores):
-        sys.stdout.write(f"missing   {len(scores) - len(scored)} unparsable, written as missing\n")
+    if len(scored) < len(values):
+        sys.stdout.write(f"missing   {len(values) - len(scored)} unparsable, written as missing\n")
     enc = st.get("relevance_encoder")
     if enc:
         sys.stdout.write(f"relevance encoder  {enc}\n")

@@ -176,6 +176,8 @@ class RunDir:
         settings: dict[str, Any],
         inputs: dict[str, str],
         compute: Callable[[Path], dict[str, Any]],
+        *,
+        legacy_settings: dict[str, Any] | None = None,
     ) -> StepResult:
         """Return the finished step ``sid``, computing it first when it has no marker.
 
@@ -187,15 +189,20 @@ class RunDir:
             Digest of each upstream step the step reads (``{"r01-select": "..."}``).
         compute : callable
             ``compute(tmp_folder) -> stats``: writes the step's artifacts into the (existing, empty) folder.
+        legacy_settings : dict, optional
+            The settings as an earlier kmq version recorded them: a marker with that digest is accepted too.
         """
         key = digest("kmq-iterate-step-v1", sid, settings, inputs)
         marker, folder = self.marker_path(sid), self.folder(sid)
         if marker.is_file():
             done = json.loads(marker.read_text(encoding="utf-8"))
-            if done.get("digest") != key:
+            legacy = legacy_settings is not None and done.get("digest") == digest(
+                "kmq-iterate-step-v1", sid, legacy_settings, inputs
+            )
+            if done.get("digest") != key and not legacy:
                 raise self._changed(sid, done, settings, inputs)
             if folder.is_dir():
-                return StepResult(sid, folder, key, done, computed=False)
+                return StepResult(sid, folder, done["digest"], done, computed=False)  # (a legacy digest stays)
             marker.unlink()  # the artifacts were deleted by hand: compute them again
         if folder.exists():  # renamed into place, but killed before the marker was written
             self._remove_own(sid, folder)

@@ -83,7 +83,7 @@ class _Loop:
 
     # -- steps --------------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from kmq.pipeline import _Run
+        from kmq.stages import Stages, cluster_identity, quality_key
 
         cfg, c, e, s = self.cfg, self.cfg.cluster, self.cfg.embed, self.cfg.score
         settings: dict[str, Any] = {
@@ -95,16 +95,23 @@ class _Loop:
         }  # fmt: skip
         if c.clusters in (None, "auto"):  # k then depends on the budget
             settings["budget"] = self.budget
+        run = Stages(cfg.run_config(), self.pool, self.show_progress)
+        # the stages' own keys: they change when a model folder, a scorer's identity or the vectors change
+        x_key = run.source.key(self.pool, e.embed_on)
+        legacy = dict(settings)  # run folders of kmq before stage keys: accepted when everything else matches
+        settings["stage_keys"] = {
+            "clusters": cluster_identity(x_key, c, self.budget, seed=cfg.seed),
+            "quality": quality_key(self.pool, run.scorer()[0]),
+        }
 
         def compute(tmp: Path) -> dict[str, Any]:
-            run = _Run(cfg.run_config(), self.pool, self.show_progress)
-            labels, _ = run.clusters(self.budget)
-            quality = run.quality()
-            k = int(run.stages["cluster"]["n_clusters"])
+            labels, _ = run.clusters(self.budget).value
+            quality = run.quality().value
+            k = int(run.stats["cluster"]["n_clusters"])
             save_arrays(tmp / "arrays", {"k": k}, labels=labels.astype(np.int64), quality=quality)
-            return {"k": k, **{name: run.stages[name] for name in ("cluster", "score")}}
+            return {"k": k, **{name: run.stats[name] for name in ("cluster", "score")}}
 
-        res = self._run("prepare", settings, {}, compute)
+        res = self._run("prepare", settings, {}, compute, legacy=legacy)
         self.labels, self.quality = load_arrays(res.folder / "arrays", "labels", "quality")
         self.k = int(res.marker["stats"]["k"])
         from kmq.methods.allocate import cluster_weights
@@ -255,8 +262,8 @@ class _Loop:
         self.weights = load_arrays(res.folder / "arrays", "weights")[0]
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _run(self, sid: str, settings: dict[str, Any], inputs: dict[str, str], compute) -> StepResult:
-        res = self.rd.ensure(sid, settings, inputs, compute)
+    def _run(self, sid: str, settings: dict[str, Any], inputs: dict[str, str], compute, legacy=None) -> StepResult:
+        res = self.rd.ensure(sid, settings, inputs, compute, legacy_settings=legacy)
         if not res.computed:
             logger.info("%s: finished earlier, reusing %s", sid, res.folder)
         self.steps[sid] = res

