@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -112,7 +114,10 @@ def test_generator_spec_errors():
 
 
 class _Server:
-    """An OpenAI-compatible chat endpoint on localhost: fails the first ``fail`` requests with ``status``."""
+    """An OpenAI-compatible chat endpoint on localhost: fails the first ``fail`` requests with ``status``.
+
+    Failures ask for a 10 ms wait (``retry-after-ms``, which the openai SDK honours) to keep the tests fast.
+    """
 
     def __init__(self, fail: int, status: int) -> None:
         self.fail, self.status, self.calls, self.models = fail, status, 0, []
@@ -138,6 +143,8 @@ class _Server:
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if failing:
+                    self.send_header("retry-after-ms", "10")
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -158,7 +165,7 @@ def test_openai_generator_retries_keeps_order_and_fills_round(monkeypatch):
     server = _Server(fail=3, status=429)
     try:
         cfg = GenerateConfig(generator=f"openai:m-{{round}}@{server.url}", concurrency=3, api_key_env="KMQ_TEST_KEY")
-        gen = OpenAIGenerator(cfg, "m-{round}", server.url, retry_base_delay=0.01)
+        gen = OpenAIGenerator(cfg, "m-{round}", server.url)
         prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
         assert gen.generate("/ckpt", prompts, round=2) == [f"echo: q{i}" for i in range(6)]
         assert server.calls == 9 and set(server.models) == {"m-2"}
@@ -172,12 +179,27 @@ def test_openai_generator_gives_up_without_leaking_the_key(monkeypatch):
     server = _Server(fail=100, status=503)
     try:
         cfg = GenerateConfig(max_retries=2, api_key_env="KMQ_TEST_KEY")
-        gen = OpenAIGenerator(cfg, "m", server.url, retry_base_delay=0.01)
-        with pytest.raises(GenerationError, match="after 3 attempt") as err:
+        gen = OpenAIGenerator(cfg, "m", server.url)
+        with pytest.raises(GenerationError, match=r"after 3 attempts \(HTTP 503\)") as err:
             gen.generate("/ckpt", [[{"role": "user", "content": "q"}]])
         assert "sk-test-secret-42" not in str(err.value) and server.calls == 3
     finally:
         server.close()
+
+
+def test_openai_generator_fails_fast_on_a_dead_server():
+    pytest.importorskip("openai")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://me:sk-in-url-5@127.0.0.1:{port}/v1"
+    gen = get_generator(GenerateConfig(generator=f"openai:m@{url}", concurrency=4, max_retries=5))
+    start = time.perf_counter()
+    with pytest.raises(GenerationError, match="connection refused") as err:
+        gen.generate("/ckpt", [[{"role": "user", "content": f"q{i}"}] for i in range(16)])
+    assert time.perf_counter() - start < 5.0
+    assert "\n" not in str(err.value) and f"http://***@127.0.0.1:{port}/v1" in str(err.value)
+    assert "sk-in-url" not in str(err.value)
 
 
 def test_relevance_judge_and_prompt_split():

@@ -11,24 +11,24 @@ folder. Decoding is greedy, so a rerun gives the same answers.
 - ``vllm``: the same through vLLM (imported only when used; install ``vllm`` for it).
 - ``openai:MODEL@URL``: any OpenAI-compatible server (vLLM, TGI, Ollama...). ``MODEL`` may contain
   ``{round}`` and ``{checkpoint}``, filled per round (e.g. a LoRA module your server loads); keeping the
-  server on the round's model is up to you. Requests run on ``concurrency`` threads and are retried on
-  429, 408/409, 5xx, timeouts and connection errors with exponential backoff; the API key comes only from
-  the environment variable ``api_key_env`` and is never logged or stored.
+  server on the round's model is up to you. Requests go through :class:`kmq.endpoints.Endpoint` on
+  ``concurrency`` threads: the openai SDK retries 429, 408/409, 5xx, timeouts and dropped connections
+  with backoff, a dead server (connection refused, unknown host) fails within a second, and the first
+  failure cancels the requests not yet sent. The API key comes only from the environment variable
+  ``api_key_env`` and is never logged or stored; a ``user:password@`` in the URL never reaches a message.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from kmq._deps import require
+from kmq.endpoints import Endpoint
 from kmq.errors import InvalidParameterError, KmqError
 from kmq.loop.config import GenerateConfig
+from kmq.redact import redact_url
 
 logger = logging.getLogger(__name__)
 Conversation = list[dict[str, str]]
@@ -181,51 +181,21 @@ class VLLMGenerator:
 class OpenAIGenerator:
     """Greedy generation over an OpenAI-compatible chat endpoint (see the module docstring)."""
 
-    RETRY_STATUS = (408, 409, 429)
-
-    def __init__(self, cfg: GenerateConfig, model: str, base_url: str, *, retry_base_delay: float = 1.0) -> None:
+    def __init__(self, cfg: GenerateConfig, model: str, base_url: str) -> None:
         self.cfg = cfg
         self.model = model
         self.base_url = base_url
-        self.retry_base_delay = retry_base_delay
-        self._key = ""
-        self._jitter = random.Random()
-
-    def _client(self) -> Any:
-        openai = require("openai", purpose="the openai generator (`pip install openai`)")
-        self._key = os.environ.get(self.cfg.api_key_env, "")
-        return openai.OpenAI(
-            api_key=self._key or "EMPTY", base_url=self.base_url, timeout=self.cfg.timeout, max_retries=0
-        )
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
 
     def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
-        openai = require("openai", purpose="the openai generator (`pip install openai`)")
-        client = self._client()
         name = self.model.replace("{round}", str(round)).replace("{checkpoint}", str(model))
+        cfg = self.cfg
+        endpoint = Endpoint(
+            self.base_url, label=f"openai generator {name}@{redact_url(self.base_url)}", error=GenerationError,
+            api_key_env=cfg.api_key_env, max_retries=cfg.max_retries, timeout=cfg.timeout,
+        )  # fmt: skip
 
         def one(messages: Conversation) -> str:
-            for attempt in range(self.cfg.max_retries + 1):
-                try:
-                    resp = client.chat.completions.create(
-                        model=name, messages=messages, temperature=0.0, max_tokens=self.cfg.max_new_tokens
-                    )
-                    return (resp.choices[0].message.content or "").strip()
-                except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
-                    status = getattr(err, "status_code", None)
-                    retryable = status is None or status in self.RETRY_STATUS or status >= 500
-                    what = f"HTTP {status}" if status is not None else type(err).__name__
-                    if not retryable or attempt == self.cfg.max_retries:
-                        raise GenerationError(
-                            f"openai generator {name}@{self.base_url}: request failed after {attempt + 1} "
-                            f"attempt(s) ({what}): {self._scrub(str(err))}"
-                        ) from err
-                    delay = min(60.0, self.retry_base_delay * 2**attempt) * self._jitter.uniform(0.5, 1.5)
-                    logger.debug("openai generator: %s, retry %d in %.2fs", what, attempt + 1, delay)
-                    time.sleep(delay)
-            raise AssertionError("unreachable")
+            answer = endpoint.chat(model=name, messages=messages, temperature=0.0, max_tokens=cfg.max_new_tokens)
+            return answer.strip()
 
-        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(pool.map(one, prompts))
+        return endpoint.map(one, prompts, concurrency=cfg.concurrency)

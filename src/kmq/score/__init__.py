@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kmq.score.base import Scorer, check_scores
+from kmq.score.base import Scorer, check_scores, require_scored
 from kmq.score.column import ColumnScorer
 from kmq.score.scorers import HeuristicScorer, get_scorer
 
@@ -21,7 +21,7 @@ _LAZY = {
     "JudgeScorer": "kmq.score.judge",
 }
 
-__all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer", *_LAZY]
+__all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer", "require_scored", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

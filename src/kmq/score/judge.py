@@ -13,30 +13,31 @@ What is judged: the last assistant turn. Its question is the single user message
 there is more context (a system message, earlier turns), a transcript of every turn before it in FastChat's
 multi-turn style (``### User:\\n...\\n\\n### Assistant:\\n...``).
 
-Requests run on ``concurrency`` threads. 429, 408/409, 5xx answers, timeouts and connection errors are
-retried up to ``max_retries`` times with exponential backoff and jitter (honouring ``Retry-After``); other
-HTTP errors fail at once. The API key is read only from the environment variable ``api_key_env``; it is
-never logged, never part of the cache key, the stats or any manifest. Ratings are cached per request
-(model, URL, prompt, sampling settings and the rendered judge messages).
+Requests go through :class:`kmq.endpoints.Endpoint` on ``concurrency`` threads: the openai SDK retries 429,
+408/409, 5xx answers, timeouts and dropped connections up to ``max_retries`` times with backoff (honouring
+``Retry-After``); other HTTP errors fail at once; a refused connection or an unknown host fails within a
+second (tried twice), and the first failure cancels the requests not yet sent. The API key is read only
+from the environment variable ``api_key_env``; it is never logged, never part of the cache key, the stats
+or any manifest, and neither is a ``user:password@`` in the URL (the name, identity and messages show
+``***@``; credentials do not change which server answers, so the cache key does not need them). Ratings
+are cached per request (model, URL, prompt, sampling settings and the rendered judge messages).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 
-from kmq._deps import require
 from kmq.cache import digest
+from kmq.endpoints import Endpoint
 from kmq.errors import InvalidParameterError, JudgeError
+from kmq.redact import redact_url
 from kmq.score._blocks import cached_rows
 from kmq.score._lm import Conversation, check_responses
 from kmq.score.base import Scorer
@@ -92,20 +93,20 @@ class JudgeScorer(Scorer):
     model : str
         Model name the endpoint serves.
     base_url : str
-        OpenAI-compatible base URL, e.g. ``http://localhost:8000/v1``.
+        OpenAI-compatible base URL, e.g. ``http://localhost:8000/v1`` (a ``user:password@`` in it is sent but
+        never recorded).
     concurrency : int, default 8
         Requests in flight at most.
     max_retries : int, default 5
-        Retries of a request after a retryable failure.
+        Retries of a request after a retryable failure (the SDK's backoff; a refused connection gets one).
     timeout : float, default 120.0
         Seconds per request.
     api_key_env : str, default "OPENAI_API_KEY"
         Environment variable holding the API key; unset sends the placeholder ``EMPTY`` (local servers).
     on_unparsable : {"error", "nan", "min"}, default "error"
+        ``"nan"`` makes :attr:`allows_missing` true: ``kmq score`` writes those records as missing.
     temperature : float, default 0.0
     max_tokens : int, default 2048
-    retry_base_delay : float, default 1.0
-        First backoff in seconds; doubles per retry (times a jitter in [0.5, 1.5)), capped at 60 s.
     show_progress : bool or None
     cache : bool, default True
         Read and write the per-request rating cache.
@@ -133,14 +134,13 @@ class JudgeScorer(Scorer):
         on_unparsable: Literal["error", "nan", "min"] = "error",
         temperature: float = 0.0,
         max_tokens: int = 2048,
-        retry_base_delay: float = 1.0,
         show_progress: bool | None = None,
         cache: bool = True,
     ) -> None:
         super().__init__()
         self.model_name = model
         self.base_url = base_url
-        self.name = f"judge:{model}@{base_url}"
+        self.name = redact_url(f"judge:{model}@{base_url}")
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
@@ -148,20 +148,22 @@ class JudgeScorer(Scorer):
         self.on_unparsable = on_unparsable
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.retry_base_delay = retry_base_delay
         self.show_progress = show_progress
         self.cache = cache
-        self._client: Any = None
-        self._key: str = ""
+        self._endpoint: Endpoint | None = None
         self._answers: dict[str, str] = {}
-        self._jitter = random.Random()
         self._lock = threading.Lock()
+
+    @property
+    def allows_missing(self) -> bool:
+        """True with ``on_unparsable="nan"``: unparsable answers are scored NaN on purpose."""
+        return self.on_unparsable == "nan"
 
     def identity(self) -> dict[str, Any]:
         return {
             **super().identity(),
             "model": self.model_name,
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),
             "prompt": digest(SYSTEM_PROMPT, PROMPT_TEMPLATE),
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
@@ -169,16 +171,14 @@ class JudgeScorer(Scorer):
         }
 
     @property
-    def client(self) -> Any:
-        if self._client is None:
-            openai = require("openai", purpose=f"the {self.name} scorer")
-            self._key = os.environ.get(self.api_key_env, "")
-            if not self._key:
-                logger.info("$%s is not set: sending no API key (fine for local servers)", self.api_key_env)
-            self._client = openai.OpenAI(
-                api_key=self._key or "EMPTY", base_url=self.base_url, timeout=self.timeout, max_retries=0
-            )
-        return self._client
+    def endpoint(self) -> Endpoint:
+        """The endpoint all requests go through (built on first use)."""
+        if self._endpoint is None:
+            self._endpoint = Endpoint(
+                self.base_url, label=self.name, error=JudgeError, api_key_env=self.api_key_env,
+                max_retries=self.max_retries, timeout=self.timeout,
+            )  # fmt: skip
+        return self._endpoint
 
     def _check_params(self) -> None:
         if self.on_unparsable not in UNPARSABLE:
@@ -195,46 +195,14 @@ class JudgeScorer(Scorer):
                 )
 
     # -- requests -------------------------------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
-
-    def _delay(self, attempt: int, err: Any) -> float:
-        delay = min(60.0, self.retry_base_delay * 2**attempt) * self._jitter.uniform(0.5, 1.5)
-        headers = getattr(getattr(err, "response", None), "headers", None) or {}
-        try:
-            delay = max(delay, min(60.0, float(headers.get("retry-after", 0))))
-        except (TypeError, ValueError):
-            pass
-        return delay
-
-    def _ask(self, messages: list[dict[str, str]]) -> str:
-        openai = require("openai", purpose=f"the {self.name} scorer")
-        client = self.client
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = client.chat.completions.create(
-                    model=self.model_name, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens
-                )
-                return resp.choices[0].message.content or ""
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
-                status = getattr(err, "status_code", None)
-                retryable = status is None or status in (408, 409, 429) or status >= 500
-                what = f"HTTP {status}" if status is not None else type(err).__name__
-                if status in (401, 403):
-                    raise JudgeError(
-                        f"{self.name}: authentication failed ({what}). Put the key in ${self.api_key_env}."
-                    ) from err
-                if not retryable or attempt == self.max_retries:
-                    tries = f" after {attempt + 1} attempts" if retryable else ""
-                    raise JudgeError(f"{self.name}: request failed{tries} ({what}): {self._scrub(str(err))}") from err
-                delay = self._delay(attempt, err)
-                logger.debug("%s: %s, retry %d in %.2fs", self.name, what, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
     def _rate_block(self, requests: list[str]) -> np.ndarray:
+        endpoint = self.endpoint
+
         def one(request: str) -> float:
-            answer = self._ask(json.loads(request))
+            answer = endpoint.chat(
+                model=self.model_name, messages=json.loads(request), temperature=self.temperature,
+                max_tokens=self.max_tokens,
+            )  # fmt: skip
             rating = parse_rating(answer)
             if rating is None:
                 with self._lock:
@@ -242,8 +210,7 @@ class JudgeScorer(Scorer):
                 return float("nan")
             return rating
 
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return np.asarray(list(pool.map(one, requests)), dtype=np.float64)
+        return np.asarray(endpoint.map(one, requests, concurrency=self.concurrency), dtype=np.float64)
 
     # -- scoring --------------------------------------------------------------------------------------
     def score_messages(self, conversations: list[Conversation], ids: list[str] | None = None) -> np.ndarray:
@@ -253,6 +220,7 @@ class JudgeScorer(Scorer):
         check_responses(conversations, ids, scorer=self.name)
         requests = [json.dumps(judge_messages(c), ensure_ascii=False) for c in conversations]
         self._answers = {}
+        attempts = self.endpoint.attempts
         ident = self.identity()
         key = digest("judge-v1", *(ident[k] for k in ("model", "base_url", "prompt", "temperature", "max_tokens")))
         rows, stats = cached_rows(
@@ -272,6 +240,7 @@ class JudgeScorer(Scorer):
             "examples": len(ratings),
             "cached": stats["cached"],
             "requested": stats["computed"],
+            "http_attempts": self.endpoint.attempts - attempts,
             "unparsable": len(bad),
             "unparsable_examples": names[:20],
             "on_unparsable": self.on_unparsable,
