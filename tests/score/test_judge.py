@@ -292,16 +292,10 @@ def _pool_file(tmp_path, answers) -> os.PathLike:
     return path
 
 
-def _pipeline_still_rejects_nan(res) -> None:
-    if res.returncode == 2 and "NaN or infinite scores" in res.stderr:
-        pytest.xfail("src/kmq/pipeline.py still calls check_scores(..., scorer=scorer.name); the lead passes scorer")
-
-
 def test_score_with_unparsable_nan_writes_missing(server, tmp_path):
     pool = _pool_file(tmp_path, ["rate 4", "garble", "rate 8", "garble again"])
     out = tmp_path / "scores.jsonl"
     res = _kmq("score", pool, "--scorer", f"judge:m@{server.url}", "--judge-unparsable", "nan", "--out", out, "-q")
-    _pipeline_still_rejects_nan(res)
     assert res.returncode == 0, res.stderr
     assert "2 unparsable, written as missing" in res.stdout and "min 4  mean 6  max 8" in res.stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
@@ -326,7 +320,6 @@ def test_select_refuses_unscored_records(server, tmp_path):
     args = ["select", pool, "--budget", "4", "--method", "top-quality", "--scorer", f"judge:m@{server.url}",
             "--judge-unparsable", "nan", "--out", tmp_path / "subset.jsonl", "-q"]  # fmt: skip
     res = _kmq(*args)
-    _pipeline_still_rejects_nan(res)
     error = res.stderr.strip().splitlines()[-1]  # after the judge's warning about the unparsable answer
     assert res.returncode == 2 and error.startswith("kmq select: error: Scorer judge:m@"), res.stderr
     assert "--judge-unparsable min" in error and "record 'r11'" in error
