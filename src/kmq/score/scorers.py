@@ -41,7 +41,6 @@ SPECS = (
 MODEL_OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code", "revision")
 JUDGE_OPTIONS = (
     "concurrency", "max_retries", "timeout", "api_key_env", "on_unparsable", "temperature", "max_tokens",
-    "retry_base_delay",
 )  # fmt: skip
 
 
@@ -106,7 +105,7 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
         Model scorers: ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``,
         ``revision``.
         ``judge:``: ``concurrency``, ``max_retries``, ``timeout``, ``api_key_env``, ``on_unparsable``,
-        ``temperature``, ``max_tokens``, ``retry_base_delay``. None values mean the scorer's default;
+        ``temperature``, ``max_tokens``. None values mean the scorer's default;
         options that do not apply to the spec are ignored, unknown names are an error.
     """
     unknown = sorted(set(options) - set(MODEL_OPTIONS) - set(JUDGE_OPTIONS))
