@@ -1,8 +1,8 @@
 """SIGKILL at seeded points of publishing: the visible outputs are always one complete, consistent run.
 
 A small wrapper runs the real command line in a subprocess and SIGKILLs it at the N-th file-system
-change (``open`` for writing, ``os.replace``, ``os.rename``, ``os.unlink``) under the output folder: every write of a staged
-file, the commit journal, each rename of the commit and the journal's removal. Not timing-dependent:
+change (``open`` for writing, ``os.replace``, ``os.rename``, ``os.unlink``) under the output folder: every
+write of a staged file, the commit journal, each rename of the commit and the journal's removal. Not timing-dependent:
 the same N always stops at the same point. After each kill the outputs must be either the previous
 run's, byte for byte, or (a kill inside the commit's renames, which leaves the journal) become the new
 run's once :func:`kmq.publish.recover` has run, as the next kmq command on that run directory does first.
