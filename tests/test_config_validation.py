@@ -100,3 +100,22 @@ def test_resolved_config_yaml_reloads_equal(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(dump_config(cfg))
     assert "budget: 300\n" in path.read_text() and load_config(path) == cfg
+
+
+def test_method_parameter_choices_come_from_the_method(tmp_path, capsys):
+    from kmq.methods import get_method
+
+    assert get_method("kmq").choices["within"] == ("softmax", "proportional", "uniform", "top")
+    for command in (["select", "--budget", "3"], ["iterate", "--budget", "3", "--model", "m", "--dry-run"]):
+        rc = main([command[0], str(tmp_path / "nope.jsonl"), *command[1:], "--out", str(tmp_path / "s.jsonl"),
+                   "--param" if command[0] == "select" else "--config", *(["within=bogus"] if command[0] == "select"
+                   else [str(_yaml(tmp_path, "select: {params: {within: bogus}}"))])])  # fmt: skip
+        err = capsys.readouterr().err
+        assert rc == 2 and "'within' parameter of method 'kmq' must be one of" in err, err
+        assert "Pool not found" not in err
+
+
+def _yaml(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    return path

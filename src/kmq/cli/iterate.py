@@ -28,8 +28,9 @@ EXAMPLES = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from kmq.loop.config import IterateConfig as C
-    from kmq.methods.allocate import ALLOCATIONS
-    from kmq.methods.kmq import KMQ_WITHIN
+    from kmq.methods import get_method
+
+    kmq_choices = get_method("kmq").choices
 
     p = sub.add_parser(
         "iterate",
@@ -66,9 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     setting(g, C, "cluster.clusters", "--clusters")
     setting(g, C, "score.scorer", "--scorer", help="quality for the within-cluster draw")
     setting(g, C, "score.relevance_embedder", "--relevance-embedder")
-    g.add_argument("--within", default=None, choices=list(KMQ_WITHIN),
+    g.add_argument("--within", default=None, choices=list(kmq_choices["within"]),
                    help="draw inside a cluster (default softmax of standardised quality)")  # fmt: skip
-    g.add_argument("--allocation", default=None, choices=list(ALLOCATIONS),
+    g.add_argument("--allocation", default=None, choices=list(kmq_choices["allocation"]),
                    help="cluster prior multiplying the weights (default equal, Algorithm 1)")  # fmt: skip
     g.add_argument("--temperature", type=float, default=None, help="within-cluster softmax temperature (default 1)")
     add_embed_options(p, C, scorer_sections=("score", "judge"))

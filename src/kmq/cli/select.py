@@ -31,8 +31,9 @@ EXAMPLES = """examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from kmq.config import RunConfig as C
-    from kmq.methods.allocate import ALLOCATIONS
-    from kmq.methods.kmq import KMQ_WITHIN
+    from kmq.methods import get_method
+
+    kmq_choices = get_method("kmq").choices
 
     p = sub.add_parser(
         "select",
@@ -59,9 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     setting(g, C, "score.relevance_embedder", "--relevance-embedder")
     add_score_options(g, C)
     g = p.add_argument_group("method parameters")
-    g.add_argument("--allocation", default=None, choices=list(ALLOCATIONS),
+    g.add_argument("--allocation", default=None, choices=list(kmq_choices["allocation"]),
                    help="kmq: budget per cluster (default equal)")  # fmt: skip
-    g.add_argument("--within", default=None, choices=list(KMQ_WITHIN),
+    g.add_argument("--within", default=None, choices=list(kmq_choices["within"]),
                    help="kmq: draw inside a cluster (default softmax of standardised quality)")  # fmt: skip
     g.add_argument("--temperature", type=float, default=None, help="kmq: softmax temperature (default 1.0)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

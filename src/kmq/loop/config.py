@@ -190,17 +190,7 @@ def check_config(cfg: IterateConfig) -> None:
         raise InvalidParameterError(f"--generator must be hf, vllm or openai:MODEL@URL. Got {g!r} instead.")
     if cfg.select.method not in ("kmq", ""):
         raise InvalidParameterError(f"kmq iterate draws with kmq; select.method={cfg.select.method!r} is not used.")
-    params = cfg.select.params
-    if params.get("within", "softmax") not in ("softmax", "proportional", "uniform", "top"):
-        raise InvalidParameterError(
-            f"--within must be softmax, proportional, uniform or top. Got {params['within']!r} instead."
-        )
-    if params.get("allocation", "equal") not in ("equal", "proportional"):
-        raise InvalidParameterError(
-            f"--allocation must be equal or proportional. Got {params['allocation']!r} instead."
-        )
-    unknown = set(params) - {"allocation", "within", "temperature"}
-    if unknown:
-        raise InvalidParameterError(
-            f"Unknown kmq parameter(s) {sorted(unknown)}; valid: ['allocation', 'temperature', 'within']."
-        )
+    from kmq.methods import get_method
+    from kmq.methods.registry import check_params
+
+    check_params(get_method("kmq"), cfg.select.params)  # the kmq method's own declaration of its parameters

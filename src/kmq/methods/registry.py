@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,8 @@ class Method:
         The method's own parameters and their defaults, read from the signature.
     help : str
         One line for ``--help`` and the docs.
+    choices : dict of str to tuple
+        The allowed values of each parameter annotated with ``Literal[...]`` (the CLI's ``choices``).
     """
 
     name: str
@@ -87,6 +90,7 @@ class Method:
     needs: frozenset[str]
     params: dict[str, Any]
     help: str = ""
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}
@@ -108,7 +112,7 @@ def register(name: str, *, help: str = "") -> Callable[[Callable[..., Picked]], 
             bound = sig.bind(*args, **kwargs)  # a missing or unknown argument is a TypeError, as for fn
             return fn(**_checked_inputs(name, needs, bound.arguments))
 
-        METHODS[name] = Method(name, method, needs, params, help)
+        METHODS[name] = Method(name, method, needs, params, help, _choices(fn, params))
         return method
 
     return deco
@@ -133,6 +137,12 @@ def _declaration(name: str, fn: Callable[..., Picked]) -> tuple[frozenset[str], 
     needs = frozenset(sig.parameters) & INPUTS
     params = {p.name: p.default for p in sig.parameters.values() if p.name not in INPUTS and p.name not in COMMON}
     return needs, params
+
+
+def _choices(fn: Callable[..., Picked], params: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """The ``Literal[...]`` values of each parameter's annotation."""
+    hints = typing.get_type_hints(fn)
+    return {p: typing.get_args(hints[p]) for p in params if typing.get_origin(hints.get(p)) is typing.Literal}
 
 
 def _checked_inputs(owner: str, needs: frozenset[str], args: dict[str, Any]) -> dict[str, Any]:
@@ -165,10 +175,17 @@ def get_method(name: str) -> Method:
 
 
 def check_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``params`` over the method's defaults; an unknown key lists the valid ones."""
+    """Merge ``params`` over the method's defaults; an unknown key lists the valid ones, a value outside a
+    ``Literal`` parameter's choices lists those (before any data is read)."""
     unknown = set(params) - set(method.params)
     if unknown:
         raise InvalidParameterError(
             f"Unknown parameter(s) {sorted(unknown)} for method {method.name!r}; valid: {sorted(method.params)}."
         )
+    for key, allowed in method.choices.items():
+        if key in params and params[key] not in allowed:
+            raise InvalidParameterError(
+                f"The {key!r} parameter of method {method.name!r} must be one of {list(allowed)}. "
+                f"Got {params[key]!r} instead."
+            )
     return {**method.params, **params}
