@@ -92,8 +92,11 @@ FORKSERVER = (
     HOOKS
     + r"""
 import importlib, json, sys
-for name in sys.argv[1:]:
-    importlib.import_module(name)
+for name in sys.argv[1:]:  # only to save time: a module a refactor renamed is imported when it is needed
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
 from kmq.cli.main import main
 requests, replies = sys.stdin, sys.stdout
 for line in requests:
