@@ -237,3 +237,40 @@ def test_any_strings_survive_every_container(tmp_path_factory, rows):
     for name in ("s.jsonl", "s.json", "s.parquet", "s.csv", "s.jsonl.gz"):
         write_subset(pool, picked, tmp / name)
         assert read_pool(tmp / name).records(range(len(rows))) == [rows[i] for i in picked]
+
+
+def test_one_line_wrapped_json_is_the_wrapped_array(tmp_path):
+    records = [{"prompt": "p1", "completion": "c1"}, {"prompt": "p2"}]
+    pool = read_pool(_write(tmp_path / "w.json", json.dumps({"data": records}).encode()))
+    assert (pool.container, len(pool), pool.records([0, 1])) == ("json", 2, records)
+    write_subset(pool, [1], tmp_path / "b.json")
+    assert json.loads((tmp_path / "b.json").read_text()) == {"data": [records[1]]}
+    one = read_pool(_write(tmp_path / "m.json", b'{"messages": [{"role": "user", "content": "hi"}]}'))
+    assert (one.container, one.format, len(one)) == ("jsonl", "messages", 1)  # a record, not a wrapper
+
+
+def test_parquet_from_json_records_keeps_fields_missing_from_the_first(tmp_path):
+    rows = [{"prompt": "a"}, {"prompt": "b", "tag": "x"}, {"prompt": "c", "score": 2}]
+    pool = read_pool(_write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()))
+    write_subset(pool, [0, 1, 2], tmp_path / "s.parquet")
+    got = pq.read_table(tmp_path / "s.parquet").to_pylist()
+    assert got == [{"prompt": "a", "tag": None, "score": None}, {"prompt": "b", "tag": "x", "score": None},
+                   {"prompt": "c", "tag": None, "score": 2}]  # fmt: skip
+
+
+_any_char = st.one_of(st.characters(), st.characters(categories=("Cs",)))  # st.text() drops surrogates: join chars
+_any_text = st.lists(_any_char, max_size=12).map("".join)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({"prompt": _any_text, "completion": _any_text}), min_size=1, max_size=5))
+def test_lone_surrogates_survive_json_containers(tmp_path_factory, rows):
+    tmp = tmp_path_factory.mktemp("sur")
+    for name in ("p.jsonl", "p.json"):
+        src = tmp / name
+        text = "".join(json.dumps(r) + "\n" for r in rows) if name.endswith("l") else json.dumps(rows, indent=1)
+        pool = read_pool(_write(src, text.encode()))
+        expected = pool.records(range(len(rows))[::-1])  # == rows reversed, but for escaped surrogate pairs
+        for out in ("s.jsonl", "s.json", "s.jsonl.gz", "s.json.gz"):
+            write_subset(pool, range(len(rows))[::-1], tmp / out)
+            assert read_pool(tmp / out).records(range(len(rows))) == expected

@@ -62,6 +62,13 @@ def test_long_text_is_the_token_weighted_mean_of_its_windows(minilm, datakit):
     assert float(ours @ truncated) < 0.999  # the tail of the text counts
 
 
+def test_lone_surrogate_is_encoded_as_the_replacement_character(minilm):
+    texts = ["bad \ud800 text", "bad \ufffd text", "fine"]
+    vecs = minilm.encode(texts, cache=False)  # the tokenizer refused str with a lone surrogate
+    np.testing.assert_allclose(vecs[0], vecs[1], atol=1e-6)
+    assert minilm.encode(texts[:2]).shape == (2, 384) and minilm.stats_["unique"] == 2  # distinct cache keys
+
+
 def test_second_run_embeds_nothing(minilm, prompts):
     minilm.encode(prompts[:20])
     assert minilm.stats_["encoded"] == 20

@@ -31,12 +31,17 @@ expected; the reader adds the file and line or record.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from kmq.errors import DataFormatError
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion")
+
+#: A lone surrogate code point: valid in a JSON escape (``"\\ud800"``) and a Python str, but not UTF-8, so
+#: tokenizers, Parquet and CSV cannot take it. Readers keep it; each consumer that needs UTF-8 decides.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Turn = dict[str, str]
 

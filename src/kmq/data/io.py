@@ -4,7 +4,7 @@ Reading (:func:`read_pool`), by what ``source`` is:
 
 - ``.jsonl`` / ``.ndjson`` (and ``.gz``): one JSON object per line; blank lines are skipped.
 - ``.json`` (and ``.json.gz``): a JSON array of objects, an object with a single list-valued key
-  (``{"data": [...]}``), or JSON Lines when the first line is a complete object.
+  (``{"data": [...]}``, also on one line), or JSON Lines when the first line is a complete record.
 - ``.parquet``; ``.csv`` (header row, every value a string).
 - a directory with ``dataset_info.json``/``state.json`` or ``dataset_dict.json``: a Hugging Face
   ``save_to_disk`` folder (a DatasetDict needs ``split``, default ``"train"``).
@@ -15,6 +15,11 @@ Writing (:func:`write_subset`): the container follows ``out``'s extension (``.js
 ``.json``, ``.parquet``, ``.csv``, optionally ``.gz`` after a JSON one); an ``out`` with the input's own
 extension, or an unknown one, keeps the input's container. JSON Lines to JSON Lines copies the original
 line bytes; every other path writes each record as an equal JSON value. Writes are atomic.
+
+What a container cannot hold is refused with the record, its field and the fix, and nothing is written:
+JSON output is strict (``allow_nan=False``: no ``NaN``/``Infinity``, which ``1e400`` becomes when read);
+a lone surrogate (``"\\ud800"``) stays a ``\\uXXXX`` escape in JSON but is refused by Parquet and CSV,
+whose strings are UTF-8.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import secrets
+import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kmq._deps import require
-from kmq.data.formats import FORMATS
+from kmq.data.formats import FORMATS, LONE_SURROGATE, detect_format
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder, check_indices
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, MissingArtifactError
 
@@ -52,6 +60,7 @@ _SUPPORTED = ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, a Hu
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _CHUNK = 1 << 24
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # JSON strings (skipped) and brackets
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -122,12 +131,32 @@ def _read_file(path: Path, builder: PoolBuilder) -> Pool:
     return _read_jsonl(path, builder, gz, suffix)
 
 
-def _open(path: Path, gz: bool) -> BinaryIO:
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+@contextmanager
+def _open(path: Path, gz: bool) -> Iterator[BinaryIO]:
+    """Open for reading; a ``.gz`` that is not gzip, or is truncated or corrupt, is a DataFormatError."""
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+            yield fh
+    except gzip.BadGzipFile as err:
+        with open(path, "rb") as raw:
+            head = raw.read(2)
+        if head != b"\x1f\x8b":
+            raise DataFormatError(
+                f"{path} is not gzip-compressed (it starts with {head!r}), but its name ends in .gz. "
+                f"Rename it to {path.name[:-3]}, or compress it with gzip."
+            ) from err
+        raise DataFormatError(f"{path}: corrupt gzip data ({err}). Recompress or download the file again.") from err
+    except (EOFError, zlib.error) as err:
+        what = "is truncated (the gzip stream ends early)" if isinstance(err, EOFError) else f"is corrupt ({err})"
+        raise DataFormatError(f"{path} {what}. Recompress or download the file again.") from err
 
 
 def _looks_like_jsonl(path: Path, gz: bool) -> bool:
-    """A ``.json`` file holds JSON Lines when it starts with ``{`` and its first line is a complete object."""
+    """A ``.json`` file holds JSON Lines when its first line is a complete object that is a record.
+
+    A first line that is an object with a single list-valued key and no record format (``{"data": [...]}``
+    written on one line) is a wrapped array, read as one JSON document.
+    """
     with _open(path, gz) as fh:
         line = fh.readline()
         while line and not line.strip():
@@ -136,10 +165,34 @@ def _looks_like_jsonl(path: Path, gz: bool) -> bool:
     if not line.startswith(b"{"):
         return False
     try:
-        json.loads(line)
-    except ValueError:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
         return False
-    return True
+    wrapper = len(value) == 1 and isinstance(next(iter(value.values())), list) and detect_format(value) is None
+    return not wrapper
+
+
+def _too_deep(path: Path, data: bytes, lineno: int | None = None) -> DataFormatError:
+    """The error for JSON nested deeper than Python's parser goes: names the line (of the file or the JSONL line)."""
+    depth, line = _max_depth(data)
+    return DataFormatError(
+        f"{path} line {lineno or line}: JSON nested {depth} levels deep, more than kmq's JSON reader supports "
+        f"(about {sys.getrecursionlimit()} levels). Flatten that record or remove it."
+    )
+
+
+def _max_depth(data: bytes) -> tuple[int, int]:
+    """Return (deepest nesting of ``[``/``{`` outside strings, 1-based line where it is first reached)."""
+    depth = best = best_at = 0
+    for match in _TOKENS.finditer(data):
+        token = match.group()
+        if token == b"[" or token == b"{":
+            depth += 1
+            if depth > best:
+                best, best_at = depth, match.start()
+        elif token == b"]" or token == b"}":
+            depth -= 1
+    return best, data.count(b"\n", 0, best_at) + 1
 
 
 def _read_jsonl(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool:
@@ -153,6 +206,8 @@ def _read_jsonl(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool
                 record = json.loads(line.decode("utf-8"))  # JSON Lines is UTF-8; str skips encoding sniffing
             except ValueError as err:  # UnicodeDecodeError included
                 raise DataFormatError(_bad_line(path, lineno, line, err)) from err
+            except RecursionError:
+                raise _too_deep(path, line, lineno) from None
             builder.add(record, lineno)
             offsets.append(offset)
             lengths.append(len(line))
@@ -196,6 +251,8 @@ def _read_json(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool:
     except ValueError as err:
         where = f"line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else "?"
         raise DataFormatError(f"{path}: invalid JSON at {where} ({getattr(err, 'msg', err)}).") from err
+    except RecursionError:
+        raise _too_deep(path, data) from None
     key = None
     if isinstance(value, dict):
         key, value = _unwrap(path, value)
@@ -394,13 +451,21 @@ def _chunks(rows: list[int], size: int = 65536) -> Iterator[list[int]]:
         yield rows[start : start + size]
 
 
-def _dumps(pool: Pool, record: dict[str, Any], indent: int | str | None = None) -> str:
+def _json_bytes(value: Any, indent: int | str | None = None) -> bytes:
+    """Strict JSON (never NaN or Infinity) in UTF-8; a lone surrogate is kept as its ``\\uXXXX`` escape."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
     try:
-        return json.dumps(record, ensure_ascii=False, indent=indent)
-    except (TypeError, ValueError) as err:
-        raise DataFormatError(
-            f"A record of {pool.source} cannot be written as JSON ({err}); write to a .parquet file instead."
-        ) from err
+        return text.encode()
+    except UnicodeEncodeError:  # surrogates occur only inside string literals: escaping them is exact
+        return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+
+
+def _dumps(pool: Pool, rows: list[int], records: list[Any], value: Any, indent: int | str | None = None) -> bytes:
+    """:func:`_json_bytes` of ``value`` (built from ``records``, the pool's rows ``rows``) or an error naming one."""
+    try:
+        return _json_bytes(value, indent)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise _unwritable(pool, rows, records, "JSON", err) from None
 
 
 def _write_jsonl(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
@@ -410,7 +475,8 @@ def _write_jsonl(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
             if isinstance(store, JsonlStore):
                 lines = store.lines(chunk)
             else:
-                lines = [_dumps(pool, record).encode() for record in store.get(chunk)]
+                records = store.get(chunk)
+                lines = [_dumps(pool, [i], [r], r) for i, r in zip(chunk, records, strict=True)]
             for line in lines:
                 fh.write(line + b"\n")
 
@@ -419,9 +485,9 @@ def _write_json(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
     layout = pool._layout
     records = pool._store.get(rows)
     value = {layout["key"]: records} if layout.get("key") else records
-    text = _dumps(pool, value, indent=layout["indent"] if "indent" in layout else 2)
+    data = _dumps(pool, rows, records, value, indent=layout["indent"] if "indent" in layout else 2)
     with _out_stream(tmp, gz) as fh:
-        fh.write(text.encode() + b"\n")
+        fh.write(data + b"\n")
 
 
 def _write_parquet(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
@@ -429,13 +495,72 @@ def _write_parquet(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
     if isinstance(store, ArrowStore):
         table = store.table.take(pa.array(rows, type=pa.int64()))
     else:
+        records = store.get(rows)
+        fields = dict.fromkeys(key for record in records for key in record)  # every field, not the first record's
         try:
-            table = pa.Table.from_pylist(store.get(rows))
+            table = pa.Table.from_pydict({key: [record.get(key) for record in records] for key in fields})
+        except UnicodeEncodeError as err:
+            raise _unwritable(pool, rows, records, "Parquet", err) from None
         except (pa.ArrowException, TypeError) as err:
             raise DataFormatError(
                 f"The records of {pool.source} do not fit one Parquet schema ({err}); write to .jsonl instead."
             ) from err
     pq.write_table(table, tmp)
+
+
+def _unwritable(pool: Pool, rows: list[int], records: list[Any], container: str, err: Exception) -> DataFormatError:
+    """The error for records that ``container`` cannot hold: the first such record, its field and the fix."""
+    for i, record in zip(rows, records, strict=True):
+        found = _deepest(record) if isinstance(err, RecursionError) else _first_unwritable(record, container)
+        if found is not None:
+            field, problem, fix = found
+            if fix == _FIX_JSON and isinstance(pool._store, JsonlStore):
+                fix = _FIX_JSON_FROM_JSONL
+            return DataFormatError(
+                f"Cannot write record {i} (id {pool.ids[i]!r}) of {pool.source} as {container}: "
+                f"field {field} {problem}. {fix}"
+            )
+    return DataFormatError(f"The records of {pool.source} cannot be written as {container} ({err}).")
+
+
+_FIX_JSON = "Write to .parquet instead, or fix the value in the input."
+_FIX_JSON_FROM_JSONL = (
+    "Write to .jsonl (it copies the original lines) or .parquet instead, or fix the value in the input."
+)
+_FIX_UTF8 = "Write to .jsonl or .json instead (they keep it as a \\uXXXX escape), or fix the text in the input."
+
+
+def _walk(record: dict[str, Any]) -> Iterator[tuple[str, Any, int]]:
+    """Yield (field path like ``'messages'[0].content``, value, nesting depth) of every value and key in ``record``."""
+    stack = [(repr(key), value, 1) for key, value in reversed(record.items())]
+    stack += [(f"name {key!r}", key, 0) for key in record]
+    while stack:
+        path, value, depth = stack.pop()
+        yield path, value, depth
+        if isinstance(value, dict):
+            stack += [(f"{path} key {key!r}", key, depth) for key in value]
+            stack += [(f"{path}.{key}", item, depth + 1) for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{path}[{j}]", item, depth + 1) for j, item in enumerate(value)]
+
+
+def _first_unwritable(record: dict[str, Any], container: str) -> tuple[str, str, str] | None:
+    """(field, problem, fix) for the first value of ``record`` that ``container`` cannot hold, else None."""
+    for path, value, _ in _walk(record):
+        if container != "JSON":  # Parquet and CSV: UTF-8 strings
+            bad = LONE_SURROGATE.search(value) if isinstance(value, str) else None
+            if bad:
+                return path, f"holds a lone surrogate {bad.group()!r}, which {container} cannot store", _FIX_UTF8
+        elif isinstance(value, float) and not math.isfinite(value):
+            return path, f"is {value} (NaN or a number out of float range), and JSON has no NaN or Infinity", _FIX_JSON
+        elif not isinstance(value, (str, dict, list, tuple, int, float, type(None))):
+            return path, f"is {type(value).__name__}, which JSON cannot hold", _FIX_JSON
+    return None
+
+
+def _deepest(record: dict[str, Any]) -> tuple[str, str, str]:
+    path, _, depth = max(_walk(record), key=lambda item: item[2])
+    return path, f"is nested {depth} levels deep, too deep for JSON", "Flatten it, or write to .parquet instead."
 
 
 def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
@@ -449,6 +574,8 @@ def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
                 f"Cannot write record {i} ({pool.ids[i]!r}) of {pool.source} to CSV: {what}, and CSV holds one "
                 f"string per column {fields}. Write to .jsonl or .parquet instead."
             )
+        if any(LONE_SURROGATE.search(record[k]) for k in fields):
+            raise _unwritable(pool, [i], [record], "CSV", ValueError("lone surrogate"))
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)  # "\r\n" rows: then cells with a lone "\r" are quoted too
         writer.writeheader()

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kmq.data.formats import FORMATS, Turn, detect_format, to_messages, undetectable
+from kmq.data.formats import FORMATS, LONE_SURROGATE, Turn, detect_format, to_messages, undetectable
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, invalid_parameter
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ class Pool:
     Attributes
     ----------
     ids : list of str, length n
-        The records' own ``id`` field (as str) when every record has one and they are unique, else the
-        0-based positions as str.
+        The records' own ``id`` field (as str) when every record has one, they are unique and valid text
+        (no lone surrogate), else the 0-based positions as str.
     id_source : {"field", "position"}
         Where ``ids`` came from.
     messages : list of list of dict, length n
@@ -315,7 +315,15 @@ class PoolBuilder:
 
     def _ids(self, n: int) -> tuple[list[str], str]:
         if self.raw_ids is not None:
-            if len(set(self.raw_ids)) == n:
+            bad = LONE_SURROGATE.search("".join(self.raw_ids))  # ids go to Parquet, CSV and JSON tables
+            if bad is not None:
+                bad = next(rid for rid in self.raw_ids if LONE_SURROGATE.search(rid))
+                logger.warning(
+                    "%s: the 'id' value %r is not valid text (a lone surrogate); using 0-based positions as ids.",
+                    self.source, bad,
+                )  # fmt: skip
+            elif len(set(self.raw_ids)) == n:
                 return self.raw_ids, "field"
-            logger.warning("%s: the 'id' field has duplicate values; using 0-based positions as ids.", self.source)
+            else:
+                logger.warning("%s: the 'id' field has duplicate values; using 0-based positions as ids.", self.source)
         return [str(i) for i in range(n)], "position"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kmq._deps import require
+from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
 from kmq.errors import InvalidParameterError, MissingArtifactError
 
@@ -143,6 +144,7 @@ class SentenceTransformerEmbedder(Embedder):
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         torch = require("torch", purpose=f"the {self.name} encoder")
         model = self.model
+        texts = [LONE_SURROGATE.sub("\ufffd", t) for t in texts]  # tokenizers take UTF-8 only; cache keys keep them
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None or not getattr(tokenizer, "is_fast", False):
             logger.warning("%s has no fast tokenizer: texts longer than its window are truncated", self.name)
