@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kmq.embed.base import l2_normalize
 from kmq.errors import DataFormatError, MissingArtifactError
 
 logger = logging.getLogger(__name__)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_SAVE_HINT = "Save one 2-D float array with np.save(path, np.asarray(vectors, dtype=np.float32))."
+_CHUNK_ROWS = 65536
 
 
 def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
@@ -20,36 +24,97 @@ def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
     Parameters
     ----------
     path : path to a ``.npy`` file (no pickled objects)
+        A 2-D array of any float dtype (float16, float32, float64, longdouble), at least one column.
     n_rows : int
         The pool size; row i must be the embedding of pool record i.
 
     Returns
     -------
     embeddings : ndarray of shape (n_rows, d), float32, unit rows
+        float64 rows are normalised in float64, so values beyond float32's range keep their direction.
+
+    Raises
+    ------
+    MissingArtifactError
+        ``path`` is not a file.
+    DataFormatError
+        Not a ``.npy`` file (an ``.npz`` archive, a pickle, truncated), not 2-D, no columns, a dtype that is
+        not a float, a row count other than ``n_rows``, or rows with NaN or inf; the message says which.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingArtifactError(f"Embeddings file {path} not found (--embedder npy:PATH).")
-    try:
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
-    except ValueError as err:
-        raise DataFormatError(f"{path}: not a plain numeric .npy array ({err}).") from err
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+    arr = _load(path)
+    if not np.issubdtype(arr.dtype, np.floating):
         raise DataFormatError(
-            f"{path}: expected a 2-D numeric array (n, d); got shape {arr.shape}, dtype {arr.dtype}."
+            f"{path}: expected a float array (float16, float32 or float64); got dtype {arr.dtype}. If these are "
+            "real embeddings, convert them: np.save(path, vectors.astype(np.float32))."
+        )
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        what = "no columns" if arr.ndim == 2 else f"{arr.ndim} dimension(s)"
+        raise DataFormatError(
+            f"{path}: expected a 2-D array (n, d) with d >= 1; got shape {arr.shape} ({what}). {_SAVE_HINT}"
         )
     if arr.shape[0] != n_rows:
         raise DataFormatError(
             f"{path} has {arr.shape[0]} rows but the pool has {n_rows} records: row i must embed record i "
             "(same order, same filtering). Recompute the embeddings for this pool."
         )
-    arr = np.asarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        raise DataFormatError(f"{path}: {int(bad.sum())} rows contain NaN or inf (first: row {int(np.argmax(bad))}).")
-    norms = np.linalg.norm(arr, axis=1)
-    if (norms == 0).any():
-        logger.warning("%s: %d all-zero rows", path, int((norms == 0).sum()))
-    if not np.allclose(norms[norms > 0], 1.0, atol=1e-3):
+    return _normalize_rows(path, arr)
+
+
+def _load(path: Path) -> np.ndarray:
+    """Memory-map a plain ``.npy`` array; anything else is a DataFormatError that says what the file is."""
+    if not path.is_file():
+        raise MissingArtifactError(f"Embeddings file {path} not found (--embedder npy:PATH).")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_ZIP_MAGIC):
+        raise DataFormatError(
+            f"{path} is a NumPy .npz archive (np.savez), not a .npy array. Load it and save the embedding "
+            f"array alone: np.save('emb.npy', np.load('{path.name}')['NAME'])."
+        )
+    if head != _NPY_MAGIC:
+        what = f"it starts with {head!r}" if head else "it is empty"
+        raise DataFormatError(f"{path} is not a .npy file ({what}). {_SAVE_HINT}")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, EOFError, OSError) as err:
+        if "object" in str(err):
+            reason = "it holds Python objects (dtype object)"
+        elif "mmap length" in str(err) or isinstance(err, EOFError):
+            reason = "it is truncated (shorter than its header says)"
+        else:
+            reason = str(err)
+        raise DataFormatError(f"{path}: not a plain numeric .npy array: {reason}. {_SAVE_HINT}") from err
+
+
+def _normalize_rows(path: Path, arr: np.ndarray) -> np.ndarray:
+    """Check every row is finite and return the rows scaled to unit norm as float32, a chunk at a time.
+
+    float16/float32 rows are normalised in float32 (as :func:`~kmq.embed.l2_normalize` does); wider floats in
+    their own dtype after dividing each row by its largest magnitude, so no square overflows or underflows.
+    """
+    out = np.empty(arr.shape, dtype=np.float32)
+    wide = arr.dtype.itemsize > 4
+    zero, unit = 0, True
+    for lo in range(0, len(arr), _CHUNK_ROWS):
+        block = np.asarray(arr[lo : lo + _CHUNK_ROWS], dtype=arr.dtype if wide else np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            first = lo + int(np.argmax(bad))
+            raise DataFormatError(
+                f"{path}: row {first} contains NaN or inf (dtype {arr.dtype}); every row must be a finite vector. "
+                "Recompute the embedding of that record."
+            )
+        scale = np.abs(block).max(axis=1, keepdims=True) if wide else 1.0
+        if wide:
+            block = np.divide(block, scale, out=np.zeros_like(block), where=scale > 0)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        zero += int((norms == 0).sum())
+        with np.errstate(over="ignore"):
+            unit = unit and bool(np.allclose((norms * scale)[norms > 0], 1.0, atol=1e-3))
+        out[lo : lo + len(block)] = np.divide(block, norms, out=np.zeros_like(block), where=norms > 0)
+    if zero:
+        logger.warning("%s: %d all-zero rows (they stay zero and match no centroid well)", path, zero)
+    if not unit:
         logger.info("%s: rows are not unit-norm; normalising them (k-means runs on cosine geometry)", path)
-    return l2_normalize(arr)
+    return out
