@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, silhouette_score
@@ -67,7 +70,9 @@ def test_choose_k_finds_the_true_k():
     assert best == 8
     assert [r["k"] for r in table] == [2, 4, 8, 16, 32]
     with pytest.raises(InvalidParameterError, match="candidates"):
-        choose_k(X, [1, 8])
+        choose_k(X, [0, 8])
+    with pytest.raises(InvalidParameterError, match=r"must hold 1 or ints in \[2, n_samples - 1 = 479\]"):
+        choose_k(X, [480])
 
 
 def test_default_k_rule():
@@ -75,4 +80,25 @@ def test_default_k_rule():
     assert default_n_clusters(196000, 10000) == 313
     assert default_n_clusters(3000, 50) == 10  # capped at budget // 5
     assert default_n_clusters(10, 1) == 2
+    assert [default_n_clusters(n, n) for n in (1, 2, 3, 5)] == [1, 2, 2, 2]  # never more clusters than records
     assert all(2 <= k < 5000 for k in candidate_ks(5000, 500))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_tiny_pools_cluster_with_the_default_k_and_with_auto(n):
+    X = l2_normalize(np.random.default_rng(n).normal(size=(n, 8)))
+    km = KMeans(default_n_clusters(n, n), random_state=0).fit(X)
+    assert km.labels_.shape == (n,) and km.centroids_.shape[0] <= n
+    best, table = choose_k(X, candidate_ks(n, n), random_state=0)
+    assert 1 <= best < max(2, n) and [r["k"] for r in table] == candidate_ks(n, n)
+    assert candidate_ks(n, n) == ([1] if n < 3 else [min(n - 1, 16)])
+
+
+def test_zero_columns_is_an_error_not_a_crash():
+    code = (  # in a child process: faiss died of SIGFPE on this, which would take pytest down with it
+        "import numpy as np; from kmq.cluster import KMeans; from kmq.errors import InvalidParameterError\n"
+        "try: KMeans(2).fit(np.zeros((4, 0), dtype=np.float32))\n"
+        "except InvalidParameterError as err: print(err)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "2-D array (n, d) with d >= 1; got shape (4, 0)" in res.stdout, res

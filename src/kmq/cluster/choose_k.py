@@ -64,10 +64,13 @@ def cosine_silhouette(X: np.ndarray, labels: np.ndarray, *, chunk_size: int = 81
 
 
 def candidate_ks(n: int, budget: int) -> list[int]:
-    """Default candidates: powers of two from 16 up to min(4096, budget // 2, n // 10), at least two of them."""
+    """Default candidates: powers of two from 16 up to min(4096, budget // 2, n // 10), at least two of them.
+
+    Smaller pools get what fits: ``[min(n - 1, 16)]``, and ``[1]`` when n < 3 (no k >= 2 has a silhouette).
+    """
     hi = max(32, min(4096, budget // 2, n // 10))
     ks = [k for k in (2**p for p in range(4, 13)) if k <= hi and k < n]
-    return ks or [max(2, min(n - 1, 16))]
+    return ks or ([min(n - 1, 16)] if n >= 3 else [1])
 
 
 def choose_k(
@@ -84,6 +87,8 @@ def choose_k(
     ----------
     X : ndarray of shape (n, d), float32, unit rows
     candidates : sequence of int
+        Each in [2, n - 1], or 1: one cluster, whose silhouette is 0 by convention (it wins only when
+        every other candidate scores below 0).
     sample_size : int
         Points the silhouette is computed on (all when n is smaller); drawn once, shared by all k.
 
@@ -95,10 +100,10 @@ def choose_k(
     """
     rng = _check_random_state(random_state)
     ks = sorted({int(k) for k in candidates})
-    bad = [k for k in ks if k < 2 or k >= len(X)]
+    bad = [k for k in ks if k != 1 and not 2 <= k < len(X)]
     if bad or not ks:
         raise InvalidParameterError(
-            f"The 'candidates' parameter of choose_k must hold ints in [2, n_samples - 1 = {len(X) - 1}]. "
+            f"The 'candidates' parameter of choose_k must hold 1 or ints in [2, n_samples - 1 = {len(X) - 1}]. "
             f"Got {list(candidates)!r} instead."
         )
     m = min(len(X), int(sample_size))

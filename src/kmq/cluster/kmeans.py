@@ -22,16 +22,16 @@ logger = logging.getLogger(__name__)
 
 
 def default_n_clusters(n: int, budget: int) -> int:
-    """The default k: ``round(sqrt(n / 2))``, at most ``budget // 5`` and within ``[2, n]``.
+    """The default k: ``round(sqrt(n / 2))``, at most ``budget // 5``, at least 2 and at most n.
 
     k grows with the square root of the pool (the common rule of thumb), and every cluster gets about
     five or more picks under equal allocation, so quality still has a choice to make inside each
-    cluster. Examples: n=60,885, b=1,000 -> 174; n=196k, b=10k -> 313; n=3,000, b=300 -> 39.
-    Use ``--clusters auto`` to choose k by silhouette instead.
+    cluster. Examples: n=60,885, b=1,000 -> 174; n=196k, b=10k -> 313; n=3,000, b=300 -> 39; a pool of
+    one record -> 1. Use ``--clusters auto`` to choose k by silhouette instead.
     """
     k = int(round((n / 2) ** 0.5))
     k = min(k, max(2, budget // 5))
-    return int(max(2, min(k, n)))
+    return int(min(max(2, k), n))
 
 
 def _check_random_state(random_state: int | np.random.Generator | None) -> np.random.Generator:
@@ -98,8 +98,8 @@ class KMeans:
                 raise InvalidParameterError(
                     f"The {name!r} parameter of KMeans must be an int in the range [1, inf). Got {value!r} instead."
                 )
-        if X.ndim != 2:
-            raise InvalidParameterError(f"KMeans expects a 2-D array (n, d); got shape {X.shape}.")
+        if X.ndim != 2 or X.shape[1] == 0:
+            raise InvalidParameterError(f"KMeans expects a 2-D array (n, d) with d >= 1; got shape {X.shape}.")
         if self.n_clusters > len(X):
             raise InvalidParameterError(
                 f"n_samples={len(X)} should be >= n_clusters={self.n_clusters}. Pass a smaller --clusters."
