@@ -283,3 +283,17 @@ def test_score_replaces_its_own_scores_but_not_other_files(pool_file, tmp_path, 
     assert "kmq did not write it" in capsys.readouterr().err and other.read_text() == "name,value\na,1\n"
     assert main(["score", str(pool_file), "--out", str(tmp_path / "s.txt"), *HASHING]) == 2
     assert "a scores file ends in .jsonl, .csv, .parquet" in capsys.readouterr().err
+
+
+def test_a_failed_publish_leaves_no_new_folder(datakit, tmp_path, capsys):
+    rows = [json.loads(line) for line in (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:60]]
+    for row in rows:
+        row["x"] = 1.0
+    rows[3]["x"] = float("inf")  # fine in Parquet, not JSON: the subset cannot be written as .json
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), pool)
+    out = tmp_path / "new" / "s.json"
+    rc = main(["select", str(pool), "--budget", "60", "--out", str(out), *HASHING])
+    err = capsys.readouterr().err
+    assert rc == 2 and "inf" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "new").exists()

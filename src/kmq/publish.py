@@ -254,6 +254,8 @@ class OutputPlan:
         outputs: dict[str, Any] = {}
         stages: list[Path] = []
         moves: list[tuple[Path, Path]] = []
+        made = [p for p in (self.run_dir, self.out.parent if self.out is not None else None) if p and not p.exists()]
+        committed = False
         try:
             if self.out is not None and out_writer is not None:
                 stage = _new_stage(self.out.parent)
@@ -284,9 +286,14 @@ class OutputPlan:
                 _write_json(stage / MARKER, self._marker(outputs, argv))
                 moves.append((stage / MARKER, self.run_dir / MARKER))
             _commit(self.run_dir, moves)
+            committed = True
         finally:
             for stage in stages:
                 shutil.rmtree(stage, ignore_errors=True)
+            if not committed:  # a failed publish leaves no folder it created behind either
+                for folder in made:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
         self.previous = read_marker(self.run_dir) if self.run_dir is not None else None
         return outputs
 
