@@ -399,6 +399,65 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def build(cls: type, config: Any = None, overrides: dict[str, Any] | None = None) -> Any:
+    """A config of class ``cls``: its defaults < a config file (path) or object < dotted-key overrides.
+
+    None overrides are ignored; ``select.params`` is merged into the file's method parameters, not replaced.
+    This is the one builder of :class:`RunConfig` and :class:`~kmq.loop.config.IterateConfig`.
+    """
+    if config is None:
+        cfg = cls()
+    elif isinstance(config, cls):
+        cfg = config
+    else:
+        cfg = cls.from_dict(read_yaml(config), source=str(config))
+    clean = {k: v for k, v in (overrides or {}).items() if v is not None}
+    params = clean.pop("select.params", None)
+    cfg = cfg.updated(clean)
+    if params:
+        cfg = cfg.updated({"select.params": {**cfg.select.params, **params}})
+    return cfg
+
+
+_PATH_FIELDS = ("pool", "out", "run_dir")
+_SPEC_PREFIXES = ("npy:", "st:", "perplexity:", "ifd:", "reward:")
+
+
+def absolute_paths(cfg: Any) -> Any:
+    """A copy of a config with every local path absolute (pool, out, run_dir, ``npy:``/model paths that exist).
+
+    What config.yaml and the manifest record, so a rerun from another working directory reads the same files.
+    Hub names (``owner/name`` that is not a local path) and URLs are left as they are.
+    """
+
+    def fix(key: str, value: Any) -> Any:
+        if not isinstance(value, str) or not value or "://" in value:
+            return value
+        if key.rsplit(".", 1)[-1] in _PATH_FIELDS and key.count(".") == 0:
+            return value if key == "pool" and not Path(value).expanduser().exists() else _abs(value)
+        for prefix in _SPEC_PREFIXES:
+            if value.startswith(prefix) and Path(value[len(prefix) :]).expanduser().exists():
+                return prefix + _abs(value[len(prefix) :])
+        if key in ("model", "score.relevance_embedder") and Path(value).expanduser().exists():
+            return _abs(value)
+        return value
+
+    data = cfg.to_dict()
+    overrides = {}
+    for section, value in data.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if fix(f"{section}.{k}", v) != v:
+                    overrides[f"{section}.{k}"] = fix(f"{section}.{k}", v)
+        elif fix(section, value) != value:
+            overrides[section] = fix(section, value)
+    return cfg.updated(overrides) if overrides else cfg
+
+
+def _abs(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read a YAML (or JSON) config file into a :class:`RunConfig`."""
     return RunConfig.from_dict(read_yaml(path), source=str(path))

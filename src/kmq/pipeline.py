@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from kmq.config import RunConfig, load_config, resolve_budget
+from kmq.config import RunConfig, absolute_paths, build, resolve_budget
 from kmq.errors import InvalidParameterError
 from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 from kmq.stages import STREAM_SELECT, Stages
@@ -34,18 +34,7 @@ def build_config(
     config: RunConfig | str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """Defaults < config file (or object) < overrides with dotted keys; None values are ignored."""
-    if config is None:
-        cfg = RunConfig()
-    elif isinstance(config, RunConfig):
-        cfg = config
-    else:
-        cfg = load_config(config)
-    clean = {k: v for k, v in (overrides or {}).items() if v is not None}
-    params = clean.pop("select.params", None)
-    cfg = cfg.updated(clean)
-    if params:
-        cfg = cfg.updated({"select.params": {**cfg.select.params, **params}})
-    return cfg
+    return build(RunConfig, config, overrides)
 
 
 def run_select(
@@ -68,6 +57,7 @@ def run_select(
     from kmq.score import require_scored
 
     t0 = time.perf_counter()
+    cfg = absolute_paths(cfg)
     method = get_method(cfg.select.method)
     params = check_params(method, cfg.select.params)
     plan = None

@@ -323,6 +323,9 @@ def plan_outputs(
     inputs = list(inputs)
     outp = Path(out).expanduser() if out is not None else None
     rdir = Path(run_dir).expanduser() if run_dir is not None else None
+    if rdir is not None and rdir.is_dir() and (read_marker(rdir) or {}).get("command") == command:
+        # a rerun from RUN/config.yaml: that file was read whole before anything runs, and it is kmq's own
+        inputs = [i for i in inputs if i != resolved(rdir / "config.yaml")]
     run_files = tuple(run_files)
     plan = OutputPlan(command, outp, rdir, run_files, tuple({*run_files, *owned}), inputs, overwrite=overwrite)
     if rdir is not None:

@@ -9,8 +9,9 @@ from kmq.cli._flags import setting
 
 def add_pool_options(p: argparse.ArgumentParser, config: type) -> None:
     p.add_argument(
-        "pool", metavar="POOL", help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset"
-    )
+        "pool", metavar="POOL", nargs="?", default=None,
+        help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset (or pool: in --config)",
+    )  # fmt: skip
     setting(p, config, "format", "--format")
     setting(p, config, "split", "--split")
 
@@ -48,6 +49,29 @@ def add_overwrite_option(p: argparse.ArgumentParser) -> None:
 def config_inputs(args: argparse.Namespace) -> list[str]:
     """Files the command reads besides the pool and embeddings (they may not be outputs): the --config file."""
     return [args.config] if getattr(args, "config", None) else []
+
+
+def run_outputs(args: argparse.Namespace) -> dict:
+    """``out`` and ``run_dir`` overrides: a new ``--out`` without ``--run-dir`` gets its own default run directory;
+    with neither, the config's (a rerun from ``RUN/config.yaml`` writes where that run wrote)."""
+    from kmq.publish import default_run_dir
+
+    run_dir = args.run_dir or (str(default_run_dir(args.out)) if args.out else None)
+    return {"out": args.out, "run_dir": run_dir}
+
+
+def require(cfg, command: str, *names: str) -> None:
+    """Settings a command cannot run without, from a flag or the --config file; the error says where to give them."""
+    from kmq.errors import InvalidParameterError
+
+    flags = {"pool": "POOL", "budget": "--budget N", "out": "--out SUBSET", "model": "--model MODEL"}
+    missing = [n for n in names if getattr(cfg, n) in (None, "", 0)]
+    if missing:
+        what = ", ".join(flags.get(n, n) for n in missing)
+        raise InvalidParameterError(
+            f"kmq {command} needs {what}: pass {'it' if len(missing) == 1 else 'them'} on the command line, or set "
+            f"{', '.join(f'{n}:' for n in missing)} in the --config file."
+        )
 
 
 def show_progress(args: argparse.Namespace) -> bool | None:

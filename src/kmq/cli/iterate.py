@@ -11,6 +11,8 @@ from kmq.cli._common import (
     add_overwrite_option,
     add_pool_options,
     config_inputs,
+    require,
+    run_outputs,
     show_progress,
 )
 from kmq.cli._flags import setting, setting_overrides
@@ -41,10 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_pool_options(p, C)
-    p.add_argument("--budget", required=True, help="a count (1000) or a fraction of the pool (0.1)")
+    p.add_argument("--budget", default=None, help="a count (1000) or a fraction of the pool (0.1)")
     setting(p, C, "rounds", "--rounds")
     setting(p, C, "model", "--model")
-    p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
+    p.add_argument("--out", default=None, metavar="SUBSET", help="the subset file; its extension picks the format")
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     p.add_argument("--restart-from", default=None, metavar="STEP",
@@ -99,8 +101,7 @@ JUDGE_FLAGS = {
 def overrides(args: argparse.Namespace) -> dict:
     params = {k: v for k in ("allocation", "within", "temperature") if (v := getattr(args, k)) is not None}
     out = {
-        **setting_overrides(args),
-        "pool": args.pool, "budget": args.budget, "out": args.out, "run_dir": args.run_dir,
+        **setting_overrides(args), **run_outputs(args), "pool": args.pool, "budget": args.budget,
         "select.params": params or None,
     }  # fmt: skip
     modules = out.get("train.lora_target_modules")
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from kmq.loop.runner import plan_iterate, plan_iterate_outputs, run_iterate
 
     cfg = build_iterate_config(args.config, overrides(args))
+    require(cfg, "iterate", "pool", "budget", "out")
     if args.dry_run:
         plan_iterate_outputs(cfg, overwrite=args.overwrite, inputs=config_inputs(args), dry_run=True)
         plan = plan_iterate(cfg)

@@ -15,6 +15,8 @@ from kmq.cli._common import (
     add_pool_options,
     add_score_options,
     config_inputs,
+    require,
+    run_outputs,
     show_progress,
 )
 from kmq.cli._flags import setting, setting_overrides
@@ -43,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_pool_options(p, C)
-    p.add_argument("--budget", required=True, help="a count (1000) or a fraction of the pool (0.1)")
-    p.add_argument("--out", required=True, metavar="SUBSET", help="where to write the subset (format of the pool)")
+    p.add_argument("--budget", default=None, help="a count (1000) or a fraction of the pool (0.1)")
+    p.add_argument("--out", default=None, metavar="SUBSET", help="the subset file; its extension picks the format")
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "select.method", "--method", help="kmq (default) | random | kmeans-random | kmeans-closest | "
@@ -94,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {
         **setting_overrides(args),
+        **run_outputs(args),
         "pool": args.pool,
         "budget": args.budget,
-        "out": args.out,
-        "run_dir": args.run_dir or str(default_run_dir(args.out)),
         "select.params": _method_params(args) or None,
     }
     cfg = build_config(args.config, overrides)
+    require(cfg, "select", "pool", "budget", "out")
+    if not cfg.run_dir:
+        cfg = cfg.updated({"run_dir": str(default_run_dir(cfg.out))})
     sel = run_select(cfg, show_progress=show_progress(args), overwrite=args.overwrite, inputs=config_inputs(args))
     m = sel.manifest
     lines = [

@@ -5,24 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kmq.loop.config import IterateConfig, load_iterate_config
+from kmq.config import build
+from kmq.loop.config import IterateConfig
 
 
 def build_iterate_config(
     config: IterateConfig | str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
 ) -> IterateConfig:
-    """Defaults < config file (or object) < dotted-key overrides; None values are ignored."""
-    if config is None:
-        cfg = IterateConfig()
-    elif isinstance(config, IterateConfig):
-        cfg = config
-    else:
-        cfg = load_iterate_config(config)
-    overrides = dict(overrides or {})
-    params = overrides.pop("select.params", None)
-    cfg = cfg.updated(overrides)
-    if params:
-        cfg = cfg.updated({"select.params": {**cfg.select.params, **params}})
+    """Defaults < config file (or object) < dotted-key overrides; None values are ignored.
+
+    The run directory defaults to ``OUT.kmq-run`` beside the subset.
+    """
+    cfg = build(IterateConfig, config, overrides)
     if not cfg.run_dir and cfg.out:
         from kmq.publish import default_run_dir
 

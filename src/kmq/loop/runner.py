@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from kmq.cache import load_arrays, save_arrays
-from kmq.config import resolve_budget
+from kmq.config import absolute_paths, resolve_budget
 from kmq.errors import InvalidParameterError
 from kmq.loop.config import IterateConfig, check_config
 from kmq.loop.judge import Judge, check_judge, split_prompt, with_answer
@@ -326,6 +326,7 @@ def run_iterate(
     such as the config file).
     """
     t0 = time.perf_counter()
+    cfg = absolute_paths(cfg)
     if not cfg.run_dir:
         raise InvalidParameterError(
             "kmq iterate needs a run directory (pass --run-dir DIR, or --out for the default)."
