@@ -32,7 +32,7 @@ def test_select_writes_subset_and_run_dir(pool_file, tmp_path):
     assert sel.clusters is not None and sel.quality is not None
     pool_lines = pool_file.read_bytes().splitlines()
     out_lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
-    assert out_lines == [pool_lines[i] for i in sel.indices]
+    assert out_lines == [pool_lines[i] for i in sorted(sel.indices)]  # the pool's order
     table = pq.read_table(tmp_path / "s.run" / "selection.parquet").to_pydict()
     assert table["id"] == sel.ids and table["pool_index"] == sel.indices.tolist()
     assert set(table) == {"id", "pool_index", "cluster", "quality", "round", "rank", "reason"}

@@ -53,3 +53,17 @@ def test_missing_pool_budget_or_out_say_where_to_give_them(tmp_path, capsys, com
     assert main([command, "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"kmq {command} needs POOL, --out SUBSET" in err and "in the --config file" in err
+
+
+def test_subset_is_in_pool_order_or_a_seeded_shuffle(pool_file, tmp_path, capsys):
+    lines = pool_file.read_bytes().splitlines()
+    base = ["select", str(pool_file), "--budget", "30", "--embedder", "hashing", "-q"]
+    assert main([*base, "--out", str(tmp_path / "a.jsonl")]) == 0
+    got = (tmp_path / "a.jsonl").read_bytes().splitlines()
+    assert got == [line for line in lines if line in set(got)]  # the pool's order
+    for name in ("b.jsonl", "c.jsonl"):
+        assert main([*base, "--out", str(tmp_path / name), "--shuffle"]) == 0
+    b, c = ((tmp_path / n).read_bytes() for n in ("b.jsonl", "c.jsonl"))
+    assert b == c and b.splitlines() != got and sorted(b.splitlines()) == sorted(got)  # seeded, same records
+    manifest = json.loads((tmp_path / "b.jsonl.kmq-run" / "manifest.json").read_text())
+    assert manifest["outputs"]["subset"]["order"] == "seeded shuffle"

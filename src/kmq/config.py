@@ -278,6 +278,7 @@ class RunConfig(Validated):
     format: str = opt("auto", "auto | messages | sharegpt | alpaca | prompt_completion")
     split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
     seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
+    shuffle: bool = opt(False, "write the subset in a seeded random order (default: the pool's order)")
     embed: EmbedConfig = opt(factory=EmbedConfig)
     cluster: ClusterConfig = opt(factory=ClusterConfig)
     score: ScoreConfig = opt(factory=ScoreConfig)

@@ -21,6 +21,9 @@ import numpy as np
 from kmq.config import RunConfig, dump_yaml
 from kmq.publish import OutputPlan, input_paths, plan_outputs
 
+#: random stream of the subset's order with ``shuffle`` (the pipeline's are 1-4)
+STREAM_SHUFFLE = 5
+
 
 @dataclass
 class Selection:
@@ -71,6 +74,16 @@ class Selection:
         """
         self.publish(out=out, run_dir=None, overwrite=overwrite)
         return Path(out)
+
+    def output_rows(self) -> np.ndarray:
+        """The pool rows in the order the subset file lists them: the pool's order, or a seeded shuffle.
+
+        (``indices`` keeps the order the method picked them; ``selection.parquet`` has it as ``rank``.)
+        """
+        rows = np.sort(np.asarray(self.indices, dtype=np.int64))
+        if getattr(self.config, "shuffle", False):
+            rows = np.random.default_rng([self.config.seed, STREAM_SHUFFLE]).permutation(rows)
+        return rows
 
     def table(self) -> Any:
         """The selection as a ``pyarrow.Table`` (the columns of ``selection.parquet``)."""
@@ -125,11 +138,14 @@ class Selection:
 
         def manifest(outputs: dict[str, Any]) -> dict[str, Any]:
             self.manifest["outputs"] = {**outputs, "selection": str(Path(outputs["run_dir"]) / "selection.parquet")}
+            if "subset" in outputs:
+                order = "seeded shuffle" if getattr(self.config, "shuffle", False) else "pool order"
+                self.manifest["outputs"]["subset"]["order"] = order
             return self.manifest
 
         written = plan.publish(
             writers,
-            out_writer=(lambda p: write_subset(self.pool, self.indices, p)) if plan.out is not None else None,
+            out_writer=(lambda p: write_subset(self.pool, self.output_rows(), p)) if plan.out is not None else None,
             manifest=manifest if plan.run_dir is not None else None,
             argv=versions()["argv"],
         )

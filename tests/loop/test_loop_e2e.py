@@ -1,19 +1,16 @@
 """The whole loop with a tiny local Llama (TRL + LoRA, a few steps per round), resumed after SIGKILLs.
 
-One uninterrupted run (the Python API) is the reference; the kill test drives the command line in
-subprocesses and SIGKILLs each one when its stderr announces a step (``kmq: r01-train: start``), then
-checks that the resumed run ends with the same selection.parquet content and the same subset bytes.
+One uninterrupted run (the Python API) is the reference; the one slow kill test drives the command line
+in subprocesses, SIGKILLs them at deterministic points (:mod:`killpoints`: while the trained model is
+saved, and before the generations' marker) and checks that the resumed run ends with the same
+selection.parquet content and the same subset bytes. Every step boundary is killed with fast components
+in ``test_iterate_resume.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,6 +19,7 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
+import killpoints  # noqa: E402
 import kmq  # noqa: E402
 from kmq.loop.config import load_iterate_config  # noqa: E402
 from kmq.loop.rundir import SettingsChangedError  # noqa: E402
@@ -65,7 +63,7 @@ def test_uninterrupted_run_outputs(baseline, pool_file):
     assert len(t["id"]) == BUDGET and len(set(t["pool_index"])) == BUDGET
     assert t["round"] == [1] * 12 + [2] * 12
     pool_lines = pool_file.read_bytes().splitlines()
-    assert (baseline / "s.jsonl").read_bytes().splitlines() == [pool_lines[i] for i in t["pool_index"]]
+    assert (baseline / "s.jsonl").read_bytes().splitlines() == [pool_lines[i] for i in sorted(t["pool_index"])]
     m = json.loads((run / "manifest.json").read_text())
     assert m["command"] == "iterate" and m["budget"]["sizes"] == [12, 12] and m["counts"]["selected"] == BUDGET
     r1, r2 = m["rounds"]
@@ -84,43 +82,29 @@ def test_uninterrupted_run_outputs(baseline, pool_file):
     assert load_iterate_config(run / "config.yaml").judge.scorer == "relevance"
 
 
-def run_until(cmd, text, env, timeout=600):
-    """Start ``cmd``; SIGKILL it as soon as a stderr line contains ``text``. Returns (returncode, tail)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    seen: list[str] = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if text in line:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        proc.wait()
-    finally:
-        timer.cancel()
-        proc.stderr.close()
-    assert any(text in line for line in seen), "".join(seen[-30:])
-    return proc.returncode, "".join(seen[-30:])
-
-
-def test_sigkill_at_every_step_then_resume_equals_uninterrupted(baseline, pool_file, tiny_llama, tmp_path):
+@pytest.mark.slow
+def test_sigkill_while_training_and_generating_resumes_identically(baseline, pool_file, tiny_llama, tmp_path):
+    """The one slow kill-and-resume case, with the real TRL trainer and HF generator (the fast ones cover every
+    step boundary: ``test_iterate_resume.py``). Deterministic kills (:mod:`killpoints`): while the trained
+    model is being saved, then with the generations in place but unmarked."""
     out = tmp_path / "s.jsonl"
     run = tmp_path / "s.jsonl.kmq-run"
-    cmd = [sys.executable, "-m", "kmq.cli.main", "iterate", str(pool_file), "--model", str(tiny_llama),
-           "--out", str(out), *FLAGS]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for sid in ("r01-select", "r01-train", "r01-generate", "r01-judge", "r01-reweight", "r02-select"):
-        code, tail = run_until(cmd, f"kmq: {sid}: start", env)
-        assert code in (-signal.SIGKILL, 0), tail
-        if sid == "r01-train":  # killed while training: nothing of it may count as finished
-            assert code == -signal.SIGKILL and not (run / "rounds/r01/DONE-train").exists()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    args = ["iterate", str(pool_file), "--model", str(tiny_llama), "--out", str(out), *FLAGS]
+    script = killpoints.wrapper(tmp_path)
+    saving = killpoints.run_kmq(script, args, root=run, ops=("open", "replace", "rename"), kill_at=1,
+                                match=r"^rounds/r01/\.train\.tmp-[0-9a-f]+/model/")  # fmt: skip
+    assert saving.killed, saving.stderr[-3000:]
+    assert (run / "rounds/r01/DONE-select").is_file()
+    assert not (run / "rounds/r01/train").exists() and not (run / "rounds/r01/DONE-train").exists()
+    generated = killpoints.run_kmq(script, args, root=run, match=r"^rounds/r01/DONE-generate$", kill_at=1)
+    assert generated.killed, generated.stderr[-3000:]
+    assert (run / "rounds/r01/generate").is_dir() and not (run / "rounds/r01/DONE-generate").exists()
+    done = killpoints.run_kmq(script, args, root=run)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "finished earlier, reusing" in done.stderr
+    assert "r01-train: finished earlier, reusing" in done.stderr and "r01-generate: start" in done.stderr
     assert table(run) == table(baseline / "s.jsonl.kmq-run")
     assert out.read_bytes() == (baseline / "s.jsonl").read_bytes()
-    assert not list(run.glob("rounds/*/.*tmp-*"))  # no half-written leftovers
+    assert not list(run.rglob(".*tmp-*")) and not list(run.rglob(".*-work"))  # no half-written leftovers
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="SUBSET", help="the subset file; its extension picks the format")
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
+    setting(p, C, "shuffle", "--shuffle")
     setting(p, C, "select.method", "--method", help="kmq (default) | random | kmeans-random | kmeans-closest | "
             "kcenter | deita | qdit | top-quality")  # fmt: skip
     g = p.add_argument_group("clustering")

@@ -124,6 +124,7 @@ class IterateConfig(Validated):
     format: str = opt("auto", "auto | messages | sharegpt | alpaca | prompt_completion")
     split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
     seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
+    shuffle: bool = opt(False, "write the subset in a seeded random order (default: the pool's order)")
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -152,6 +153,7 @@ class IterateConfig(Validated):
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
         return RunConfig(
             pool=self.pool, budget=self.budget, format=self.format, split=self.split, seed=self.seed,
+            shuffle=self.shuffle,
             embed=self.embed, cluster=self.cluster, score=self.score,
             select=SelectConfig(method="kmq", params=dict(self.select.params)),
         )  # fmt: skip
