@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmq.cache import ArtifactStore, VectorStore, array_digest, cached_map, text_keys
+from kmq.cache import ArtifactStore, VectorStore, array_digest, cached_map, text_keys, unique_keys
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +254,26 @@ def test_embedders_and_scorers_share_the_block_map(tmp_path):
     rows, stats = cached_rows(texts, lambda b: np.array([len(t) for t in b]), store_key="k", dim=1, block_size=8)
     assert rows[:, 0].tolist() == [8, 12, 8, 0] and stats["computed"] == 3
     assert cached_rows(texts, None, store_key="k", dim=1, block_size=8)[1]["cached"] == 3
+
+
+def test_vector_store_finds_keys_that_share_their_first_eight_bytes(tmp_path):
+    def key(*parts: bytes) -> np.ndarray:
+        return np.frombuffer(b"".join(parts), dtype="V16")
+
+    same = b"\x07" * 8  # the index searches on the first 8 bytes; these keys differ only after them
+    a, b, c, d = key(same, b"\x09" * 8), key(same, b"\x01" * 8), key(b"\x00" * 16), key(same, b"\x05" * 8)
+    store = VectorStore(tmp_path / "s", 1)
+    store.add(np.concatenate([a, c]), np.array([[1.0], [3.0]], dtype=np.float32))
+    store.add(b, np.array([[2.0]], dtype=np.float32))
+    found, got = VectorStore(tmp_path / "s", 1).gather(np.concatenate([b, a, d, c, a]))
+    assert found.tolist() == [True, True, False, True, True] and got[:, 0].tolist() == [2, 1, 0, 3, 1]
+
+
+def test_unique_keys_equals_numpys_unique(rng):
+    raw = rng.integers(0, 4, size=(500, 16), dtype=np.uint8)  # many duplicates and many shared first halves
+    raw[::3, 8:] = rng.integers(0, 256, size=(len(raw[::3]), 8), dtype=np.uint8)
+    for keys in (np.ascontiguousarray(raw).view("V16")[:, 0], text_keys([str(i % 37) for i in range(300)])):
+        expected = np.unique(keys, return_index=True, return_inverse=True)
+        got = unique_keys(keys)
+        assert all(np.array_equal(g, e.reshape(-1)) for g, e in zip(got, expected, strict=True))
+    assert all(len(a) == 0 for a in unique_keys(np.empty(0, dtype="V16")))

@@ -280,7 +280,8 @@ class VectorStore:
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.verify = verify
-        self._keys = np.empty(0, dtype=KEY_DTYPE)
+        self._keys = np.empty(0, dtype=KEY_DTYPE)  # sorted by (first half, second half) as uint64 words
+        self._hi = np.empty(0, dtype=np.uint64)  # the first half of each sorted key, for a fast binary search
         self._shards: list[tuple[np.ndarray, np.ndarray]] = []  # (keys, vectors) per shard
         self._paths: list[Path | None] = []  # None: held in memory only
         self._checked: list[bool] = []
@@ -339,17 +340,18 @@ class VectorStore:
     def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``found`` (n,) bool and ``loc`` (n, 2) (shard, row) of each key; only verified shards are used."""
         self._index()
+        keys = np.ascontiguousarray(keys, dtype=KEY_DTYPE)
         while True:
             if len(self._keys) == 0 or len(keys) == 0:
                 return np.zeros(len(keys), dtype=bool), np.zeros((len(keys), 2), dtype=np.int64)
-            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            found = self._keys[pos] == keys
-            loc = self._where[pos]
+            pos = _search(self._keys, self._hi, keys)
+            found = pos >= 0
+            loc = self._where[np.maximum(pos, 0)]
             bad = [s for s in np.unique(loc[found, 0]).tolist() if not self._verified(s)]
             if not bad:
                 return found, loc
             keep = ~np.isin(self._where[:, 0], bad)  # a key may also sit in another shard: look again
-            self._keys, self._where = self._keys[keep], self._where[keep]
+            self._keys, self._hi, self._where = self._keys[keep], self._hi[keep], self._where[keep]
 
     def _copy_rows(self, out: np.ndarray, rows: np.ndarray, loc: np.ndarray) -> None:
         """``out[rows[i]] = shard loc[i, 0], row loc[i, 1]``, one fancy-indexed read per shard."""
@@ -414,9 +416,57 @@ class VectorStore:
         keys = [self._keys] + [k for k, _ in self._pending]
         where = [self._where] + [np.column_stack([np.full(len(k), s), np.arange(len(k))]) for k, s in self._pending]
         allk = np.concatenate(keys)
-        order = np.argsort(allk, kind="stable")
+        order = _key_order(allk)
         self._keys, self._where = allk[order], np.concatenate(where)[order]
+        self._hi = _words(self._keys)[:, 0].copy()
         self._pending.clear()
+
+
+def _words(keys: np.ndarray) -> np.ndarray:
+    """V16 keys as (n, 2) uint64 words read big-endian, so that word order is the keys' byte order."""
+    return np.ascontiguousarray(keys, dtype=KEY_DTYPE).view(">u8").reshape(-1, 2).astype(np.uint64)
+
+
+def _key_order(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of V16 keys (byte order, as NumPy sorts them) by an integer sort: NumPy sorts void slowly."""
+    w = _words(keys)
+    order = np.argsort(w[:, 0], kind="stable")
+    hi, lo = w[order, 0], w[order, 1]
+    if ((hi[1:] == hi[:-1]) & (lo[1:] != lo[:-1])).any():  # distinct keys sharing a first word (rare)
+        order = np.lexsort((w[:, 1], w[:, 0]))
+    return order
+
+
+def unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True, return_inverse=True)`` for V16 keys, the same arrays, faster.
+
+    Returns
+    -------
+    ukeys : ndarray of shape (u,), V16, sorted
+    first : ndarray of shape (u,), int64: where each unique key first occurs
+    inverse : ndarray of shape (n,), int64: ``ukeys[inverse] == keys``
+    """
+    order = _key_order(keys)
+    ordered = np.asarray(keys)[order]
+    new = np.ones(len(ordered), dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(len(ordered), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], order[new].astype(np.int64), inverse
+
+
+def _search(sorted_keys: np.ndarray, hi: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position of each key's first copy in ``sorted_keys`` (ordered by :func:`_key_order`), -1 when absent."""
+    q = _words(keys)
+    pos = np.minimum(np.searchsorted(hi, q[:, 0]), len(hi) - 1)
+    found = sorted_keys[pos] == keys
+    for i in np.flatnonzero(~found & (hi[pos] == q[:, 0])):  # same first word: the key may sit further on
+        j = pos[i] + 1
+        while j < len(hi) and hi[j] == q[i, 0] and sorted_keys[j] != keys[i]:
+            j += 1
+        found[i] = j < len(hi) and sorted_keys[j] == keys[i]
+        pos[i] = j
+    return np.where(found, pos, -1)
 
 
 # -- the cached block-map ---------------------------------------------------------------------------------
@@ -478,7 +528,7 @@ def cached_map(
     start = time.perf_counter()
     items = list(items)
     keys = text_keys(items)
-    ukeys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    ukeys, first, inverse = unique_keys(keys)
     found = store.contains(ukeys) if store is not None else np.zeros(len(ukeys), dtype=bool)
     blank = np.zeros(len(ukeys), dtype=bool)
     if skip_blank:
@@ -501,7 +551,6 @@ def cached_map(
                 if not keep.all():
                     unkept.append((block[~keep], vals[~keep]))
             bar.update(len(block))
-    inverse = inverse.reshape(-1)
     if store is None:
         out = fresh[inverse]
     else:  # one gather straight into the output; skipped items stay zero rows
