@@ -255,7 +255,9 @@ class ScoreConfig(Validated):
     judge_timeout: float = opt(120.0, "judge: seconds per request", gt=0)
     judge_api_key_env: str = opt("OPENAI_API_KEY", "judge: environment variable holding the API key")
     judge_unparsable: Literal["error", "nan", "min"] = opt(
-        "error", "judge: answers without [[rating]]: error | nan (missing) | min (fill 1.0)"
+        "nan",
+        "judge: answers without [[rating]]: nan (left unscored: written as missing by kmq score, skipped by "
+        "kmq iterate, refused by kmq select) | error (stop and name them) | min (score them 1.0)",
     )
 
 

@@ -179,6 +179,7 @@ def select(
     Selection
     """
     from kmq.data import Pool
+    from kmq.methods.registry import get_method
 
     is_pool = isinstance(pool, Pool)
     overrides = {
@@ -196,11 +197,32 @@ def select(
         "select.params": params or None,
     }
     cfg = build_config(config, overrides)
+    _check_options(get_method(cfg.select.method), params)
     if is_pool:
         cfg.pool = str(pool.source)
     extra = [config] if isinstance(config, (str, os.PathLike)) else []
     return run_select(
         cfg, pool=pool if is_pool else None, show_progress=show_progress, overwrite=overwrite, inputs=extra
+    )
+
+
+def _check_options(method: Any, params: dict[str, Any]) -> None:
+    """A keyword of :func:`select` that is neither an option nor a parameter of the method: name the close match."""
+    import difflib
+    import inspect
+
+    unknown = sorted(set(params) - set(method.params))
+    if not unknown:
+        return
+    options = [p for p in inspect.signature(select).parameters if p not in ("pool", "params")]
+    valid = [*options, *method.params]
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise InvalidParameterError(
+        f"kmq.select got unknown option(s) {', '.join(hints)}. Options: {', '.join(options)}; parameters of "
+        f"method {method.name!r}: {', '.join(method.params) or 'none'} (see kmq methods)."
     )
 
 

@@ -62,6 +62,23 @@ class Selection:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def __repr__(self) -> str:
+        m = self.manifest
+        parts = [f"{len(self)} of {m.get('counts', {}).get('pool', len(self.pool))} records"]
+        method = m.get("method", {})
+        if method:
+            params = ", ".join(f"{k}={v}" for k, v in (method.get("params") or {}).items())
+            parts.append(f"method {method.get('name')}" + (f" ({params})" if params else ""))
+        k = m.get("stages", {}).get("cluster", {}).get("n_clusters")
+        if k is not None:
+            parts.append(f"k={k}")
+        subset = m.get("outputs", {}).get("subset", {}).get("path")
+        if subset:
+            parts.append(f"written to {subset}")
+        if self.run_dir is not None:
+            parts.append(f"run dir {self.run_dir}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     #: the command a run directory of this selection belongs to (``kmq iterate`` subclasses say "iterate")
     command = "select"
     #: entries of the run directory that this command may create (recorded in its marker)

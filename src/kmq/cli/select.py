@@ -107,13 +107,27 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.run_dir:
         cfg = cfg.updated({"run_dir": str(default_run_dir(cfg.out))})
     sel = run_select(cfg, show_progress=show_progress(args), overwrite=args.overwrite, inputs=config_inputs(args))
+    sys.stdout.write("\n".join(summary(sel)) + "\n")
+    return 0
+
+
+def summary(sel) -> list[str]:
+    """The stdout lines of a finished selection: what was written where, with what, and what to look at."""
     m = sel.manifest
+    subset = m.get("outputs", {}).get("subset", {})
     lines = [
-        f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as {m['input']['container']})",
+        f"subset    {subset.get('path', sel.config.out)}  ({len(sel)} records, {m['input']['format']} as "
+        f"{subset.get('container', m['input']['container'])}, {subset.get('order', 'pool order')})",
         f"run dir   {sel.run_dir}  (config.yaml, manifest.json, selection.parquet)",
         f"pool      {m['input']['source']}  ({m['input']['records']} records)",
-        f"method    {m['method']['name']}  {m['method']['params'] or ''}".rstrip(),
+        f"method    {m['method']['name']}  " + " ".join(f"{k}={v}" for k, v in (m["method"]["params"] or {}).items()),
     ]
+    for view, st in m["stages"].get("embed", {}).items():
+        lines.append(f"embedder  {st['embedder']} on {view}s: " + _embed_counts(st))
+    sc = m["stages"].get("score")
+    if sc:
+        extra = f" (relevance encoder {sc['relevance_encoder']})" if sc.get("relevance_encoder") else ""
+        lines.append(f"scorer    {sc['scorer']}{' (cached)' if sc.get('cached') else ''}{extra}")
     cl = m["stages"].get("cluster")
     if cl:
         lines.append(
@@ -122,6 +136,19 @@ def run(args: argparse.Namespace) -> int:
     if "per_source" in m["counts"]:
         top = sorted(m["counts"]["per_source"].items(), key=lambda kv: -kv[1])
         lines.append("sources   " + ", ".join(f"{k}={v}" for k, v in top))
+    lines += [f"warning   {w}" for w in m.get("warnings", [])]
     lines.append(f"time      {m['seconds']:.1f}s")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    return [line.rstrip() for line in lines]
+
+
+def _embed_counts(st: dict) -> str:
+    if st.get("source") == "precomputed":
+        return f"{st['rows']} precomputed rows, d={st['dim']}"
+    texts, unique = st.get("texts", 0), st.get("unique", st.get("texts", 0))
+    parts = [f"{st.get('encoded', 0)} encoded", f"{st.get('cached', 0)} cached"]
+    if texts - unique:
+        parts.append(f"{texts - unique} duplicates of other texts")
+    if st.get("empty"):
+        parts.append(f"{st['empty']} empty")
+    return f"{texts} texts ({', '.join(parts)})"
+

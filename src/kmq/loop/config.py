@@ -108,7 +108,7 @@ class ReweightConfig(Validated):
 
 
 def _judge_default() -> ScoreConfig:
-    return ScoreConfig(scorer="perplexity", judge_unparsable="nan")
+    return ScoreConfig(scorer="perplexity")
 
 
 @dataclass

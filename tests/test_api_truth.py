@@ -1,0 +1,53 @@
+"""What the API and the command line say about a run is short, true and helpful (issue 11)."""
+
+from __future__ import annotations
+
+import pytest
+
+import kmq
+from kmq.cli.main import main
+from kmq.errors import InvalidParameterError
+
+
+@pytest.fixture
+def pool_file(datakit, tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join((datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:120]) + "\n")
+    return path
+
+
+def test_misspelt_option_names_the_close_match(pool_file):
+    with pytest.raises(InvalidParameterError, match=r"unknown option\(s\) 'embeder' \(did you mean 'embedder'\?\)"):
+        kmq.select(str(pool_file), budget=10, embeder="hashing")
+    with pytest.raises(InvalidParameterError, match=r"'temprature' \(did you mean 'temperature'\?\)"):
+        kmq.select(str(pool_file), budget=10, embedder="hashing", temprature=0.5)
+
+
+def test_repr_is_short(pool_file, tmp_path):
+    sel = kmq.select(str(pool_file), budget=12, embedder="hashing", out=tmp_path / "s.jsonl", run_dir=tmp_path / "r")
+    text = repr(sel)
+    assert text.startswith("Selection(12 of 120 records, method kmq (allocation=equal") and len(text) < 400
+    assert "k=" in text and str(tmp_path / "s.jsonl") in text and "array(" not in text
+
+
+def test_summary_names_embedder_scorer_and_duplicates(datakit, tmp_path, capsys):
+    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:50]
+    pool = tmp_path / "dup.jsonl"
+    pool.write_text("\n".join(lines + lines[:5]) + "\n")  # 5 exact duplicates (their ids differ: positions)
+    assert main(["select", str(pool), "--budget", "10", "--out", str(tmp_path / "s.jsonl"), "--embedder", "hashing",
+                 "-q"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "method    kmq  allocation=equal within=softmax temperature=1.0" in out
+    assert "embedder  hashing on conversations: 55 texts (50 encoded, 0 cached, 5 duplicates of other texts)" in out
+    assert "scorer    heuristic" in out
+
+
+def test_methods_command_lists_parameters_and_defaults(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in kmq.METHODS:
+        assert f"\n{name}\n" in f"\n{out}"
+    assert "--param within=softmax (softmax | proportional | uniform | top)" in out
+    assert "--param tau=0.9" in out
+    assert main(["methods", "qdit"]) == 0 and capsys.readouterr().out.startswith("qdit\n")
+    assert main(["methods", "nope"]) == 2
