@@ -1,12 +1,9 @@
-"""The bundled MiniLM encoder, run for real on small slices."""
+"""The bundled MiniLM encoder, run for real on small slices.
+
+Its cache and resume logic is the embedder base class's (killed and resumed in ``test_embed_resume.py``).
+"""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,34 +71,3 @@ def test_second_run_embeds_nothing(minilm, prompts):
     assert minilm.stats_["encoded"] == 20
     minilm.encode(prompts[:20])
     assert minilm.stats_["encoded"] == 0 and minilm.stats_["cached"] == 20
-
-
-SCRIPT = """
-import json, sys
-from kmq.embed import get_embedder
-texts = json.load(open(sys.argv[1]))
-e = get_embedder("minilm")
-e.block_size = 16
-e.encode(texts)
-"""
-
-
-def test_interrupted_embedding_resumes(minilm, datakit, tmp_path):
-    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:160]
-    texts = [json.loads(x)["messages"][-1]["content"] for x in lines]
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    (tmp_path / "run.py").write_text(SCRIPT)
-    cache = Path(os.environ["KMQ_CACHE_DIR"])
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "texts.json")], env=os.environ)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(cache.glob("vectors/*/shard-*"))) < 2 and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(cache.glob("vectors/*/shard-*")))
-    assert done >= 2, "the child should have persisted blocks before the kill"
-    resumed = minilm.encode(texts)
-    st = minilm.stats_
-    assert st["cached"] >= 32 and st["cached"] + st["encoded"] + st["empty"] == st["unique"]
-    assert st["encoded"] < st["unique"]
-    np.testing.assert_allclose(resumed, minilm.encode(texts, cache=False), atol=1e-6)

@@ -1,14 +1,11 @@
-"""Perplexity and IFD scorers on tiny local causal LMs, checked against a direct computation."""
+"""Perplexity and IFD scorers on tiny local causal LMs, checked against a direct computation.
+
+Their per-example cache is the scorers' shared cached block loop (killed and resumed in ``test_score_resume.py``).
+"""
 
 import json
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,42 +137,6 @@ def test_get_scorer_specs(tiny_llama):
     assert ident["files"] and ident["max_tokens"] == 128 and ident["template"]
     with pytest.raises(ValueError, match="Unknown scorer option"):
         get_scorer(f"ifd:{tiny_llama}", devise="cpu")
-
-
-RESUME_SCRIPT = """
-import json, sys, time
-import kmq.score.perplexity as ppl
-real = ppl.token_nll
-def slow(*args, **kwargs):
-    time.sleep(0.3)
-    return real(*args, **kwargs)
-ppl.token_nll = slow
-convs = json.load(open(sys.argv[2]))
-s = ppl.PerplexityScorer(sys.argv[1], batch_size=2)
-s.block_size = 4
-s.mean_nll(convs)
-"""
-
-
-def test_killed_run_resumes(tiny_llama, datakit, tmp_path):
-    lines = (datakit / "alpaca_random9k" / "alpaca_random9k.jsonl").read_text().splitlines()[:24]
-    convs = [json.loads(x)["messages"] for x in lines]
-    (tmp_path / "convs.json").write_text(json.dumps(convs))
-    (tmp_path / "run.py").write_text(RESUME_SCRIPT)
-    cache = Path(os.environ["KMQ_CACHE_DIR"])
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tiny_llama), str(tmp_path / "convs.json")])
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(cache.glob("scores/*/shard-*")) and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(cache.glob("scores/*/shard-*")))
-    assert done >= 1, "the child should have persisted a block before the kill"
-    scorer = PerplexityScorer(str(tiny_llama), batch_size=2)
-    resumed = scorer.mean_nll(convs)
-    st = scorer.stats_
-    assert st["cached"] >= 4 * done and st["cached"] + st["computed"] == 24 and st["computed"] > 0
-    np.testing.assert_allclose(resumed, PerplexityScorer(str(tiny_llama), cache=False).mean_nll(convs), atol=1e-6)
 
 
 def test_cli_score_end_to_end(tiny_llama, conversations, tmp_path, capsys):
