@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmq.data import Pool, read_pool, write_subset
+from kmq.data import Pool, check_output_path, output_container, read_pool, write_subset
 from kmq.errors import DataFormatError, InvalidParameterError
 
 PICK = [5, 0, 41, 17, 5]  # out of order and with a repeat: written as given
@@ -151,8 +151,9 @@ def test_hf_save_to_disk_folder(datakit, tmp_path):
     assert pool.fingerprint == read_pool(folder).fingerprint
     assert_round_trip(pool, tmp_path / "subset.jsonl")
     assert_round_trip(pool, tmp_path / "subset.parquet")
-    write_subset(pool, [0], tmp_path / "subset.data")  # unknown extension: HF pools default to JSON Lines
-    assert json.loads((tmp_path / "subset.data").read_text(encoding="utf-8")) == records[0]
+    with pytest.raises(InvalidParameterError, match=r"unknown extension '\.data'; supported: \.jsonl, \.ndjson"):
+        write_subset(pool, [0], tmp_path / "subset.data")
+    assert not (tmp_path / "subset.data").exists()
 
 
 def test_hf_dataset_dict_needs_a_known_split(datakit, tmp_path):
@@ -182,7 +183,7 @@ def test_csv_refuses_nested_values_and_gz_refused_for_parquet(datakit, tmp_path)
         DataFormatError, match=r"record 3 \('3'\) .* field 'conversations' is list.* \.jsonl or \.parquet"
     ):
         write_subset(pool, [3], tmp_path / "x.csv")
-    with pytest.raises(DataFormatError, match="gzip is supported for .jsonl.gz and .json.gz only"):
+    with pytest.raises(InvalidParameterError, match="gzip is supported for .jsonl.gz and .json.gz only"):
         write_subset(pool, [3], tmp_path / "x.parquet.gz")
     assert list(tmp_path.iterdir()) == []
 
@@ -274,3 +275,153 @@ def test_lone_surrogates_survive_json_containers(tmp_path_factory, rows):
         for out in ("s.jsonl", "s.json", "s.jsonl.gz", "s.json.gz"):
             write_subset(pool, range(len(rows))[::-1], tmp / out)
             assert read_pool(tmp / out).records(range(len(rows))) == expected
+
+
+# ------------------------------------------------------------------------------ the container follows `out`
+
+OUT_CASES = [  # (pool container, out, container written)
+    ("jsonl", "s.jsonl", "jsonl"),
+    ("jsonl", "s.ndjson", "jsonl"),
+    ("jsonl", "s.jsonl.gz", "jsonl.gz"),
+    ("csv", "s.json", "json"),
+    ("csv", "s.JSON.GZ", "json.gz"),
+    ("json", "s.parquet", "parquet"),
+    ("parquet", "s.csv", "csv"),
+    ("jsonl", "subset", "jsonl"),  # no extension: the pool's own container
+    ("json.gz", "dolly_v1.5", "json.gz"),  # ".5" is no extension
+    ("hf_disk", "subset", "hf_disk"),
+    ("hf_hub", "subset", "hf_disk"),
+    ("hf_disk", "subset.jsonl", "jsonl"),
+    ("jsonl", "folder/", "hf_disk"),  # a trailing slash asks for a folder
+    ("memory", "folder/", "hf_disk"),
+    ("memory", "s.parquet", "parquet"),
+    (None, "subset", None),  # the pool decides, once read
+]
+
+
+@pytest.mark.parametrize(("pool_container", "out", "expected"), OUT_CASES)
+def test_check_output_path_names_the_container(pool_container, out, expected):
+    assert check_output_path(pool_container, out) == expected
+
+
+@pytest.mark.parametrize(
+    ("pool_container", "out", "container", "match"),
+    [
+        ("jsonl", "s.txt", None, r"Cannot write s\.txt: unknown extension '\.txt'; supported: \.jsonl, \.ndjson, "
+         r"\.json \(each optionally \.gz\), \.parquet, \.csv, or a folder \(a name ending in /\)"),
+        (None, "s.txt", None, r"unknown extension '\.txt'"),  # refused before the pool is read
+        ("hf_disk", "my.dataset", None, r"unknown extension '\.dataset'.*a name ending in /"),
+        ("memory", "subset", None, r"no extension, and an in-memory pool has no file format of its own.*\.jsonl"),
+        ("jsonl", "s.csv.gz", None, "gzip is supported for .jsonl.gz and .json.gz only"),
+        ("jsonl", "s.jsonl", "parquet", r"as parquet: its extension says jsonl"),
+        ("jsonl", "s/", "csv", "it names a folder"),
+        ("jsonl", "s", "txt", r"'container' parameter of write_subset must be one of \['jsonl'"),
+    ],
+)  # fmt: skip
+def test_check_output_path_refuses_what_kmq_cannot_write(pool_container, out, container, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        check_output_path(pool_container, out, container=container)
+
+
+def test_explicit_container_wins_over_a_name_without_extension(tmp_path):
+    pool = Pool.from_records([{"prompt": "a", "completion": "b"}, {"prompt": "c"}])
+    assert output_container(pool, tmp_path / "subset", container="parquet") == "parquet"
+    write_subset(pool, [1, 0], tmp_path / "subset", container="parquet")
+    expected = [{"prompt": "c", "completion": None}, pool.records([0])[0]]
+    assert pq.read_table(tmp_path / "subset").to_pylist() == expected
+
+
+def test_output_container_of_a_json_file_holding_json_lines(datakit, tmp_path):
+    pool = read_pool(_write(tmp_path / "pool.json", b'{"prompt": "a"}\n'))
+    assert (output_container(pool, "o.json"), output_container(pool, "o.jsonl"), output_container(pool, "o")) == (
+        "jsonl", "jsonl", "jsonl"
+    )  # fmt: skip
+    assert output_container(read_pool(datakit / "code_alpaca_2k/orig/code_alpaca_2k.json"), "o.json") == "json"
+
+
+def hf_pool(datakit: Path, tmp_path: Path, n: int = 50) -> tuple[Path, list[dict]]:
+    datasets = pytest.importorskip("datasets")
+    records = normalized_slice(datakit, "dolly_3k", n)
+    folder = tmp_path / "hfpool"
+    datasets.Dataset.from_list(records).save_to_disk(str(folder))
+    return folder, records
+
+
+def test_save_to_disk_pool_gives_a_save_to_disk_folder(datakit, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    folder, records = hf_pool(datakit, tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    pool = read_pool(folder)
+    for out in (tmp_path / "subset", str(tmp_path / "slash") + "/"):
+        assert output_container(pool, out) == "hf_disk"
+        assert write_subset(pool, PICK, out) == Path(out)
+        back = datasets.load_from_disk(str(out))
+        assert back.to_list() == [records[i] for i in PICK]
+        assert back.features == datasets.load_from_disk(str(folder)).features
+    assert sorted(p.name for p in folder.iterdir()) == before  # no indices cache file in the input folder
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    write_subset(pool, [3], tmp_path / "subset")  # a dataset folder is replaced as a whole
+    assert datasets.load_from_disk(str(tmp_path / "subset")).to_list() == [records[3]]
+    write_subset(pool, [], tmp_path / "empty")
+    assert len(datasets.load_from_disk(str(tmp_path / "empty"))) == 0
+    assert read_pool(tmp_path / "subset").records([0]) == [records[3]]
+
+
+def test_any_pool_writes_a_folder_on_request(datakit, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    records = normalized_slice(datakit, "lima", 50)
+    pool = read_pool(_write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode()))
+    write_subset(pool, PICK, str(tmp_path / "sub") + "/")
+    assert datasets.load_from_disk(str(tmp_path / "sub")).to_list() == [records[i] for i in PICK]
+    write_subset(pool, [1], tmp_path / "explicit.d", container="hf_disk")
+    assert datasets.load_from_disk(str(tmp_path / "explicit.d")).to_list() == [records[1]]
+
+
+def test_folders_that_are_not_datasets_and_the_pool_folder_are_never_replaced(datakit, tmp_path):
+    folder, _ = hf_pool(datakit, tmp_path, n=5)
+    pool = read_pool(folder)
+    with pytest.raises(InvalidParameterError, match="would overwrite the pool's own folder"):
+        write_subset(pool, [0], folder)
+    with pytest.raises(InvalidParameterError, match="lies inside it or it inside the pool"):
+        write_subset(pool, [0], folder / "inner")
+    with pytest.raises(InvalidParameterError, match="lies inside it or it inside the pool"):
+        write_subset(pool, [0], str(tmp_path) + "/")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(InvalidParameterError, match="existing folder that is not one"):
+        write_subset(pool, [0], mine)
+    with pytest.raises(InvalidParameterError, match=r"mine as jsonl: it names a folder"):
+        write_subset(pool, [0], mine, container="jsonl")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def _csv_pool(tmp_path: Path, newline: str) -> tuple[Pool, list[dict]]:
+    rows = [{"instruction": "a,b", "output": 'say "hi"'}, {"instruction": "two\nlines", "output": "cr\ronly"},
+            {"instruction": "crlf\r\ninside", "output": ""}]  # fmt: skip
+    lines = ["instruction,output", '"a,b","say ""hi"""', '"two\nlines","cr\ronly"', '"crlf\r\ninside",']
+    src = tmp_path / f"pool-{len(newline)}.csv"
+    src.write_bytes("".join(line + newline for line in lines).encode())
+    pool = read_pool(src)
+    assert pool.records(range(3)) == rows
+    return pool, rows
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_csv_keeps_the_input_line_endings(tmp_path, newline):
+    pool, rows = _csv_pool(tmp_path, newline)
+    out = tmp_path / "s.csv"
+    write_subset(pool, [2, 0, 1], out)
+    data = out.read_bytes()
+    assert data.startswith(b"instruction,output" + newline.encode()) and data.endswith(b'"' + newline.encode())
+    outside_quotes = data.replace(b'"crlf\r\ninside"', b"").replace(b'"two\nlines"', b"").replace(b'"cr\ronly"', b"")
+    assert outside_quotes.count(b"\r") == (4 if newline == "\r\n" else 0) and outside_quotes.count(b"\n") == 4
+    assert read_pool(out).records(range(3)) == [rows[2], rows[0], rows[1]]
+
+
+def test_csv_from_other_containers_uses_lf(datakit, tmp_path):
+    pool = read_pool(datakit / "code_alpaca_2k/orig/code_alpaca_2k.json")
+    write_subset(pool, PICK, tmp_path / "s.csv")
+    data = (tmp_path / "s.csv").read_bytes()
+    assert data.startswith(b"instruction,input,output\n") and b"\r" not in data
+    assert read_pool(tmp_path / "s.csv").records(range(len(PICK))) == pool.records(PICK)

@@ -1,12 +1,26 @@
-"""Reading instruction pools and writing selected subsets back in the input's own format.
+"""Reading instruction pools and writing selected subsets in the container ``out`` names.
 
 >>> from kmq.data import read_pool, write_subset
 >>> pool = read_pool("pool.jsonl")                     # doctest: +SKIP
 >>> write_subset(pool, [3, 0, 7], "subset.jsonl")      # doctest: +SKIP
+>>> pool = read_pool([{"instruction": "Add 2 and 3.", "output": "5"}])   # records in memory
+>>> pool.source, pool.container
+('<list of 1 records>', 'memory')
 """
 
 from kmq.data.formats import FORMATS
-from kmq.data.io import read_pool, write_subset
+from kmq.data.io import read_pool, source_container
 from kmq.data.pool import VIEWS, Pool
+from kmq.data.write import OUTPUT_CONTAINERS, check_output_path, output_container, write_subset
 
-__all__ = ["FORMATS", "VIEWS", "Pool", "read_pool", "write_subset"]
+__all__ = [
+    "FORMATS",
+    "OUTPUT_CONTAINERS",
+    "VIEWS",
+    "Pool",
+    "check_output_path",
+    "output_container",
+    "read_pool",
+    "source_container",
+    "write_subset",
+]

@@ -1,25 +1,19 @@
-"""Read pools from files, folders and hub names; write subsets back in the input's own container.
+"""Read pools from files, folders, hub names and in-memory records.
 
 Reading (:func:`read_pool`), by what ``source`` is:
 
 - ``.jsonl`` / ``.ndjson`` (and ``.gz``): one JSON object per line; blank lines are skipped.
 - ``.json`` (and ``.json.gz``): a JSON array of objects, an object with a single list-valued key
   (``{"data": [...]}``, also on one line), or JSON Lines when the first line is a complete record.
-- ``.parquet``; ``.csv`` (header row, every value a string).
+- ``.parquet``; ``.csv`` (header row, every value a string; the line ending is kept for writing).
 - a directory with ``dataset_info.json``/``state.json`` or ``dataset_dict.json``: a Hugging Face
   ``save_to_disk`` folder (a DatasetDict needs ``split``, default ``"train"``).
 - a string that is not an existing path and looks like ``owner/name``: a Hugging Face hub dataset,
   loaded with ``datasets.load_dataset(name, split=split or "train")``.
+- a list or tuple of dicts, a pandas DataFrame, a ``datasets.Dataset`` or ``DatasetDict``: an in-memory
+  pool (:mod:`kmq.data.memory`).
 
-Writing (:func:`write_subset`): the container follows ``out``'s extension (``.jsonl``, ``.ndjson``,
-``.json``, ``.parquet``, ``.csv``, optionally ``.gz`` after a JSON one); an ``out`` with the input's own
-extension, or an unknown one, keeps the input's container. JSON Lines to JSON Lines copies the original
-line bytes; every other path writes each record as an equal JSON value. Writes are atomic.
-
-What a container cannot hold is refused with the record, its field and the fix, and nothing is written:
-JSON output is strict (``allow_nan=False``: no ``NaN``/``Infinity``, which ``1e400`` becomes when read);
-a lone surrogate (``"\\ud800"``) stays a ``\\uXXXX`` escape in JSON but is refused by Parquet and CSV,
-whose strings are UTF-8.
+Writing is :mod:`kmq.data.write`.
 """
 
 from __future__ import annotations
@@ -31,14 +25,12 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
-import secrets
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,18 +39,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kmq._deps import require
-from kmq.data.formats import FORMATS, LONE_SURROGATE, detect_format
-from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder, check_indices
+from kmq.data.formats import FORMATS, detect_format
+from kmq.data.memory import add_table, is_in_memory, read_memory
+from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, MissingArtifactError
 
-__all__ = ["FORMATS", "read_pool", "write_subset"]
+__all__ = ["FORMATS", "read_pool", "source_container"]
 
 logger = logging.getLogger(__name__)
 
-_BASES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
+BASES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 _SUPPORTED = ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, a Hugging Face save_to_disk folder"
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_IN_MEMORY_NAME = re.compile(r"<(list|tuple) of \d+ records>|<DataFrame \d+x\d+>|<datasets\.Dataset.*>|<records>")
+HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _CHUNK = 1 << 24
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # JSON strings (skipped) and brackets
 
@@ -66,18 +60,19 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # JSON strings (skipped) a
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_pool(source: str | os.PathLike, *, format: str = "auto", split: str | None = None) -> Pool:
+def read_pool(source: Any, *, format: str = "auto", split: str | None = None) -> Pool:
     """Read an instruction pool and normalize every record to chat messages.
 
     Parameters
     ----------
-    source : str or PathLike
+    source : str, PathLike, list of dict, pandas.DataFrame or datasets.Dataset
         A file (see the module docstring for the containers), a Hugging Face ``save_to_disk`` folder,
-        or a hub dataset name ``owner/name``.
+        a hub dataset name ``owner/name``, or records in memory (:mod:`kmq.data.memory`): a list or tuple
+        of dicts, a DataFrame, a ``datasets.Dataset`` or ``DatasetDict``.
     format : {"auto", "messages", "sharegpt", "alpaca", "prompt_completion"}, default "auto"
         Record format; "auto" detects it from the fields of the first record (see :mod:`kmq.data.formats`).
     split : str or None, default None
-        Split of a DatasetDict folder or hub dataset; None means ``"train"``. Ignored for files.
+        Split of a DatasetDict (folder, hub dataset or in memory); None means ``"train"``. Ignored otherwise.
 
     Returns
     -------
@@ -93,31 +88,65 @@ def read_pool(source: str | os.PathLike, *, format: str = "auto", split: str | N
         (file, line or record, field, what was expected), or an undetectable format.
     EmptyPoolError
         The input has no records.
+    InvalidParameterError
+        ``source`` is none of the types above.
     """
+    if not isinstance(source, (str, os.PathLike)):
+        if is_in_memory(source):
+            return read_memory(source, format=format, split=split)
+        raise InvalidParameterError(
+            f"The 'source' parameter of read_pool must be a path, a hub dataset name, a list of dicts, a pandas "
+            f"DataFrame or a datasets.Dataset. Got {type(source).__module__}.{type(source).__qualname__} instead."
+        )
     builder = PoolBuilder(str(source), format)
     path = Path(source)
     if path.is_dir():
         return _read_hf_disk(path, builder, split)
     if path.is_file():
         return _read_file(path, builder)
-    base, _ = _split_suffix(path.name)
+    base, _ = split_suffix(path.name)
     if isinstance(source, str) and base is None and _HUB_NAME.match(source):
         return _read_hf_hub(source, builder, split)
+    if isinstance(source, str) and _IN_MEMORY_NAME.fullmatch(source):
+        raise MissingArtifactError(
+            f"Pool not found: {source} names an in-memory pool (records, a DataFrame or a datasets.Dataset given "
+            "to the Python API), which cannot be read again from its name. Pass the pool itself, or save it to a "
+            "file and pass that."
+        )
     raise MissingArtifactError(
         f"Pool not found: {source}. Pass an existing file ({_SUPPORTED}) or a hub dataset name like owner/name."
     )
 
 
-def _split_suffix(name: str) -> tuple[str | None, bool]:
+def source_container(source: Any) -> str | None:
+    """The :attr:`~kmq.data.Pool.container` that :func:`read_pool` will give ``source``, guessed without reading it.
+
+    None when it cannot be told (a missing path, an unknown extension, a folder that is not a dataset): then
+    :func:`read_pool` itself raises. A ``.json`` file is guessed ``"json"`` though it may hold JSON Lines.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return "memory" if is_in_memory(source) else None
+    path = Path(source)
+    if path.is_dir():
+        return "hf_disk" if any((path / m).is_file() for m in HF_MARKERS) else None
+    base, gz = split_suffix(path.name)
+    if path.is_file():
+        if base is None or (gz and base in (".parquet", ".csv")):
+            return None
+        return {".ndjson": "jsonl"}.get(base, base[1:]) + (".gz" if gz else "")
+    return "hf_hub" if isinstance(source, str) and base is None and _HUB_NAME.match(source) else None
+
+
+def split_suffix(name: str) -> tuple[str | None, bool]:
     """Return (base extension among _BASES or None, whether the name ends with .gz)."""
     lower = name.lower()
     gz = lower.endswith(".gz")
     stem = lower[:-3] if gz else lower
-    return next((b for b in _BASES if stem.endswith(b)), None), gz
+    return next((b for b in BASES if stem.endswith(b)), None), gz
 
 
 def _read_file(path: Path, builder: PoolBuilder) -> Pool:
-    base, gz = _split_suffix(path.name)
+    base, gz = split_suffix(path.name)
     if base is None or (gz and base in (".parquet", ".csv")):
         kind = "".join(path.suffixes) or "(no extension)"
         raise DataFormatError(f"{path}: unsupported file type {kind}; supported: {_SUPPORTED}.")
@@ -310,8 +339,16 @@ def _read_csv(path: Path, builder: PoolBuilder) -> Pool:
             records.append(row)
     except csv.Error as err:
         raise DataFormatError(f"{path} line {reader.line_num}: malformed CSV ({err}).") from err
-    layout = {"suffix": ".csv", "fieldnames": fields}
+    layout = {"suffix": ".csv", "fieldnames": fields, "newline": _newline(data)}
     return builder.build(container="csv", content_hash=hashlib.sha256(data), store=ListStore(records), layout=layout)
+
+
+def _newline(data: bytes) -> str:
+    """The line ending of a CSV file's header row: ``"\\r\\n"``, ``"\\n"`` or (old Mac files) ``"\\r"``."""
+    end = data.find(b"\n")
+    if end < 0:
+        return "\r" if b"\r" in data else "\n"
+    return "\r\n" if data[end - 1 : end] == b"\r" else "\n"
 
 
 def _read_parquet(path: Path, builder: PoolBuilder) -> Pool:
@@ -323,23 +360,15 @@ def _read_parquet(path: Path, builder: PoolBuilder) -> Pool:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise DataFormatError(f"{path}: not a readable Parquet file ({err}).") from err
-    _add_table(table, builder)
+    add_table(table, builder)
     layout = {"suffix": ".parquet"}
     return builder.build(container="parquet", content_hash=digest, store=ArrowStore(table), layout=layout)
 
 
-def _add_table(table: pa.Table, builder: PoolBuilder) -> None:
-    i = 0
-    for batch in table.to_batches(max_chunksize=8192):
-        for record in batch.to_pylist():
-            builder.add(record, i)
-            i += 1
-
-
 def _read_hf_disk(path: Path, builder: PoolBuilder, split: str | None) -> Pool:
-    if not any((path / marker).is_file() for marker in _HF_MARKERS):
+    if not any((path / marker).is_file() for marker in HF_MARKERS):
         raise DataFormatError(
-            f"{path} is a directory but not a Hugging Face save_to_disk folder (no {', '.join(_HF_MARKERS)}). "
+            f"{path} is a directory but not a Hugging Face save_to_disk folder (no {', '.join(HF_MARKERS)}). "
             f"Pass a file ({_SUPPORTED})."
         )
     datasets = require("datasets", purpose="reading Hugging Face dataset folders")
@@ -372,214 +401,8 @@ def _from_dataset(dataset: Any, builder: PoolBuilder, *, container: str, split: 
     if dataset.num_rows == 0:
         raise EmptyPoolError(f"{builder.source} (split {split!r}) has no records; a pool needs at least one.")
     table = dataset.with_format("arrow")[:]
-    _add_table(table, builder)
+    add_table(table, builder)
     ident = getattr(dataset, "_fingerprint", None) or json.dumps(dataset.info.to_dict(), sort_keys=True, default=str)
     digest = hashlib.sha256(f"hf:{ident}:{split}:{dataset.num_rows}".encode())
-    return builder.build(container=container, content_hash=digest, store=ArrowStore(table), layout={"suffix": ""})
-
-
-# ----------------------------------------------------------------------------------------------- writing
-
-
-def write_subset(pool: Pool, indices: Iterable[int], out: str | os.PathLike) -> Path:
-    """Write the records of ``pool`` at ``indices`` (in that order) to ``out``, atomically.
-
-    Parameters
-    ----------
-    pool : Pool
-        The pool the indices refer to.
-    indices : sequence or ndarray of shape (m,), int
-        Row indices in [0, len(pool)); duplicates are written as many times as they occur.
-    out : str or PathLike
-        Output file; its extension picks the container (see the module docstring). Parent folders are
-        created. A temporary file in the same folder is renamed over ``out`` at the end, so a failed
-        write leaves nothing behind.
-
-    Returns
-    -------
-    Path
-        The path written.
-    """
-    rows = check_indices(indices, len(pool), owner="write_subset")
-    out = Path(out)
-    if out.exists() and pool._layout.get("suffix") and out.resolve() == Path(pool.source).resolve():
-        raise InvalidParameterError(f"write_subset would overwrite the pool's own file {out}; choose another `out`.")
-    kind, gz = _target(pool, out)
-    with _atomic(out) as tmp:
-        _WRITERS[kind](pool, rows, tmp, gz)
-    logger.info("Wrote %d records (%s%s) to %s", len(rows), kind, ".gz" if gz else "", out)
-    return out
-
-
-def _target(pool: Pool, out: Path) -> tuple[str, bool]:
-    """Return (container to write: jsonl | json | parquet | csv, gzip or not) for ``out``."""
-    own, own_gz = pool.container.removesuffix(".gz"), pool.container.endswith(".gz")
-    if own not in _WRITERS:
-        own, own_gz = "jsonl", False
-    base, gz = _split_suffix(out.name)
-    if base is None or base + (".gz" if gz else "") == pool._layout.get("suffix"):
-        return own, own_gz
-    kind = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}[base]
-    if gz and kind in ("parquet", "csv"):
-        raise DataFormatError(f"Cannot write {out}: gzip is supported for .jsonl.gz and .json.gz only.")
-    return kind, gz
-
-
-@contextmanager
-def _atomic(out: Path) -> Iterator[Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def _out_stream(path: Path, gz: bool) -> Iterator[BinaryIO]:
-    with open(path, "wb") as raw:
-        if not gz:
-            yield raw
-            return
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
-            yield zipped
-
-
-def _chunks(rows: list[int], size: int = 65536) -> Iterator[list[int]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _json_bytes(value: Any, indent: int | str | None = None) -> bytes:
-    """Strict JSON (never NaN or Infinity) in UTF-8; a lone surrogate is kept as its ``\\uXXXX`` escape."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # surrogates occur only inside string literals: escaping them is exact
-        return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
-
-
-def _dumps(pool: Pool, rows: list[int], records: list[Any], value: Any, indent: int | str | None = None) -> bytes:
-    """:func:`_json_bytes` of ``value`` (built from ``records``, the pool's rows ``rows``) or an error naming one."""
-    try:
-        return _json_bytes(value, indent)
-    except (TypeError, ValueError, RecursionError) as err:
-        raise _unwritable(pool, rows, records, "JSON", err) from None
-
-
-def _write_jsonl(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
-    store = pool._store
-    with _out_stream(tmp, gz) as fh:
-        for chunk in _chunks(rows):
-            if isinstance(store, JsonlStore):
-                lines = store.lines(chunk)
-            else:
-                records = store.get(chunk)
-                lines = [_dumps(pool, [i], [r], r) for i, r in zip(chunk, records, strict=True)]
-            for line in lines:
-                fh.write(line + b"\n")
-
-
-def _write_json(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
-    layout = pool._layout
-    records = pool._store.get(rows)
-    value = {layout["key"]: records} if layout.get("key") else records
-    data = _dumps(pool, rows, records, value, indent=layout["indent"] if "indent" in layout else 2)
-    with _out_stream(tmp, gz) as fh:
-        fh.write(data + b"\n")
-
-
-def _write_parquet(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
-    store = pool._store
-    if isinstance(store, ArrowStore):
-        table = store.table.take(pa.array(rows, type=pa.int64()))
-    else:
-        records = store.get(rows)
-        fields = dict.fromkeys(key for record in records for key in record)  # every field, not the first record's
-        try:
-            table = pa.Table.from_pydict({key: [record.get(key) for record in records] for key in fields})
-        except UnicodeEncodeError as err:
-            raise _unwritable(pool, rows, records, "Parquet", err) from None
-        except (pa.ArrowException, TypeError) as err:
-            raise DataFormatError(
-                f"The records of {pool.source} do not fit one Parquet schema ({err}); write to .jsonl instead."
-            ) from err
-    pq.write_table(table, tmp)
-
-
-def _unwritable(pool: Pool, rows: list[int], records: list[Any], container: str, err: Exception) -> DataFormatError:
-    """The error for records that ``container`` cannot hold: the first such record, its field and the fix."""
-    for i, record in zip(rows, records, strict=True):
-        found = _deepest(record) if isinstance(err, RecursionError) else _first_unwritable(record, container)
-        if found is not None:
-            field, problem, fix = found
-            if fix == _FIX_JSON and isinstance(pool._store, JsonlStore):
-                fix = _FIX_JSON_FROM_JSONL
-            return DataFormatError(
-                f"Cannot write record {i} (id {pool.ids[i]!r}) of {pool.source} as {container}: "
-                f"field {field} {problem}. {fix}"
-            )
-    return DataFormatError(f"The records of {pool.source} cannot be written as {container} ({err}).")
-
-
-_FIX_JSON = "Write to .parquet instead, or fix the value in the input."
-_FIX_JSON_FROM_JSONL = (
-    "Write to .jsonl (it copies the original lines) or .parquet instead, or fix the value in the input."
-)
-_FIX_UTF8 = "Write to .jsonl or .json instead (they keep it as a \\uXXXX escape), or fix the text in the input."
-
-
-def _walk(record: dict[str, Any]) -> Iterator[tuple[str, Any, int]]:
-    """Yield (field path like ``'messages'[0].content``, value, nesting depth) of every value and key in ``record``."""
-    stack = [(repr(key), value, 1) for key, value in reversed(record.items())]
-    stack += [(f"name {key!r}", key, 0) for key in record]
-    while stack:
-        path, value, depth = stack.pop()
-        yield path, value, depth
-        if isinstance(value, dict):
-            stack += [(f"{path} key {key!r}", key, depth) for key in value]
-            stack += [(f"{path}.{key}", item, depth + 1) for key, item in value.items()]
-        elif isinstance(value, (list, tuple)):
-            stack += [(f"{path}[{j}]", item, depth + 1) for j, item in enumerate(value)]
-
-
-def _first_unwritable(record: dict[str, Any], container: str) -> tuple[str, str, str] | None:
-    """(field, problem, fix) for the first value of ``record`` that ``container`` cannot hold, else None."""
-    for path, value, _ in _walk(record):
-        if container != "JSON":  # Parquet and CSV: UTF-8 strings
-            bad = LONE_SURROGATE.search(value) if isinstance(value, str) else None
-            if bad:
-                return path, f"holds a lone surrogate {bad.group()!r}, which {container} cannot store", _FIX_UTF8
-        elif isinstance(value, float) and not math.isfinite(value):
-            return path, f"is {value} (NaN or a number out of float range), and JSON has no NaN or Infinity", _FIX_JSON
-        elif not isinstance(value, (str, dict, list, tuple, int, float, type(None))):
-            return path, f"is {type(value).__name__}, which JSON cannot hold", _FIX_JSON
-    return None
-
-
-def _deepest(record: dict[str, Any]) -> tuple[str, str, str]:
-    path, _, depth = max(_walk(record), key=lambda item: item[2])
-    return path, f"is nested {depth} levels deep, too deep for JSON", "Flatten it, or write to .parquet instead."
-
-
-def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
-    fields = pool._layout.get("fieldnames") or pool.columns()
-    records = pool._store.get(rows)
-    for i, record in zip(rows, records, strict=True):
-        bad = next((k for k in fields if not isinstance(record.get(k), str)), None)
-        if bad is not None or len(record) != len(fields):
-            what = f"field {bad!r} is {type(record.get(bad)).__name__}" if bad else "it has other fields"
-            raise DataFormatError(
-                f"Cannot write record {i} ({pool.ids[i]!r}) of {pool.source} to CSV: {what}, and CSV holds one "
-                f"string per column {fields}. Write to .jsonl or .parquet instead."
-            )
-        if any(LONE_SURROGATE.search(record[k]) for k in fields):
-            raise _unwritable(pool, [i], [record], "CSV", ValueError("lone surrogate"))
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)  # "\r\n" rows: then cells with a lone "\r" are quoted too
-        writer.writeheader()
-        writer.writerows(records)
-
-
-_WRITERS = {"jsonl": _write_jsonl, "json": _write_json, "parquet": _write_parquet, "csv": _write_csv}
+    store = ArrowStore(table, dataset)
+    return builder.build(container=container, content_hash=digest, store=store, layout={"suffix": ""})

@@ -53,12 +53,15 @@ class Pool:
         The record format that was detected or forced.
     container : str
         ``"jsonl"``, ``"jsonl.gz"``, ``"json"``, ``"json.gz"``, ``"parquet"``, ``"csv"``, ``"hf_disk"``,
-        ``"hf_hub"`` or ``"memory"`` (:meth:`from_records`).
+        ``"hf_hub"`` or ``"memory"`` (records, a DataFrame or a ``datasets.Dataset`` given in memory, and
+        :meth:`from_records`).
     source : str
-        The path or hub name the pool was read from.
+        The path or hub name the pool was read from; for an in-memory pool, what it was
+        (``"<list of 300 records>"``, ``"<DataFrame 300x4>"``, ``"<datasets.Dataset 300 rows>"``).
     fingerprint : str
-        Hex sha256 of the input content (file bytes, after gzip decompression; dataset fingerprint for
-        Hugging Face datasets) and the format. The same input gives the same fingerprint.
+        Hex sha256 of the input content (file bytes, after gzip decompression; the dataset fingerprint of a
+        Hugging Face folder or hub dataset; the records themselves, as canonical JSON, for an in-memory pool)
+        and the format. The same input gives the same fingerprint, so equal in-memory pools share caches.
 
     Examples
     --------
@@ -108,11 +111,11 @@ class Pool:
             Name used in error messages.
         """
         builder = PoolBuilder(source, format)
+        digest = hashlib.sha256()
         for i, record in enumerate(records):
             builder.add(record, i)
-        body = json.dumps(list(records), ensure_ascii=False, sort_keys=True, default=str).encode()
-        store = ListStore(list(records))
-        return builder.build(container="memory", content_hash=hashlib.sha256(body), store=store)
+            digest.update(canonical_bytes(record))
+        return builder.build(container="memory", content_hash=digest, store=ListStore(list(records)))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -145,6 +148,23 @@ class Pool:
         if name not in self.columns():
             raise InvalidParameterError(f"Field {name!r} is not in {self.source}; fields found: {self.columns()}.")
         return self._store.column(name)
+
+
+def canonical_bytes(record: Any) -> bytes:
+    """One record as canonical bytes for content digests: sorted-key JSON, non-JSON values tagged by type."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, sort_keys=True, default=_tagged)
+    except (TypeError, ValueError, RecursionError):  # keys of mixed types, or nesting too deep
+        text = repr(record)
+    return text.encode("utf-8", "surrogatepass") + b"\n"
+
+
+def _tagged(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return {"__type__": type(value).__name__, "value": value.tolist()}
+    if isinstance(value, (bytes, bytearray)):
+        return {"__type__": "bytes", "value": value.hex()}
+    return {"__type__": f"{type(value).__module__}.{type(value).__qualname__}", "value": repr(value)}
 
 
 def check_indices(indices: Iterable[int], n: int, *, owner: str) -> list[int]:
@@ -187,10 +207,15 @@ class ListStore:
 
 
 class ArrowStore:
-    """Raw records as a pyarrow Table (Parquet files, Hugging Face datasets)."""
+    """Raw records as a pyarrow Table (Parquet files, Hugging Face datasets).
 
-    def __init__(self, table: Any) -> None:
+    ``dataset`` is the ``datasets.Dataset`` the table came from, if any: a ``save_to_disk`` output selects
+    its rows, so the features and info are the input's own.
+    """
+
+    def __init__(self, table: Any, dataset: Any = None) -> None:
         self.table = table
+        self.dataset = dataset
 
     def get(self, indices: list[int]) -> list[dict[str, Any]]:
         return self.table.take(indices).to_pylist() if indices else []
