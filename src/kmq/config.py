@@ -241,6 +241,9 @@ class ScoreConfig(Validated):
     scorer: str = opt(
         "heuristic", "heuristic | column:FIELD | relevance | perplexity:M | ifd:M | reward:M | deita:C,Q | judge:M@URL"
     )
+    allow_empty_responses: bool = opt(
+        False, "score a pool whose responses are all empty (quality is then constant: kMQ becomes kmeans-random)"
+    )
     relevance_embedder: str | None = opt(
         None, "encoder of the prompt-response cosine (heuristic, relevance) when embedder is npy:"
     )

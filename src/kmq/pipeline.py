@@ -81,6 +81,7 @@ def run_select(
         inputs["labels"], inputs["centroids"] = run.clusters(budget).value
         inputs = {k: v for k, v in inputs.items() if k in method.needs}
     if "quality" in method.needs:
+        run.check_responses()
         inputs["quality"] = require_scored(run.quality().value, pool.ids, scorer=cfg.score.scorer)
 
     start = time.perf_counter()
@@ -93,6 +94,15 @@ def run_select(
             f"method {method.name} returned {len(idx)} indices for budget {budget} (bug: please report)"
         )
     run.stats["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
+    labels = inputs.get("labels")
+    if labels is not None:
+        k = int(run.stats["cluster"]["n_clusters"])
+        with_picks = len(np.unique(labels[idx]))
+        if with_picks < k and budget < k:
+            run.warn(
+                f"k={k} clusters but a budget of {budget}: {k - with_picks} clusters get no pick, so the selection "
+                f"cannot cover them; pass --clusters {max(1, budget // 5)} or fewer (about five picks per cluster)"
+            )
 
     labels, quality = inputs.get("labels"), inputs.get("quality")
     selection = Selection(
@@ -105,6 +115,7 @@ def run_select(
         config=cfg,
     )
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
+    selection.manifest["warnings"] = list(run.warnings)
     if plan is not None:
         selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan)
     return selection

@@ -171,8 +171,9 @@ def score(
     if not is_pool:
         pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
     run = Stages(cfg, pool, show_progress)
+    run.check_responses()
     values = run.quality().value
-    stats = run.stats["score"]
+    stats = {**run.stats["score"], "warnings": list(run.warnings)}
     result = Scores(list(pool.ids), values, redact_url(str(stats.get("scorer", cfg.score.scorer))), stats)
     if plan is not None:
         plan.publish({}, out_writer=lambda p: write_scores(p, result.ids, result.values))

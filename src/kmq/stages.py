@@ -34,6 +34,8 @@ STREAM_KMEANS, STREAM_CHOOSE_K, STREAM_SELECT = 1, 2, 3
 
 #: scorers that embed prompt and response texts: they reuse the clustering encoder (and its cache)
 TEXT_SCORERS = ("heuristic", "relevance")
+#: --clusters auto warns when the best silhouette is below this (no cluster structure) or within TIE of the next
+SILHOUETTE_FLAT, SILHOUETTE_TIE = 0.02, 0.002
 
 
 @dataclass(frozen=True)
@@ -133,14 +135,14 @@ def cluster_stage(
 
 
 def resolve_k(
-    X: Stage, cluster_cfg: Any, budget: int, *, seed: int, store: ArtifactStore
+    X: Stage, cluster_cfg: Any, budget: int, *, seed: int, store: ArtifactStore, show_progress: bool | None = None
 ) -> tuple[int, dict[str, Any]]:
     """k from ``cluster.clusters``: the default rule, the user's k, or the best silhouette (``"auto"``)."""
     c, n = cluster_cfg, len(X.value)
     if c.clusters is None:
         return default_n_clusters(n, budget), {"source": "default rule round(sqrt(n/2)) capped at budget//5"}
     if c.clusters == "auto":
-        cands = c.candidates or candidate_ks(n, budget)
+        cands = c.candidates or candidate_ks(n, budget, c.silhouette_sample)
         key = digest("choose-k-v1", X.key, sorted(cands), c.silhouette_sample, c.niter, c.nredo, seed)
         hit = store.path("choose_k", key) / "meta.json"
         table = None
@@ -153,7 +155,7 @@ def resolve_k(
             _, table = choose_k(
                 X.value, cands, sample_size=c.silhouette_sample,
                 random_state=np.random.default_rng([seed, STREAM_CHOOSE_K]),
-                kmeans_params={"niter": c.niter, "nredo": c.nredo},
+                kmeans_params={"niter": c.niter, "nredo": c.nredo}, show_progress=show_progress,
             )  # fmt: skip
             store.put("choose_k", key, {"table": table})
         best = max(table, key=lambda r: (r["silhouette"], -r["k"]))["k"]
@@ -261,8 +263,15 @@ class Stages:
     show_progress: bool | None = None
     store: ArtifactStore = field(default_factory=ArtifactStore)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     _source: Any = None
     _vectors: dict[str, Stage] = field(default_factory=dict)
+
+    def warn(self, message: str) -> None:
+        """One warning line: on stderr now, and in the manifest and the summary."""
+        if message not in self.warnings:
+            logger.warning(message)
+            self.warnings.append(message)
 
     @property
     def source(self) -> EmbedderSource | PrecomputedSource:
@@ -284,7 +293,8 @@ class Stages:
         return self._vectors[view]
 
     def k(self, budget: int) -> tuple[int, dict[str, Any]]:
-        return resolve_k(self.vectors(), self.cfg.cluster, budget, seed=self.cfg.seed, store=self.store)
+        return resolve_k(self.vectors(), self.cfg.cluster, budget, seed=self.cfg.seed, store=self.store,
+                         show_progress=self.show_progress)  # fmt: skip
 
     def clusters(self, budget: int) -> Stage:
         """k-means labels and centroids, k from ``cluster.clusters`` and the budget."""
@@ -295,11 +305,57 @@ class Stages:
         stats = {**st.stats, "k_source": choice["source"], "seconds": round(time.perf_counter() - start, 3)}
         if "table" in choice:
             stats["silhouette"] = choice["table"]
+            self._check_silhouette(choice["table"])
         self.stats["cluster"] = stats
         return st
 
+    def _check_silhouette(self, table: list[dict[str, Any]]) -> None:
+        rows = sorted(table, key=lambda r: (-r["silhouette"], r["k"]))
+        best = rows[0]
+        if best["silhouette"] < SILHOUETTE_FLAT:
+            self.warn(
+                f"--clusters auto: every candidate's silhouette is below {SILHOUETTE_FLAT} (best "
+                f"{best['silhouette']:.4f} at k={best['k']}): the pool has no clear cluster structure under this "
+                f"encoder, so k={best['k']} is not better than the others; the default rule is as good"
+            )
+        elif len(rows) > 1 and best["silhouette"] - rows[1]["silhouette"] < SILHOUETTE_TIE:
+            self.warn(
+                f"--clusters auto: k={best['k']} and k={rows[1]['k']} tie on silhouette ({best['silhouette']:.4f} vs "
+                f"{rows[1]['silhouette']:.4f}): the choice between them is noise; pass --clusters K to fix k"
+            )
+
     def scorer(self) -> tuple[Any, str | None]:
         return build_scorer(self.cfg.score, self.cfg.embed, self.source, show_progress=self.show_progress)
+
+    def check_responses(self) -> int:
+        """Count records with an empty response; warn, and refuse when all are empty and the scorer reads them.
+
+        Prompt-only pools (instructionwild_v2, HumanEval read as prompt/completion, self-instruct seeds whose
+        answers sit in ``instances``) give every record the same response-based quality, so kMQ silently
+        becomes kmeans-random; say so instead.
+        """
+        n = len(self.pool)
+        empty = sum(1 for t in self.pool.texts("response") if not t.strip())
+        if not empty:
+            return 0
+        sc = self.cfg.score
+        reads_response = not sc.scorer.startswith("column:")
+        if empty == n and reads_response and not sc.allow_empty_responses:
+            raise InvalidParameterError(
+                f"All {n} records of {self.pool.source} have an empty response, so the {sc.scorer} scorer would "
+                "give every record the same quality (kMQ would become kmeans-random). If the answers are in "
+                "another field, map it (--format, or fix the records); to select anyway pass "
+                "--allow-empty-responses, or --scorer column:FIELD, or --method kmeans-random."
+            )
+        share = empty / n
+        what = "most" if share >= 0.5 else "some"
+        self.warn(
+            f"{empty} of {n} records ({share:.0%}) have an empty response ({what} of the pool): "
+            + ("they get the lowest quality and are rarely drawn" if empty < n else "quality is constant")
+            + ("" if reads_response else f" (scores come from {sc.scorer})")
+        )
+        self.stats["responses"] = {"empty": empty, "records": n}
+        return empty
 
     def quality(self) -> Stage:
         start = time.perf_counter()
@@ -311,4 +367,10 @@ class Stages:
             logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)",
                         self.cfg.score.scorer, rel_spec)  # fmt: skip
         self.stats["score"] = stats
+        q = st.value[np.isfinite(st.value)]
+        if len(q) > 1 and float(q.max()) == float(q.min()):
+            self.warn(
+                f"every record has the same quality ({float(q[0]):.4g} from {scorer.name}): kMQ's draw inside a "
+                "cluster is then uniform (it becomes kmeans-random); pick a scorer that separates your records"
+            )
         return st

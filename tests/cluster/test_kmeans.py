@@ -84,6 +84,14 @@ def test_default_k_rule():
     assert all(2 <= k < 5000 for k in candidate_ks(5000, 500))
 
 
+def test_auto_candidates_stay_within_what_the_budget_and_the_sample_support():
+    # the mixed 60,885-record pool with budget 5,000 tried k up to 2048 (432 s); never above budget // 5
+    assert candidate_ks(60885, 5000) == [16, 32, 64, 128, 256, 512]
+    assert max(candidate_ks(60885, 5000, sample_size=2000)) <= 200  # ten sample points per cluster
+    assert candidate_ks(3000, 100) == [2, 4, 8, 16]  # finer powers when few fit from 16
+    assert all(k <= 100 // 5 for k in candidate_ks(3000, 100))
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_tiny_pools_cluster_with_the_default_k_and_with_auto(n):
     X = l2_normalize(np.random.default_rng(n).normal(size=(n, 8)))
@@ -91,7 +99,7 @@ def test_tiny_pools_cluster_with_the_default_k_and_with_auto(n):
     assert km.labels_.shape == (n,) and km.centroids_.shape[0] <= n
     best, table = choose_k(X, candidate_ks(n, n), random_state=0)
     assert 1 <= best < max(2, n) and [r["k"] for r in table] == candidate_ks(n, n)
-    assert candidate_ks(n, n) == ([1] if n < 3 else [min(n - 1, 16)])
+    assert candidate_ks(n, n) == ([1] if n < 3 else [2])
 
 
 def test_zero_columns_is_an_error_not_a_crash():

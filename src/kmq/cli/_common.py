@@ -88,6 +88,7 @@ SCORER_HELP = (
 def add_score_options(g: argparse._ArgumentGroup, config: type, section: str = "score") -> None:
     """Flags of the model-based scorers of ``section`` (``score``; the loop's ``judge`` has flags of its own)."""
     s = section
+    setting(g, config, f"{s}.allow_empty_responses", "--allow-empty-responses")
     setting(g, config, f"{s}.device", "--score-device")
     setting(g, config, f"{s}.precision", "--score-precision")
     setting(g, config, f"{s}.batch_size", "--score-batch-size")

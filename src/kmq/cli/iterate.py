@@ -70,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     setting(g, C, "cluster.clusters", "--clusters")
     setting(g, C, "score.scorer", "--scorer", help="quality for the within-cluster draw")
     setting(g, C, "score.relevance_embedder", "--relevance-embedder")
+    setting(g, C, "score.allow_empty_responses", "--allow-empty-responses")
     g.add_argument("--within", default=None, choices=list(kmq_choices["within"]),
                    help="draw inside a cluster (default softmax of standardised quality)")  # fmt: skip
     g.add_argument("--allocation", default=None, choices=list(kmq_choices["allocation"]),
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if "per_source" in m["counts"]:
         top = sorted(m["counts"]["per_source"].items(), key=lambda kv: -kv[1])
         lines.append("sources   " + ", ".join(f"{k}={v}" for k, v in top))
+    lines += [f"warning   {w}" for w in m.get("warnings", [])]
     lines.append(f"time      {m['seconds']:.1f}s")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -69,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
     enc = st.get("relevance_encoder")
     if enc:
         sys.stdout.write(f"relevance encoder  {enc}\n")
+    for warning in st.get("warnings", []):
+        sys.stdout.write(f"warning   {warning}\n")
     return 0

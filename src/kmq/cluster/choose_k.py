@@ -63,14 +63,19 @@ def cosine_silhouette(X: np.ndarray, labels: np.ndarray, *, chunk_size: int = 81
     return total / len(X)
 
 
-def candidate_ks(n: int, budget: int) -> list[int]:
-    """Default candidates: powers of two from 16 up to min(4096, budget // 2, n // 10), at least two of them.
+def candidate_ks(n: int, budget: int, sample_size: int | None = None) -> list[int]:
+    """Default candidates: powers of two from 16 up to the largest k the budget and the data support.
 
-    Smaller pools get what fits: ``[min(n - 1, 16)]``, and ``[1]`` when n < 3 (no k >= 2 has a silhouette).
+    That bound is ``min(4096, budget // 5, n // 10, sample_size // 10)``: every cluster keeps about five picks
+    under equal allocation (the default rule's bound), has ten or more pool points, and ten or more
+    silhouette-sample points. When fewer than two powers from 16 fit, the powers from 2 are used; tiny pools
+    get ``[min(n - 1, 2)]``, and ``[1]`` when n < 3 (no k >= 2 has a silhouette).
     """
-    hi = max(32, min(4096, budget // 2, n // 10))
+    hi = min(4096, budget // 5, n // 10, (sample_size or n) // 10)
     ks = [k for k in (2**p for p in range(4, 13)) if k <= hi and k < n]
-    return ks or ([min(n - 1, 16)] if n >= 3 else [1])
+    if len(ks) < 2:
+        ks = [k for k in (2**p for p in range(1, 13)) if k <= max(hi, 2) and k < n]
+    return ks or ([min(n - 1, 2)] if n >= 3 else [1])
 
 
 def choose_k(
@@ -80,6 +85,7 @@ def choose_k(
     sample_size: int = 20000,
     random_state: int | np.random.Generator | None = 0,
     kmeans_params: dict[str, Any] | None = None,
+    show_progress: bool | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Fit k-means for each candidate k and keep the k with the highest silhouette on a sample.
 
@@ -91,6 +97,8 @@ def choose_k(
         every other candidate scores below 0).
     sample_size : int
         Points the silhouette is computed on (all when n is smaller); drawn once, shared by all k.
+    show_progress : bool or None
+        A progress bar over the candidates on stderr (None: when logging is at INFO or lower).
 
     Returns
     -------
@@ -111,7 +119,13 @@ def choose_k(
     seed = int(rng.integers(2**31 - 1))
     logger.info("choosing k among %s by cosine silhouette on %d points", ks, m)
     table = []
-    for k in ks:
+    from tqdm.auto import tqdm
+
+    from kmq.cache import progress_enabled
+
+    bar = tqdm(ks, desc="choosing k", unit="k", disable=not progress_enabled(show_progress), leave=False)
+    for k in bar:
+        bar.set_postfix(k=k)
         start = time.perf_counter()
         km = KMeans(k, random_state=seed, **(kmeans_params or {})).fit(X)
         score = cosine_silhouette(X[sample], km.labels_[sample])

@@ -83,6 +83,7 @@ class _Loop:
 
     # -- steps --------------------------------------------------------------------------------------------
     def prepare(self) -> None:
+        from kmq.score import require_scored
         from kmq.stages import Stages, cluster_identity, quality_key
 
         cfg, c, e, s = self.cfg, self.cfg.cluster, self.cfg.embed, self.cfg.score
@@ -106,10 +107,11 @@ class _Loop:
 
         def compute(tmp: Path) -> dict[str, Any]:
             labels, _ = run.clusters(self.budget).value
-            quality = run.quality().value
+            run.check_responses()
+            quality = require_scored(run.quality().value, self.pool.ids, scorer=s.scorer)
             k = int(run.stats["cluster"]["n_clusters"])
             save_arrays(tmp / "arrays", {"k": k}, labels=labels.astype(np.int64), quality=quality)
-            return {"k": k, **{name: run.stats[name] for name in ("cluster", "score")}}
+            return {"k": k, **{name: run.stats[name] for name in ("cluster", "score")}, "warnings": run.warnings}
 
         res = self._run("prepare", settings, {}, compute, legacy=legacy)
         self.labels, self.quality = load_arrays(res.folder / "arrays", "labels", "quality")
@@ -429,6 +431,7 @@ def _manifest(cfg: IterateConfig, pool: Any, loop: _Loop, sel: IterSelection, t0
         },  # fmt: skip
         "stages": {"prepare": {**prep["stats"], "seconds": prep["seconds"]}},
         "rounds": [loop.round_report(r) for r in range(1, cfg.rounds + 1)],
+        "warnings": list(prep["stats"].get("warnings", [])),
         "counts": counts,
         "seconds": round(time.perf_counter() - t0, 3),
     }
