@@ -66,3 +66,18 @@ class OutputWriteError(KmqError, OSError):
 
     The command line reports it on one line with exit code 1; nothing was half-written.
     """
+
+
+class SettingsChangedError(KmqError, ValueError):
+    """A finished step of ``kmq iterate`` was computed with other settings than the current run asks for.
+
+    The message names the step, the setting, its old and new value, and the ``--restart-from`` fix.
+    """
+
+
+class RunDirBusyError(KmqError, RuntimeError):
+    """Another live ``kmq iterate`` process holds the run directory (the message gives its pid)."""
+
+
+class TrainingError(KmqError, RuntimeError):
+    """A training run of ``kmq iterate`` failed (the message names the round and, for ``command``, the command)."""

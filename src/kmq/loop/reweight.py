@@ -11,7 +11,8 @@ forgetting the previous weights. Both are offered here in a well-defined form (p
 ``s_j`` is the cluster signal, the mean instance score of the scored members of cluster ``j``. A cluster
 with no scored member (nothing of it selected yet, or every judgement failed) has no signal and keeps its
 previous weight exactly; the clusters with a signal share the rest of the mass (so the weights still sum
-to 1). Nothing here imports the rest of kmq.
+to 1). Nothing here imports the rest of kmq but its errors (bad input raises
+:class:`~kmq.errors.InvalidParameterError`, a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+
+from kmq.errors import InvalidParameterError, invalid_parameter
 
 REWEIGHTS = ("multiplicative", "softmax")
 Reweight = Literal["multiplicative", "softmax"]
@@ -51,9 +54,9 @@ def split_budget(budget: int, rounds: int) -> np.ndarray:
     [4, 3, 3]
     """
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"The 'rounds' parameter of split_budget must be an int >= 1. Got {rounds!r} instead.")
+        raise invalid_parameter("rounds", "split_budget", "an int >= 1", rounds)
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
-        raise ValueError(f"The 'budget' parameter of split_budget must be an int >= 0. Got {budget!r} instead.")
+        raise invalid_parameter("budget", "split_budget", "an int >= 0", budget)
     sizes = np.full(int(rounds), int(budget) // int(rounds), dtype=np.int64)
     sizes[: int(budget) % int(rounds)] += 1
     return sizes
@@ -99,25 +102,36 @@ def update_weights(
     s = np.asarray(signal, dtype=np.float64)
     has = np.asarray(scored) > 0
     if w.ndim != 1 or s.shape != w.shape or has.shape != w.shape:
-        raise ValueError(f"weights, signal and scored must have the same shape (k,); got {w.shape}, {s.shape}, "
-                         f"{has.shape}.")  # fmt: skip
+        raise InvalidParameterError(f"weights, signal and scored of update_weights must have the same shape (k,); "
+                                    f"got {w.shape}, {s.shape}, {has.shape}.")  # fmt: skip
     if not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError("The 'weights' parameter of update_weights must be finite and > 0.")
+        bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
+        raise InvalidParameterError(f"The 'weights' parameter of update_weights must be finite and > 0. Got "
+                                    f"{w[bad][:5].tolist()} at clusters {bad[:5].tolist()} instead.")  # fmt: skip
     if not np.all(np.isfinite(s[has])):
-        raise ValueError("The 'signal' parameter of update_weights must be finite where a cluster is scored.")
+        bad = np.flatnonzero(has & ~np.isfinite(s))
+        raise InvalidParameterError("The 'signal' parameter of update_weights must be finite where a cluster is "
+                                    f"scored. Got {s[bad][:5].tolist()} at scored clusters {bad[:5].tolist()} "
+                                    "instead.")  # fmt: skip
     if method not in REWEIGHTS:
-        raise ValueError(f"The 'method' parameter of update_weights must be one of {list(REWEIGHTS)}. "
-                         f"Got {method!r} instead.")  # fmt: skip
+        raise invalid_parameter("method", "update_weights", f"one of {list(REWEIGHTS)}", method)
     ok = isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, bool)
     if not ok or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"The 'temperature' parameter of update_weights must be a finite float > 0. "
-                         f"Got {temperature!r} instead.")  # fmt: skip
+        raise invalid_parameter("temperature", "update_weights", "a finite float > 0", temperature)
     w = w / w.sum()
     out = w.copy()
     if not has.any():
         return out
     mass = w[has].sum()  # what the scored clusters share; the unscored keep theirs
-    logits = s[has] / float(temperature)
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = s[has] / float(temperature)
+    if not np.all(np.isfinite(logits)):  # signal / T overflows: the weights would be NaN
+        top = float(np.abs(s[has]).max())
+        raise InvalidParameterError(
+            f"The 'temperature' parameter of update_weights is too small for these signals: signal / temperature "
+            f"overflows (largest |signal| {top:.3g}, temperature {temperature!r}). Use a temperature >= "
+            f"{top * 1e-300:.3g} (--reweight-temperature)."
+        )
     if method == "multiplicative":
         logits = logits + np.log(w[has])
     share = np.exp(logits - logits.max())

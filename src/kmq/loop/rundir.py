@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from kmq.cache import atomic_path, digest, write_json
-from kmq.errors import InvalidParameterError, KmqError, OutputConflictError
+from kmq.errors import InvalidParameterError, OutputConflictError, RunDirBusyError, SettingsChangedError
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ VERBS = {
 #: the file inside every step folder that says kmq made it (only such folders are ever deleted)
 OWN = ".kmq-step"
 _STEP_ID = re.compile(r"prepare|r(\d{2,})-(select|train|generate|judge|reweight)")
-
-
-class SettingsChangedError(KmqError, ValueError):
-    """A finished step was computed with other settings than the current run asks for."""
-
-
-class RunDirBusyError(KmqError, RuntimeError):
-    """Another live ``kmq iterate`` process holds the run directory."""
 
 
 @dataclass

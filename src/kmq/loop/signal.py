@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kmq.errors import InvalidParameterError
+
 
 def instance_scores(gold: np.ndarray, generated: np.ndarray, *, direction: float = 1.0) -> np.ndarray:
     """``S = direction * (gold − generated)`` per instance; NaN where either score is missing.
@@ -40,7 +42,8 @@ def instance_scores(gold: np.ndarray, generated: np.ndarray, *, direction: float
     gold = np.asarray(gold, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
     if gold.shape != generated.shape or gold.ndim != 1:
-        raise ValueError(f"gold and generated must have the same shape (m,); got {gold.shape} and {generated.shape}.")
+        raise InvalidParameterError(f"gold and generated of instance_scores must have the same shape (m,); got "
+                                    f"{gold.shape} and {generated.shape}.")  # fmt: skip
     with np.errstate(invalid="ignore"):
         s = direction * (gold - generated)
     s[~np.isfinite(s)] = np.nan
@@ -75,9 +78,11 @@ def cluster_signal(labels: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.n
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     if labels.shape != scores.shape or labels.ndim != 1:
-        raise ValueError(f"labels and scores must have the same shape (m,); got {labels.shape} and {scores.shape}.")
+        raise InvalidParameterError(f"labels and scores of cluster_signal must have the same shape (m,); got "
+                                    f"{labels.shape} and {scores.shape}.")  # fmt: skip
     if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(f"labels must be in [0, {k}); got values in [{labels.min()}, {labels.max()}].")
+        raise InvalidParameterError(f"The 'labels' parameter of cluster_signal must be in [0, k={k}). Got values in "
+                                    f"[{labels.min()}, {labels.max()}] instead.")  # fmt: skip
     ok = np.isfinite(scores)
     count = np.bincount(labels[ok], minlength=k).astype(np.int64)
     total = np.bincount(labels[ok], weights=scores[ok], minlength=k)

@@ -43,15 +43,11 @@ from typing import Any, Protocol
 
 from kmq._deps import require
 from kmq.embed.base import progress_enabled
-from kmq.errors import InvalidParameterError, KmqError, MissingArtifactError
+from kmq.errors import InvalidParameterError, MissingArtifactError, TrainingError
 from kmq.loop.config import TrainConfig
 from kmq.redact import redact_url
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingError(KmqError, RuntimeError):
-    """A training run failed (the message names the round and, for ``command``, the command)."""
 
 
 class Trainer(Protocol):

@@ -62,6 +62,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from kmq.errors import InvalidParameterError
+
 __all__ = ["HEURISTIC_WEIGHTS", "VERSION", "heuristic_features", "heuristic_scores"]
 
 VERSION = 2  # part of the quality cache key: bump it whenever a feature or weight changes
@@ -209,8 +211,9 @@ def _relevance(prompt_vecs: np.ndarray, response_vecs: np.ndarray, n: int) -> np
     """Row-wise dot product of two (n, d) L2-normalised matrices, float64; zero rows give 0."""
     p, r = np.asarray(prompt_vecs), np.asarray(response_vecs)
     if p.shape != r.shape or p.ndim != 2 or p.shape[0] != n:
-        raise ValueError(
-            f"prompt_vecs {p.shape} and response_vecs {r.shape} must both have shape (n_examples={n}, d)."
+        raise InvalidParameterError(
+            f"prompt_vecs {p.shape} and response_vecs {r.shape} must both have shape (n_examples={n}, d): one "
+            "row per example, from the same encoder."
         )
     return np.nan_to_num(np.einsum("ij,ij->i", p, r, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -334,7 +337,7 @@ def heuristic_features(
     """
     n = len(responses)
     if len(prompts) != n:
-        raise ValueError(f"len(prompts)={len(prompts)} should equal len(responses)={n}.")
+        raise InvalidParameterError(f"len(prompts)={len(prompts)} should equal len(responses)={n}.")
     stripped = [r.strip() for r in responses]
     folded = [r.casefold() for r in stripped]
     words = [r.split() for r in folded]
