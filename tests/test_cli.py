@@ -65,7 +65,7 @@ def test_score_command_with_the_relevance_scorer(pool_file, tmp_path, capsys):
     assert main([*args, "--within", "top", "--out", str(sub), "-q"]) == 0
     manifest = json.loads((tmp_path / "sub.jsonl.kmq-run" / "manifest.json").read_text())
     score_stage = manifest["stages"]["score"]
-    assert score_stage["scorer"] == "relevance" and score_stage["cached"]  # reuses what `kmq score` computed
+    assert score_stage["scorer"] == "relevance" and score_stage["from_cache"]  # reuses what `kmq score` computed
 
 
 def test_choose_k_command(pool_file, capsys):

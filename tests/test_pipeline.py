@@ -60,7 +60,7 @@ def test_second_run_recomputes_nothing_upstream(pool_file, tmp_path):
     second = run(pool_file, tmp_path / "b.jsonl", budget=50, clusters=12, temperature=0.5)
     stages = second.manifest["stages"]
     assert all(v["encoded"] == 0 for v in stages["embed"].values())
-    assert stages["cluster"]["cached"] is True and stages["score"]["cached"] is True
+    assert stages["cluster"]["cached"] is True and stages["score"]["from_cache"] is True
 
 
 def test_kmq_spreads_over_clusters_more_evenly_than_random(pool_file, tmp_path):

@@ -181,10 +181,10 @@ def quality_stage(pool: Any, scorer: Any, *, store: ArtifactStore) -> Stage:
     key = quality_key(pool, scorer)
     hit = store.get("quality", key, "quality")
     if hit is not None:
-        return Stage(hit[0], key, {"scorer": scorer.name, "cached": True})
+        return Stage(hit[0], key, {"scorer": scorer.name, "from_cache": True})
     q = check_scores(scorer.score(pool), pool.ids, scorer=scorer)
     store.put("quality", key, {"scorer": scorer.name}, quality=q)
-    return Stage(q, key, {**scorer.stats_, "cached": False})
+    return Stage(q, key, {**scorer.stats_, "from_cache": False})
 
 
 def quality_key(pool: Any, scorer: Any) -> str:

@@ -127,7 +127,7 @@ def summary(sel) -> list[str]:
     sc = m["stages"].get("score")
     if sc:
         extra = f" (relevance encoder {sc['relevance_encoder']})" if sc.get("relevance_encoder") else ""
-        lines.append(f"scorer    {sc['scorer']}{' (cached)' if sc.get('cached') else ''}{extra}")
+        lines.append(f"scorer    {sc['scorer']}{' (scores from the cache)' if sc.get('from_cache') else ''}{extra}")
     cl = m["stages"].get("cluster")
     if cl:
         lines.append(
