@@ -9,7 +9,8 @@ Text views (no role tags are added):
 
 The raw records stay where they are cheapest: for JSON Lines only the byte offset and length of each
 line are kept and the selected lines are re-read on demand; a Parquet or Hugging Face pool keeps its
-Arrow table; JSON arrays and CSV files keep the parsed records in memory.
+Arrow table (and the ``datasets.Dataset``, whose rows a ``save_to_disk`` output selects); JSON arrays,
+CSV files and in-memory lists keep the parsed records in memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ _VIEW_ROLES = {"prompt": ("system", "user"), "response": ("assistant",)}
 class Pool:
     """An instruction pool: one normalized conversation per raw record, aligned by row index.
 
-    Build one with :func:`kmq.data.read_pool` (files, folders, hub names) or :meth:`Pool.from_records`.
+    Build one with :func:`kmq.data.read_pool` (files, folders, hub names, records, DataFrames and
+    ``datasets.Dataset`` objects in memory) or :meth:`Pool.from_records`.
 
     Attributes
     ----------
