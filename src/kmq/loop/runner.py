@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from kmq.cache import load_arrays, save_arrays
+from kmq.cache import digest, load_arrays, save_arrays
 from kmq.config import absolute_paths, resolve_budget
 from kmq.errors import InvalidParameterError
 from kmq.loop.config import IterateConfig, check_config
-from kmq.loop.judge import Judge, check_judge, split_prompt, with_answer
+from kmq.loop.judge import Judge, check_judge, split_prompt, uses_round_model, with_answer
 from kmq.loop.plan import Plan, make_plan
 from kmq.loop.reweight import update_weights
 from kmq.loop.rundir import RunDir, StepResult, read_json, step_id
@@ -221,6 +221,10 @@ class _Loop:
             settings["revision"] = j.revision
         gen_dir = self.steps[step_id(r, "generate")].folder
         model = str(self.steps[step_id(r, "train")].folder / "model")
+        legacy = dict(settings)
+        if not uses_round_model(j.scorer):  # the judge's own identity: a reward model updated in place is seen
+            ident = Judge(j.scorer, j, e, show_progress=self.show_progress).scorer(None).identity()
+            settings["judge_identity"] = digest("judge-identity-v1", ident)
 
         def compute(tmp: Path) -> dict[str, Any]:
             with open(gen_dir / "generations.jsonl", encoding="utf-8") as fh:
@@ -241,7 +245,7 @@ class _Loop:
                 "mean_S": float(np.nanmean(s)) if np.isfinite(s).any() else None,
             }
 
-        self._run(step_id(r, "judge"), settings, self._inputs(step_id(r, "generate")), compute)
+        self._run(step_id(r, "judge"), settings, self._inputs(step_id(r, "generate")), compute, legacy=legacy)
 
     def reweight(self, r: int) -> None:
         w = self.cfg.reweight
