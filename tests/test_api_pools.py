@@ -55,8 +55,8 @@ def test_equal_lists_share_cache_entries(datakit, tmp_path):
     records = dolly(datakit)
     first = kmq.select(records, budget=30, embedder="hashing", out=tmp_path / "a.jsonl")
     again = kmq.select(copy.deepcopy(records), budget=30, embedder="hashing", out=tmp_path / "b.jsonl")
-    assert first.manifest["stages"]["score"]["cached"] is False
-    assert again.manifest["stages"]["score"]["cached"] is True and again.manifest["stages"]["cluster"]["cached"]
+    assert first.manifest["stages"]["score"]["from_cache"] is False
+    assert again.manifest["stages"]["score"]["from_cache"] is True and again.manifest["stages"]["cluster"]["cached"]
     assert again.indices.tolist() == first.indices.tolist()
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
