@@ -16,8 +16,6 @@ import kmq
 from kmq.data import read_pool
 from kmq.errors import InvalidParameterError
 
-PIPELINE = pytest.mark.xfail(strict=True, reason="pipeline.select passes str(pool)")
-
 
 def dolly(datakit: Path, n: int = 300) -> list[dict]:
     with open(datakit / "dolly_3k/dolly_3k.jsonl", encoding="utf-8") as fh:
@@ -34,7 +32,6 @@ def as_kind(records: list[dict], kind: str):
     return datasets.Dataset.from_list(records), "<datasets.Dataset 300 rows>"
 
 
-@PIPELINE
 @pytest.mark.parametrize("kind", ["list", "DataFrame", "Dataset"])
 def test_select_from_memory_writes_the_input_records(datakit, tmp_path, kind):
     records = dolly(datakit)
@@ -50,7 +47,6 @@ def test_select_from_memory_writes_the_input_records(datakit, tmp_path, kind):
     )
 
 
-@PIPELINE
 def test_equal_lists_share_cache_entries(datakit, tmp_path):
     records = dolly(datakit)
     first = kmq.select(records, budget=30, embedder="hashing", out=tmp_path / "a.jsonl")
@@ -61,7 +57,6 @@ def test_equal_lists_share_cache_entries(datakit, tmp_path):
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
-@PIPELINE
 def test_writing_a_subset_of_records_needs_an_explicit_format(datakit, tmp_path):
     records = dolly(datakit)
     sel = kmq.select(records, budget=30, embedder="hashing")
@@ -72,18 +67,12 @@ def test_writing_a_subset_of_records_needs_an_explicit_format(datakit, tmp_path)
     assert sorted(read_pool(tmp_path / "x.parquet").ids) == sorted(records[i]["id"] for i in sel.indices)
 
 
-@PIPELINE
 def test_unknown_extension_is_refused(datakit, tmp_path):
     with pytest.raises(InvalidParameterError, match=r"unknown extension '\.txt'; supported: \.jsonl"):
         kmq.select(dolly(datakit), budget=30, embedder="hashing", out=tmp_path / "x.txt")
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.select passes str(pool); Selection.publish passes no container= "
-    "(output_container); config._abs drops the trailing / of out",
-)
 def test_dataset_to_a_folder_is_a_save_to_disk_dataset(datakit, tmp_path):
     datasets = pytest.importorskip("datasets")
     records = dolly(datakit)

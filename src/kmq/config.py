@@ -461,7 +461,8 @@ def absolute_paths(cfg: Any) -> Any:
 
 
 def _abs(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    full = os.path.abspath(os.path.expanduser(path))
+    return full + os.sep if path.endswith(("/", os.sep)) and not full.endswith(os.sep) else full  # "dir/": a folder
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

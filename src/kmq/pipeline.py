@@ -64,6 +64,10 @@ def run_select(
     if cfg.out or cfg.run_dir:
         extra = input_paths(*inputs, *([pool.source] if pool is not None else []))
         plan = plan_run(Selection, cfg, out=cfg.out, run_dir=cfg.run_dir, overwrite=overwrite, inputs=extra)
+    if cfg.out:
+        from kmq.data import check_output_path, source_container
+
+        check_output_path(pool.container if pool is not None else source_container(cfg.pool), cfg.out)
     if pool is None:
         if not cfg.pool:
             raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
@@ -189,10 +193,10 @@ def select(
     -------
     Selection
     """
-    from kmq.data import Pool
+    from kmq.data import Pool, read_pool
     from kmq.methods.registry import get_method
 
-    is_pool = isinstance(pool, Pool)
+    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
     overrides = {
         "pool": None if is_pool else str(pool),
         "budget": budget,
@@ -210,6 +214,8 @@ def select(
     cfg = build_config(config, overrides)
     _check_options(get_method(cfg.select.method), params)
     if is_pool:
+        if not isinstance(pool, Pool):
+            pool = read_pool(pool, format=cfg.format, split=cfg.split)
         cfg.pool = str(pool.source)
     extra = [config] if isinstance(config, (str, os.PathLike)) else []
     return run_select(
@@ -278,7 +284,7 @@ def choose_k(
     """
     from kmq.data import Pool, read_pool
 
-    is_pool = isinstance(pool, Pool)
+    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
     given = {
         "pool": None if is_pool else str(pool), "cluster.clusters": "auto", "cluster.candidates": candidates,
         "cluster.silhouette_sample": sample, "embed.embedder": embedder, "embed.embed_on": embed_on, "seed": seed,
@@ -288,6 +294,8 @@ def choose_k(
     cfg = build_config(config, overrides)
     if not is_pool:
         pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+    elif not isinstance(pool, Pool):
+        pool = read_pool(pool, format=cfg.format, split=cfg.split)
     n_budget = resolve_budget(budget if budget is not None else 0.1, len(pool))
     best, choice = Stages(cfg, pool, show_progress).k(n_budget)
     return KChoice(int(best), choice["table"])

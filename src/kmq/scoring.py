@@ -157,11 +157,13 @@ def score(
     from kmq.redact import redact_url
     from kmq.stages import Stages
 
-    is_pool = isinstance(pool, Pool)
+    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
     given = {"pool": None if is_pool else str(pool), "score.scorer": scorer, "embed.embedder": embedder,
              "format": format}  # fmt: skip
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = build_config(config, overrides)
+    if is_pool and not isinstance(pool, Pool):
+        pool = read_pool(pool, format=cfg.format, split=cfg.split)
     inputs = input_paths(cfg.pool if not is_pool else pool.source, cfg.embed.embedder, cfg.score.relevance_embedder,
                          *([config] if isinstance(config, (str, os.PathLike)) else []))  # fmt: skip
     plan = None

@@ -142,10 +142,11 @@ class Selection:
         """Write the subset and the run directory so that they become visible together (:mod:`kmq.publish`)."""
         import pyarrow.parquet as pq
 
-        from kmq.data import write_subset
+        from kmq.data import output_container, write_subset
         from kmq.redact import redact
 
         plan = plan or self.plan(out=out, run_dir=run_dir, overwrite=overwrite)
+        container = output_container(self.pool, out if out is not None else plan.out) if plan.out is not None else None
         writers = {}
         if plan.run_dir is not None:
             writers = {
@@ -158,11 +159,14 @@ class Selection:
             if "subset" in outputs:
                 order = "seeded shuffle" if getattr(self.config, "shuffle", False) else "pool order"
                 self.manifest["outputs"]["subset"]["order"] = order
+                self.manifest["outputs"]["subset"].update(container=container, format=self.pool.format)
             return self.manifest
 
         written = plan.publish(
             writers,
-            out_writer=(lambda p: write_subset(self.pool, self.output_rows(), p)) if plan.out is not None else None,
+            out_writer=(lambda p: write_subset(self.pool, self.output_rows(), p, container=container))
+            if plan.out is not None
+            else None,
             manifest=manifest if plan.run_dir is not None else None,
             argv=versions()["argv"],
         )

@@ -62,7 +62,6 @@ def test_unknown_extension_is_refused_listing_the_supported_ones(datakit, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pool.jsonl"]  # no subset.txt, no run directory
 
 
-@pytest.mark.xfail(strict=True, reason="run_select does not call kmq.data.check_output_path at plan time yet")
 def test_unknown_extension_is_refused_before_any_work(datakit, tmp_path):
     src = tmp_path / "pool.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in dolly(datakit)), encoding="utf-8")
@@ -71,11 +70,6 @@ def test_unknown_extension_is_refused_before_any_work(datakit, tmp_path):
     assert not cache.exists() or not any(cache.rglob("*"))  # nothing embedded, scored or clustered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Selection.publish passes no container=output_container(pool, out) and "
-    "config._abs drops the trailing / of --out",
-)
 def test_any_pool_with_a_trailing_slash_gives_a_folder(datakit, tmp_path, capsys):
     datasets = pytest.importorskip("datasets")
     records = dolly(datakit)

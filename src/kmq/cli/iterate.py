@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default=None, help="a count (1000) or a fraction of the pool (0.1)")
     setting(p, C, "rounds", "--rounds")
     setting(p, C, "model", "--model")
-    p.add_argument("--out", default=None, metavar="SUBSET", help="the subset file; its extension picks the format")
+    p.add_argument("--out", default=None, metavar="SUBSET",
+                   help="the subset: .jsonl .json .parquet .csv (.gz), or DIR/ for a save_to_disk folder")  # fmt: skip
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     )
     m = sel.manifest
     lines = [
-        f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as {m['input']['container']})",
+        f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as "
+        f"{m.get('outputs', {}).get('subset', {}).get('container', m['input']['container'])})",
         f"run dir   {sel.run_dir}  (config.yaml, manifest.json, selection.parquet, rounds/)",
         f"pool      {m['input']['source']}  ({m['input']['records']} records)",
         f"rounds    {cfg.rounds}: " + " + ".join(str(s) for s in m["budget"]["sizes"])

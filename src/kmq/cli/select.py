@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_pool_options(p, C)
     p.add_argument("--budget", default=None, help="a count (1000) or a fraction of the pool (0.1)")
-    p.add_argument("--out", default=None, metavar="SUBSET", help="the subset file; its extension picks the format")
+    p.add_argument("--out", default=None, metavar="SUBSET",
+                   help="the subset: .jsonl .json .parquet .csv (.gz), or DIR/ for a save_to_disk folder")  # fmt: skip
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")

@@ -83,7 +83,7 @@ def iterate(
     from kmq.data import Pool
     from kmq.loop.runner import run_iterate
 
-    is_pool = isinstance(pool, Pool)
+    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
     overrides = {
         "pool": None if is_pool else str(pool), "budget": budget, "model": model, "rounds": rounds,
         "out": str(out) if out is not None else None, "run_dir": str(run_dir) if run_dir is not None else None,
@@ -93,6 +93,10 @@ def iterate(
     }  # fmt: skip
     cfg = build_iterate_config(config, overrides)
     if is_pool:
+        if not isinstance(pool, Pool):
+            from kmq.data import read_pool
+
+            pool = read_pool(pool, format=cfg.format, split=cfg.split)
         cfg.pool = str(pool.source)
     return run_iterate(
         cfg,
