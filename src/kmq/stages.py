@@ -148,16 +148,17 @@ def resolve_k(
         table = None
         if hit.is_file():
             try:
-                table = json.loads(hit.read_text())["table"]
-            except (OSError, ValueError, KeyError):
-                table = None  # a damaged entry is a miss
+                meta = json.loads(hit.read_text())
+                table = meta["table"] if meta.get("table_digest") == digest(meta["table"]) else None
+            except (OSError, ValueError, KeyError, TypeError):
+                table = None  # a damaged (or unchecked) entry is a miss, recomputed and replaced
         if table is None:
             _, table = choose_k(
                 X.value, cands, sample_size=c.silhouette_sample,
                 random_state=np.random.default_rng([seed, STREAM_CHOOSE_K]),
                 kmeans_params={"niter": c.niter, "nredo": c.nredo}, show_progress=show_progress,
             )  # fmt: skip
-            store.put("choose_k", key, {"table": table})
+            store.put("choose_k", key, {"table": table, "table_digest": digest(table)})
         best = max(table, key=lambda r: (r["silhouette"], -r["k"]))["k"]
         return int(best), {"source": "silhouette", "table": table}
     k = int(c.clusters)

@@ -79,8 +79,8 @@ def test_select_killed_after_k_score_blocks_requests_only_the_rest(select, refer
     resumed, requests = select(tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     st = _score_stats(tmp_path)
-    # (the stage's "cached" is whether the whole quality array came from the cache: False here)
-    assert st["requested"] == 150 - shards * BLOCK and st["examples"] == 150 and st["cached"] is False
+    # (the stage's "from_cache" is whether the whole quality array came from the cache: False here)
+    assert st["requested"] == 150 - shards * BLOCK and st["examples"] == 150 and st["from_cache"] is False
     assert requests == 150 - shards * BLOCK  # nothing cached was asked again
     assert _score_stats(reference)["requested"] == 150
     assert (tmp_path / "s.jsonl").read_bytes() == (reference / "s.jsonl").read_bytes()
