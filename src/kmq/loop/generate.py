@@ -24,6 +24,7 @@ import logging
 import re
 from typing import Any, Protocol
 
+from kmq import hf
 from kmq._deps import require
 from kmq.endpoints import Endpoint
 from kmq.errors import InvalidParameterError, KmqError
@@ -66,14 +67,6 @@ def get_generator(cfg: GenerateConfig, *, show_progress: bool | None = None) -> 
     )
 
 
-def _chat_tokenizer(tok: Any) -> Any:
-    if not getattr(tok, "chat_template", None):
-        from kmq.score._lm import FALLBACK_CHAT_TEMPLATE
-
-        tok.chat_template = FALLBACK_CHAT_TEMPLATE
-    return tok
-
-
 def end_of_turn(tok: Any) -> str:
     """The text a chat template puts right after an assistant turn's content (stripped), e.g. ``<|im_end|>``."""
     from kmq.score._lm import render_with_spans
@@ -97,19 +90,19 @@ class HFGenerator:
         tf = require("transformers", purpose="the hf generator")
         from kmq.embed.base import progress_enabled
         from kmq.score._blocks import length_batches
-        from kmq.score._lm import PRECISIONS
 
         cfg = self.cfg
         if not progress_enabled(self.show_progress):
             tf.utils.logging.disable_progress_bar()
             tf.utils.logging.set_verbosity_error()
-        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tok = _chat_tokenizer(tf.AutoTokenizer.from_pretrained(model))
+        device = hf.default_device(cfg.device)
+        source = hf.resolve(model, purpose="the hf generator's model")
+        tok = hf.chat_tokenizer(hf.load_tokenizer(source, purpose="the hf generator's tokenizer"), name=model)
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        lm = tf.AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, PRECISIONS[cfg.precision]))
-        lm = lm.to(device).eval()
+        lm = hf.load_model("AutoModelForCausalLM", source, device=device, precision=cfg.precision,
+                           purpose="the hf generator's model")  # fmt: skip
         marker = end_of_turn(tok)
         stop = [tok.eos_token_id] if tok.eos_token_id is not None else []
         marker_id = tok.convert_tokens_to_ids(marker) if marker else None
@@ -163,8 +156,11 @@ class VLLMGenerator:
     def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
         vllm = require("vllm", purpose="the vllm generator (`pip install vllm`)")
         cfg = self.cfg
-        llm = vllm.LLM(model=model, seed=0, **cfg.vllm)
-        tok = _chat_tokenizer(llm.get_tokenizer())
+        purpose = "the vllm generator's model"
+        source = hf.resolve(model, purpose=purpose)
+        with hf.loading(source, purpose=purpose, hint="Check the model and the generate config's vllm options."):
+            llm = vllm.LLM(model=source.location, seed=0, **cfg.vllm)
+        tok = hf.chat_tokenizer(llm.get_tokenizer(), name=model)
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         params = vllm.SamplingParams(
             temperature=0.0, max_tokens=cfg.max_new_tokens, truncate_prompt_tokens=cfg.max_prompt_length

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import shlex
 import shutil
@@ -41,9 +40,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from kmq import hf
 from kmq._deps import require
 from kmq.embed.base import progress_enabled
-from kmq.errors import InvalidParameterError, MissingArtifactError, TrainingError
+from kmq.errors import InvalidParameterError, TrainingError
 from kmq.loop.config import TrainConfig
 from kmq.redact import redact_url
 
@@ -91,13 +91,6 @@ def get_trainer(cfg: TrainConfig, *, show_progress: bool | None = None) -> Train
     return TRLTrainer(cfg, show_progress=show_progress)
 
 
-def _device(requested: str | None) -> str:
-    if requested:
-        return requested
-    torch = require("torch", purpose="training")
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class TRLTrainer:
     """Supervised fine-tuning with TRL (see the module docstring).
 
@@ -120,24 +113,20 @@ class TRLTrainer:
         trl = require("trl", purpose="the trl trainer")
         datasets = require("datasets", purpose="the trl trainer")
         cfg, src = self.cfg, init_model or base_model
-        device = _device(cfg.device)
+        device = hf.default_device(cfg.device)
         on_gpu = device.startswith("cuda")
         bf16 = cfg.bf16 if cfg.bf16 is not None else (on_gpu and torch.cuda.is_bf16_supported())
         _quiet(tf, datasets, self.show_progress)
         tf.set_seed(seed)
-        tok = _load(tf.AutoTokenizer, src, "tokenizer")
-        if not getattr(tok, "chat_template", None):
-            from kmq.score._lm import FALLBACK_CHAT_TEMPLATE
-
-            logger.info("%s has no chat template: training with kmq's Tulu fallback template", src)
-            tok.chat_template = FALLBACK_CHAT_TEMPLATE
+        source = hf.resolve(src, purpose="the trl trainer's model")
+        tok = hf.chat_tokenizer(hf.load_tokenizer(source, purpose="the trl trainer's tokenizer"), name=src)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         rows = _tokenize(tok, read_training_data(data))
         if not rows:
             raise TrainingError(f"round {round}: no training example has an assistant turn to learn from ({data}).")
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        model = _load(tf.AutoModelForCausalLM, src, "model", dtype=dtype)
+        model = hf.load_model("AutoModelForCausalLM", source, precision="bf16" if bf16 else "fp32",
+                              purpose="the trl trainer's model")  # fmt: skip
         peft_config = None
         if cfg.finetune == "lora":
             peft = require("peft", purpose="LoRA training")
@@ -220,15 +209,6 @@ def _checkpointing(config_cls: Any, on: bool) -> dict[str, bool]:
     names = {f.name for f in dataclasses.fields(config_cls)}
     keys = [k for k in ("activation_checkpointing", "gradient_checkpointing") if k in names]
     return {k: on for k in keys}
-
-
-def _load(cls: Any, src: str, what: str, **kwargs: Any) -> Any:
-    try:
-        return cls.from_pretrained(os.path.expanduser(src), **kwargs)
-    except OSError as err:
-        raise MissingArtifactError(
-            f"Cannot load the {what} of {src}: {err}. Pass a local folder or a hub name."
-        ) from err
 
 
 def _tokenize(tok: Any, conversations: list[list[dict[str, str]]]) -> list[dict[str, list[int]]]:

@@ -1,9 +1,11 @@
 """Shared plumbing of the Hugging Face model scorers: lazy loading, identity, chat rendering with masks.
 
+Loading goes through :mod:`kmq.hf` (local folder or hub name, revision, offline hint, one error form).
+
 Chat rendering
 --------------
 A conversation is rendered with the tokenizer's own chat template. A tokenizer without one gets
-:data:`FALLBACK_CHAT_TEMPLATE`, the Tulu format the paper's authors generate with (``<|user|>\\n...``,
+:data:`kmq.hf.FALLBACK_CHAT_TEMPLATE`, the Tulu format the paper's authors generate with (``<|user|>\\n...``,
 ``<|assistant|>\\n...`` + EOS; paper.md §3.4). Assistant spans are found by rendering prefixes: the span
 of assistant turn *i* is what ``render(messages[:i + 1])`` adds to ``render(messages[:i],
 add_generation_prompt=True)``, i.e. the turn's content plus the template's end-of-turn marker (what a
@@ -15,32 +17,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kmq import hf
 from kmq._deps import require
 from kmq.cache import digest
 from kmq.embed.base import progress_enabled
-from kmq.embed.sentence import _fingerprint as fingerprint
-from kmq.errors import DataFormatError, MissingArtifactError, invalid_parameter
+from kmq.errors import DataFormatError
+from kmq.hf import FALLBACK_CHAT_TEMPLATE, PRECISIONS  # noqa: F401  (re-exported: kmq.score._lm's names)
 from kmq.score.base import Scorer
 
 logger = logging.getLogger(__name__)
 
-#: Tulu chat format (``{{ bos_token }}`` first); used when a tokenizer has no chat template.
-FALLBACK_CHAT_TEMPLATE = (
-    "{{ bos_token if bos_token else '' }}"
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '\\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}"
-    "{% else %}{{ '<|assistant|>\\n' + message['content'] + (eos_token if eos_token else '') + '\\n' }}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
-)
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 Conversation = list[dict[str, str]]
 
 
@@ -122,6 +113,8 @@ class HFModelScorer(Scorer):
     """
 
     kind = "model"
+    #: how errors name the scorer ("the <label> scorer's tokenizer"); None: ``kind``
+    label: str | None = None
     auto_class = "AutoModelForCausalLM"
     #: inputs per persisted cache block
     block_size = 256
@@ -153,50 +146,35 @@ class HFModelScorer(Scorer):
         self._tokenizer: Any = None
         self._config: Any = None
         self._model: Any = None
+        self._resolved: tuple[tuple[str, str | None], hf.ModelSource] | None = None
         self.template_source_: str | None = None
 
     # -- lazy resources -----------------------------------------------------------------------------
-    def _source(self) -> str:
-        local = os.path.expanduser(self.model_name)
-        return local if os.path.isdir(local) else self.model_name
+    def _purpose(self, what: str) -> str:
+        """What a load is for, as errors name it: "the perplexity scorer's tokenizer"."""
+        return f"the {self.label or self.kind} scorer's {what}"
 
-    def _load(self, what: str, loader: Any, **kwargs: Any) -> Any:
-        source = self._source()
-        if self.revision is not None:
-            if os.path.isdir(source):
-                if what == "config":  # once per model: the config loads first
-                    logger.warning("%s is a local folder: revision %r is ignored", self.model_name, self.revision)
-            else:
-                kwargs["revision"] = self.revision
-        try:
-            return loader.from_pretrained(source, trust_remote_code=self.trust_remote_code, **kwargs)
-        except OSError as err:
-            hint = (
-                " HF_HUB_OFFLINE is set: only models in the local cache load."
-                if os.environ.get("HF_HUB_OFFLINE") == "1"
-                else ""
-            )
-            raise MissingArtifactError(
-                f"Cannot load the {what} of {self.name}: {err}.{hint} Pass a local folder or a hub name."
-            ) from err
+    def _source(self) -> hf.ModelSource:
+        """Local folder or hub name, decided once per (model, revision): a folder's revision is warned about once."""
+        key = (self.model_name, self.revision)
+        if self._resolved is None or self._resolved[0] != key:
+            self._resolved = (key, hf.resolve(self.model_name, revision=self.revision, purpose=self._purpose("model")))
+        return self._resolved[1]
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            tf = require("transformers", purpose=f"the {self.name} scorer")
-            tok = self._load("tokenizer", tf.AutoTokenizer)
-            self.template_source_ = "model" if getattr(tok, "chat_template", None) else "fallback"
-            if self.template_source_ == "fallback":
-                logger.info("%s has no chat template: using kmq's Tulu fallback template", self.model_name)
-                tok.chat_template = FALLBACK_CHAT_TEMPLATE
-            self._tokenizer = tok
+            tok = hf.load_tokenizer(self._source(), trust_remote_code=self.trust_remote_code,
+                                    purpose=self._purpose("tokenizer"))  # fmt: skip
+            self._tokenizer = hf.chat_tokenizer(tok, name=self.model_name)
+            self.template_source_ = hf.template_source(self._tokenizer)
         return self._tokenizer
 
     @property
     def config(self) -> Any:
         if self._config is None:
-            tf = require("transformers", purpose=f"the {self.name} scorer")
-            self._config = self._load("config", tf.AutoConfig)
+            self._config = hf.load_config(self._source(), trust_remote_code=self.trust_remote_code,
+                                          purpose=self._purpose("config"))  # fmt: skip
         return self._config
 
     def _check_config(self, config: Any) -> None:
@@ -205,16 +183,14 @@ class HFModelScorer(Scorer):
     @property
     def model(self) -> Any:
         if self._model is None:
-            if self.precision not in PRECISIONS:
-                raise invalid_parameter("precision", type(self).__name__, f"one of {list(PRECISIONS)}", self.precision)
-            torch = require("torch", purpose=f"the {self.name} scorer")
             tf = require("transformers", purpose=f"the {self.name} scorer")
             self._check_config(self.config)
             if not progress_enabled(self.show_progress):
                 tf.utils.logging.disable_progress_bar()
-            dtype = getattr(torch, PRECISIONS[self.precision])
-            model = self._load("weights", getattr(tf, self.auto_class), dtype=dtype)
-            self._model = model.to(self.device).eval()
+            self._model = hf.load_model(
+                self.auto_class, self._source(), trust_remote_code=self.trust_remote_code, device=self.device,
+                precision=self.precision, purpose=self._purpose("weights"),
+            )  # fmt: skip
         return self._model
 
     @property
@@ -227,8 +203,8 @@ class HFModelScorer(Scorer):
     def model_identity(self) -> dict[str, Any]:
         """Hub name and revision, or a local folder's file fingerprint."""
         source = self._source()
-        if os.path.isdir(source):
-            return {"model": self.model_name, "files": fingerprint(Path(source))}
+        if source.local:
+            return {"model": self.model_name, "files": hf.fingerprint(Path(source.location))}
         ident = {"model": self.model_name, "revision": getattr(self.config, "_commit_hash", None)}  # commit loaded
         if self.revision is not None:  # only when pinned: caches keyed before the option stay valid
             ident["requested_revision"] = self.revision

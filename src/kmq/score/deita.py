@@ -92,6 +92,7 @@ class DigitExpectationScorer(HFModelScorer):
     """One Deita scorer model: prompt -> expected 1..6 rating from the next-token logits."""
 
     kind = "deita-scorer"
+    label = "Deita"
 
     def rate(self, prompts: list[str], desc: str) -> tuple[np.ndarray, dict[str, Any]]:
         """Expected rating of each prompt, cached per prompt; returns (scores (n,), stats)."""
