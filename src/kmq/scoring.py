@@ -1,10 +1,12 @@
 """``kmq.score(...)``: the quality score of every record of a pool, and the scores file ``kmq score`` writes.
 
 A scores file has two columns, ``id`` and ``score``, as JSON Lines (``.jsonl``), CSV (``.csv``) or Parquet
-(``.parquet``); the extension decides. A record a scorer left unscored on purpose (``--judge-unparsable
-nan``) is written as missing: null in JSON Lines and Parquet, an empty cell in CSV. Writing follows the
-file-safety rules of :mod:`kmq.publish`: the file is never an input, is staged and renamed into place, and
-an existing file is replaced only when it is a kmq scores file (or with ``overwrite``).
+(``.parquet``); the extension decides. With ``explain`` (``kmq score --explain``) the heuristic's per-record
+features follow as further columns, in the formula's order (:data:`kmq.score.heuristic.FEATURE_NAMES`).
+A record a scorer left unscored on purpose (``--judge-unparsable nan``) is written as missing: null in JSON
+Lines and Parquet, an empty cell in CSV. Writing follows the file-safety rules of :mod:`kmq.publish`: the
+file is never an input, is staged and renamed into place, and an existing file is replaced only when it is
+a kmq scores file (``id`` and ``score`` first, then only feature columns) or with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 from kmq.errors import InvalidParameterError
 
 SUFFIXES = (".jsonl", ".csv", ".parquet")
+#: scorers that keep per-record features (``explain=True``, ``kmq score --explain``)
+EXPLAIN_SCORERS = ("heuristic",)
 
 
 @dataclass
@@ -36,6 +40,11 @@ class Scores:
         The scorer spec (credentials in URLs redacted).
     stats : dict
         What the score stage reported (cached, seconds, the relevance encoder, the scorer's own counts).
+    features : dict of str to ndarray of shape (n,), float64
+        With ``explain=True``: the scorer's per-record features, name -> values in pool order, in the
+        formula's order (:func:`kmq.score.heuristic.heuristic_features` defines them); else empty.
+    path : Path or None
+        Where the scores were written.
     """
 
     ids: list[str]
@@ -43,6 +52,7 @@ class Scores:
     scorer: str
     stats: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,10 +66,11 @@ class Scores:
         return int(np.isnan(self.values).sum())
 
     def write(self, out: str | os.PathLike, *, overwrite: bool = False, inputs: Any = ()) -> Path:
-        """Write ``id`` and ``score`` to ``out`` (format by extension), safely (see the module docstring)."""
+        """Write ``id``, ``score`` (and the features) to ``out`` (format by extension), safely (see the module
+        docstring)."""
         out = Path(out)
         plan = _plan(out, inputs, overwrite)
-        plan.publish({}, out_writer=lambda p: write_scores(p, self.ids, self.values))
+        plan.publish({}, out_writer=lambda p: write_scores(p, self.ids, self.values, self.features))
         self.path = out
         return out
 
@@ -78,43 +89,65 @@ def check_suffix(out: Path) -> None:
         )
 
 
-def write_scores(path: Path, ids: list[str], scores: np.ndarray) -> Path:
-    """Write ``id`` and ``score`` columns to exactly ``path`` (callers stage it); the extension picks the format."""
-    missing = np.isnan(scores)
+def write_scores(
+    path: Path, ids: list[str], scores: np.ndarray, features: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Write ``id``, ``score`` and one column per feature to exactly ``path`` (callers stage it).
+
+    The extension picks the format; NaN is written as missing (null, an empty cell). ``features`` maps a
+    column name to an (n,) float array.
+    """
+    columns = {"score": np.asarray(scores, dtype=np.float64)}
+    columns.update((name, np.asarray(v, dtype=np.float64)) for name, v in (features or {}).items())
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        score_col = pa.array(scores, pa.float64(), mask=missing)
-        pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "score": score_col}), path)
-    elif path.suffix == ".csv":
+        table = {"id": pa.array(ids, pa.string())}
+        table.update((name, pa.array(v, pa.float64(), mask=np.isnan(v))) for name, v in columns.items())
+        pq.write_table(pa.table(table), path)
+        return path
+    names = list(columns)
+    rows = zip(ids, *(v.tolist() for v in columns.values()), strict=True)  # NaN stays NaN: x != x below
+    if path.suffix == ".csv":
         import csv
 
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(["id", "score"])
-            w.writerows((i, "" if m else repr(float(s))) for i, s, m in zip(ids, scores, missing, strict=True))
+            w.writerow(["id", *names])
+            w.writerows((i, *("" if x != x else repr(x) for x in vals)) for i, *vals in rows)
     else:
         with open(path, "w", encoding="utf-8") as f:
-            for i, s, m in zip(ids, scores, missing, strict=True):
-                f.write(json.dumps({"id": i, "score": None if m else float(s)}, ensure_ascii=False) + "\n")
+            for i, *vals in rows:
+                record = {"id": i, **{n: None if x != x else x for n, x in zip(names, vals, strict=True)}}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
 
 def is_scores_file(path: Path) -> bool:
-    """Whether ``path`` holds exactly kmq's scores columns (``id``, ``score``), so replacing it loses nothing else."""
+    """Whether ``path`` holds only columns kmq writes, so replacing it loses nothing else.
+
+    That is ``id`` and ``score`` first, then at most the heuristic's feature columns (``--explain``).
+    """
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_schema(path).names == ["id", "score"]
+            return _scores_columns(pq.read_schema(path).names)
         with open(path, encoding="utf-8") as f:
             first = f.readline()
         if path.suffix == ".csv":
-            return first.rstrip("\r\n") == "id,score"
-        return first == "" or set(json.loads(first)) == {"id", "score"}
+            return _scores_columns(first.rstrip("\r\n").split(","))
+        return first == "" or _scores_columns(list(json.loads(first)))
     except (OSError, ValueError, TypeError):
         return False
+
+
+def _scores_columns(names: list[str]) -> bool:
+    from kmq.score.heuristic import FEATURE_NAMES
+
+    extra = names[2:]
+    return names[:2] == ["id", "score"] and len(set(extra)) == len(extra) and set(extra) <= set(FEATURE_NAMES)
 
 
 def score(
@@ -127,6 +160,7 @@ def score(
     config: Any = None,
     settings: dict[str, Any] | None = None,
     overwrite: bool = False,
+    explain: bool = False,
     show_progress: bool | None = None,
 ) -> Scores:
     """Score every record of a pool (and write the scores when ``out`` is given).
@@ -146,6 +180,11 @@ def score(
         Further dotted overrides, e.g. ``{"score.batch_size": 16, "score.judge_unparsable": "nan"}``.
     overwrite : bool, default False
         Replace an existing ``out`` that is not a kmq scores file.
+    explain : bool, default False
+        Also return (in :attr:`Scores.features`) and write (as columns after ``score``) the scorer's per-record
+        features, so a low score can be traced to its cause. Only the scorers in :data:`EXPLAIN_SCORERS` keep
+        features; any other is an error. Cached with the scores.
+    show_progress : bool or None
 
     Returns
     -------
@@ -162,6 +201,11 @@ def score(
              "format": format}  # fmt: skip
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = build_config(config, overrides)
+    if explain and cfg.score.scorer not in EXPLAIN_SCORERS:
+        raise InvalidParameterError(
+            f"--explain: the {redact_url(cfg.score.scorer)} scorer has no per-record features; only "
+            f"{', '.join(EXPLAIN_SCORERS)} has them. Drop --explain, or pass --scorer heuristic."
+        )
     if is_pool and not isinstance(pool, Pool):
         pool = read_pool(pool, format=cfg.format, split=cfg.split)
     inputs = input_paths(cfg.pool if not is_pool else pool.source, cfg.embed.embedder, cfg.score.relevance_embedder,
@@ -174,10 +218,11 @@ def score(
         pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
     run = Stages(cfg, pool, show_progress)
     run.check_responses()
-    values = run.quality().value
+    values, features = run.quality(explain=True).value if explain else (run.quality().value, {})
     stats = {**run.stats["score"], "warnings": list(run.warnings)}
-    result = Scores(list(pool.ids), values, redact_url(str(stats.get("scorer", cfg.score.scorer))), stats)
+    scorer_name = redact_url(str(stats.get("scorer", cfg.score.scorer)))
+    result = Scores(list(pool.ids), values, scorer_name, stats, features=features)
     if plan is not None:
-        plan.publish({}, out_writer=lambda p: write_scores(p, result.ids, result.values))
+        plan.publish({}, out_writer=lambda p: write_scores(p, result.ids, result.values, result.features))
         result.path = out
     return result

@@ -175,17 +175,40 @@ def cluster_identity(x_key: str, cluster_cfg: Any, budget: int, *, seed: int) ->
     return digest("cluster-stage-v1", x_key, c, seed, budget if cluster_cfg.clusters in (None, "auto") else None)
 
 
-def quality_stage(pool: Any, scorer: Any, *, store: ArtifactStore) -> Stage:
-    """Quality of every record, shape (n,), float64 (NaN only where the scorer may leave records unscored)."""
+def quality_stage(pool: Any, scorer: Any, *, store: ArtifactStore, explain: bool = False) -> Stage:
+    """Quality of every record, shape (n,), float64 (NaN only where the scorer may leave records unscored).
+
+    With ``explain`` the value is ``(quality, features)``, ``features`` the scorer's per-record ``features_``
+    (name -> (n,) float64, in its order). They are extra arrays of the same cache entry (``feature_<name>``,
+    listed in its meta); an entry written without them is recomputed once and rewritten with them.
+    """
     from kmq.score import check_scores
 
+    if explain and not hasattr(scorer, "features_"):
+        raise InvalidParameterError(f"explain: the {scorer.name} scorer keeps no per-record features.")
     key = quality_key(pool, scorer)
-    hit = store.get("quality", key, "quality")
+    names = _cached_feature_names(store, key) if explain else []
+    hit = store.get("quality", key, "quality", *(f"feature_{n}" for n in names)) if names is not None else None
     if hit is not None:
-        return Stage(hit[0], key, {"scorer": scorer.name, "from_cache": True})
+        value = (hit[0], dict(zip(names, hit[1:], strict=True))) if explain else hit[0]
+        return Stage(value, key, {"scorer": scorer.name, "from_cache": True})
     q = check_scores(scorer.score(pool), pool.ids, scorer=scorer)
-    store.put("quality", key, {"scorer": scorer.name}, quality=q)
-    return Stage(q, key, {**scorer.stats_, "from_cache": False})
+    if not explain:
+        store.put("quality", key, {"scorer": scorer.name}, quality=q)
+        return Stage(q, key, {**scorer.stats_, "from_cache": False})
+    features = {n: np.asarray(v, dtype=np.float64) for n, v in scorer.features_.items()}
+    arrays = {f"feature_{n}": v for n, v in features.items()}
+    store.put("quality", key, {"scorer": scorer.name, "features": list(features)}, quality=q, **arrays)
+    return Stage((q, features), key, {**scorer.stats_, "from_cache": False})
+
+
+def _cached_feature_names(store: ArtifactStore, key: str) -> list[str] | None:
+    """The feature names a quality entry holds, or None when it has none (or no readable meta)."""
+    try:
+        names = json.loads((store.path("quality", key) / "meta.json").read_text(encoding="utf-8"))["features"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
 def quality_key(pool: Any, scorer: Any) -> str:
@@ -358,17 +381,19 @@ class Stages:
         self.stats["responses"] = {"empty": empty, "records": n}
         return empty
 
-    def quality(self) -> Stage:
+    def quality(self, *, explain: bool = False) -> Stage:
+        """Quality of every record (with ``explain``, ``(quality, features)``: see :func:`quality_stage`)."""
         start = time.perf_counter()
         scorer, rel_spec = self.scorer()
-        st = quality_stage(self.pool, scorer, store=self.store)
+        st = quality_stage(self.pool, scorer, store=self.store, explain=explain)
         stats = {**st.stats, "seconds": round(time.perf_counter() - start, 3)}
         if rel_spec:
             stats["relevance_encoder"] = rel_spec
             logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)",
                         self.cfg.score.scorer, rel_spec)  # fmt: skip
         self.stats["score"] = stats
-        q = st.value[np.isfinite(st.value)]
+        values = st.value[0] if explain else st.value
+        q = values[np.isfinite(values)]
         if len(q) > 1 and float(q.max()) == float(q.min()):
             self.warn(
                 f"every record has the same quality ({float(q[0]):.4g} from {scorer.name}): kMQ's draw inside a "

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmq.score.heuristic import HEURISTIC_WEIGHTS, heuristic_features, heuristic_scores
+from kmq.score.heuristic import (
+    FEATURE_NAMES,
+    HEURISTIC_WEIGHTS,
+    combine_features,
+    heuristic_features,
+    heuristic_scores,
+)
 
 ANSWER = (
     "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make glucose "
@@ -265,3 +271,48 @@ def test_focus_rewards_relevance_only_on_short_answer_prompts():
     features = heuristic_features(prompts, responses, pv, rv)
     np.testing.assert_allclose(features["focus"][: n // 2], features["relevance"][: n // 2])
     assert not features["focus"][n // 2 :].any()
+
+
+def test_combine_features_is_heuristic_scores():
+    prompts = [PROMPT, "Who are you?", "Who are you really?", "Write code", "Say no", ""]
+    responses = [ANSWER, "I am Vicuna, a language model trained by LMSYS.",
+                 "I am Vicuna, a language model trained by LMSYS.", "```python\nx = 1", "<nooutput>", ""]  # fmt: skip
+    vecs = np.random.default_rng(0).normal(size=(len(prompts), 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    for pv, rv in ((None, None), (vecs, vecs[::-1].copy())):
+        scores, stats = combine_features(heuristic_features(prompts, responses, pv, rv))
+        expected_scores, expected_stats = heuristic_scores(prompts, responses, pv, rv)
+        np.testing.assert_array_equal(scores, expected_scores)
+        assert stats == expected_stats
+
+
+def test_feature_names_follow_the_formula():
+    assert FEATURE_NAMES == tuple(HEURISTIC_WEIGHTS)
+    assert set(heuristic_features([PROMPT], [ANSWER], np.ones((1, 4)) / 2, np.ones((1, 4)) / 2)) == set(FEATURE_NAMES)
+
+
+def test_scorer_keeps_its_features_in_formula_order():
+    from kmq.data import read_pool
+    from kmq.embed import get_embedder
+    from kmq.score import HeuristicScorer
+
+    records = [
+        {"id": "a", "messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": ANSWER}]},
+        {"id": "b", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<nooutput>"}]},
+        {"id": "c", "messages": [{"role": "user", "content": "Go"}, {"role": "assistant", "content": ""}]},
+    ]
+    pool = read_pool(records)
+    for embedder in (None, get_embedder("hashing")):
+        scorer = HeuristicScorer(embedder)
+        assert scorer.features_ == {}
+        scores = scorer.score(pool)
+        prompts, responses = pool.texts("prompt"), pool.texts("response")
+        pv = rv = None
+        if embedder is not None:
+            pv, rv = embedder.encode(prompts), embedder.encode(responses)
+        expected = heuristic_features(prompts, responses, pv, rv)
+        assert list(scorer.features_) == [n for n in FEATURE_NAMES if n in expected]
+        for name, values in expected.items():
+            np.testing.assert_array_equal(scorer.features_[name], values)
+        np.testing.assert_array_equal(scores, heuristic_scores(prompts, responses, pv, rv)[0])
+        assert scorer.features_["refusal"].tolist() == [0.0, 1.0, 0.0]

@@ -21,12 +21,15 @@ from kmq.cli._flags import setting, setting_overrides
 EXAMPLES = """examples:
   kmq score pool.jsonl --scorer heuristic --out scores.jsonl
   kmq score pool.jsonl --scorer heuristic --embedder hashing --out scores.csv
+  kmq score pool.jsonl --explain --out scores.csv     # + the heuristic's features: why a record scored low
   kmq score pool.parquet --scorer column:deita_score --out scores.parquet
   kmq score pool.jsonl --scorer perplexity:Qwen/Qwen2.5-0.5B-Instruct --score-device cuda --out ppl.jsonl
   kmq score pool.jsonl --scorer reward:sfairXC/FsfairX-LLaMA3-RM-v0.1 --score-precision bf16 --out rm.jsonl
   kmq score pool.jsonl --scorer deita:hkust-nlp/deita-complexity-scorer,hkust-nlp/deita-quality-scorer --out d.jsonl
   OPENAI_API_KEY=... kmq score pool.jsonl --scorer judge:gpt-4o-mini@https://api.openai.com/v1 --out judge.jsonl
 """
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
@@ -41,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     setting(p, C, "score.scorer", "--scorer", help=SCORER_HELP)
     setting(p, C, "score.relevance_embedder", "--relevance-embedder")
     p.add_argument("--out", required=True, metavar="SCORES", help="scores file: .jsonl, .csv or .parquet")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write the heuristic's per-record features (log_length, log_vocab, relevance, focus, off_topic, "
+        "empty, refusal, truncated, duplicate, boilerplate) as columns after score; heuristic scorer only",
+    )
     add_overwrite_option(p)
     add_score_options(p.add_argument_group("model scorers"), C)
     add_embed_options(p, C, scorer_sections=("score",))
@@ -57,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         settings=setting_overrides(args),
         overwrite=args.overwrite,
+        explain=args.explain,
         show_progress=show_progress(args),
     )
     values, st = scores.values, scores.stats
@@ -64,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"scores    {scores.path}  ({len(values)} records, scorer {scores.scorer})\n")
     if len(scored):
         sys.stdout.write(f"range     min {scored.min():.4g}  mean {scored.mean():.4g}  max {scored.max():.4g}\n")
+    if scores.features:
+        sys.stdout.write(f"features  {' '.join(scores.features)}  (columns after score; kmq.score.heuristic)\n")
     if len(scored) < len(values):
         sys.stdout.write(f"missing   {len(values) - len(scored)} unparsable, written as missing\n")
     enc = st.get("relevance_encoder")

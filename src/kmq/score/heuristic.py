@@ -64,7 +64,14 @@ import numpy as np
 
 from kmq.errors import InvalidParameterError
 
-__all__ = ["HEURISTIC_WEIGHTS", "VERSION", "heuristic_features", "heuristic_scores"]
+__all__ = [
+    "FEATURE_NAMES",
+    "HEURISTIC_WEIGHTS",
+    "VERSION",
+    "combine_features",
+    "heuristic_features",
+    "heuristic_scores",
+]
 
 VERSION = 2  # part of the quality cache key: bump it whenever a feature or weight changes
 
@@ -96,6 +103,9 @@ HEURISTIC_WEIGHTS: dict[str, float] = {
     "boilerplate": -BOILERPLATE_PENALTY,
 }
 """Weight of each feature: ``score = sum(HEURISTIC_WEIGHTS[f] * features[f])``."""
+
+FEATURE_NAMES: tuple[str, ...] = tuple(HEURISTIC_WEIGHTS)
+"""Every feature, in the formula's order: the order of ``kmq score --explain``'s columns."""
 
 _AI = (
     r"(?:an? )?(?:ai|a\.i\.|artificial intelligence|(?:ai |large )?language model|llm|ai assistant|text-based ai"
@@ -398,14 +408,30 @@ def heuristic_scores(
     >>> bool(scores[0] > scores[1]), stats["empty"]
     (True, 1)
     """
-    features = heuristic_features(prompts, responses, prompt_vecs, response_vecs)
-    scores = np.zeros(len(responses), dtype=np.float64)
+    return combine_features(heuristic_features(prompts, responses, prompt_vecs, response_vecs))
+
+
+def combine_features(features: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """The scores and stats of :func:`heuristic_scores` from already computed :func:`heuristic_features`.
+
+    Parameters
+    ----------
+    features : dict of str to ndarray of shape (n_examples,), float64
+        What :func:`heuristic_features` returned (``relevance``, ``focus`` and ``off_topic`` may be absent).
+
+    Returns
+    -------
+    scores, stats
+        As :func:`heuristic_scores`.
+    """
+    n = len(features["empty"])
+    scores = np.zeros(n, dtype=np.float64)
     for name, values in features.items():
         scores += HEURISTIC_WEIGHTS[name] * values
     scores = np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
     scores = np.where(features["empty"] > 0, -EMPTY_PENALTY, np.maximum(scores, 1.0 - EMPTY_PENALTY))
     stats: dict = {
-        "n": len(responses),
+        "n": n,
         "empty": int(features["empty"].sum()),
         "refusal": int(features["refusal"].sum()),
         "truncated": int(features["truncated"].sum()),

@@ -53,6 +53,14 @@ class HeuristicScorer(Scorer):
         Encoder for prompt–response relevance. Pass the clustering encoder: every text is embedded
         once and cached, so prompts embedded for ``--embed-on prompt`` are reused. None drops the
         relevance signal.
+    show_progress : bool or None
+
+    Attributes
+    ----------
+    features_ : dict of str to ndarray of shape (n,), float64
+        The last :meth:`score` call's per-record features (:func:`~kmq.score.heuristic.heuristic_features`), in
+        the formula's order (:data:`~kmq.score.heuristic.FEATURE_NAMES`); ``relevance``, ``focus`` and
+        ``off_topic`` only with an embedder. ``kmq score --explain`` writes them as columns.
     """
 
     name = "heuristic"
@@ -61,6 +69,7 @@ class HeuristicScorer(Scorer):
         super().__init__()
         self.embedder = embedder
         self.show_progress = show_progress
+        self.features_: dict[str, np.ndarray] = {}
 
     def identity(self) -> dict[str, Any]:
         from kmq.score import heuristic
@@ -72,7 +81,7 @@ class HeuristicScorer(Scorer):
         }
 
     def score(self, pool) -> np.ndarray:
-        from kmq.score.heuristic import heuristic_scores
+        from kmq.score.heuristic import FEATURE_NAMES, combine_features, heuristic_features
 
         start = time.perf_counter()
         prompts, responses = pool.texts("prompt"), pool.texts("response")
@@ -80,7 +89,9 @@ class HeuristicScorer(Scorer):
         if self.embedder is not None:
             pv = self.embedder.encode(prompts, show_progress=self.show_progress, desc="embedding prompts")
             rv = self.embedder.encode(responses, show_progress=self.show_progress, desc="embedding responses")
-        scores, stats = heuristic_scores(prompts, responses, pv, rv)
+        features = heuristic_features(prompts, responses, pv, rv)
+        scores, stats = combine_features(features)
+        self.features_ = {name: features[name] for name in FEATURE_NAMES if name in features}
         self.stats_ = {
             "scorer": self.name,
             "relevance_encoder": self.embedder.name if self.embedder is not None else None,
