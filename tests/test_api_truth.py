@@ -51,3 +51,11 @@ def test_methods_command_lists_parameters_and_defaults(capsys):
     assert "--param tau=0.9" in out
     assert main(["methods", "qdit"]) == 0 and capsys.readouterr().out.startswith("qdit\n")
     assert main(["methods", "nope"]) == 2
+
+
+def test_choose_k_is_a_public_function_over_a_pool(pool_file):
+    import inspect
+
+    assert {"candidates", "sample", "budget", "embedder"} <= set(inspect.signature(kmq.choose_k).parameters)
+    choice = kmq.choose_k(str(pool_file), candidates=[2, 4], embedder="hashing", show_progress=False)
+    assert choice.best in (2, 4) and [row["k"] for row in choice.table] == [2, 4]
