@@ -422,7 +422,7 @@ def recover(run_dir: Path) -> list[str]:
             moves, pid = data["moves"], int(data.get("pid", 0))
         except (OSError, ValueError, KeyError, TypeError):
             moves, pid = [], 0  # a journal is written atomically: an unreadable one was never committed
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             return moved  # another kmq process is committing right now
         for src, dst in moves:
             if Path(src).exists():
@@ -446,7 +446,7 @@ def clean_stages(folder: Path) -> None:
         m = _STAGE.fullmatch(p.name)
         if m is not None:
             pid = int(m.group(1))
-            if pid == os.getpid() or _alive(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
             shutil.rmtree(p, ignore_errors=True)
         elif folder.joinpath(MARKER).exists() and _OLD_TMP.fullmatch(p.name) and p.is_file():
@@ -550,7 +550,8 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         raise OutputWriteError(_env_message(path, err)) from err
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` is running (a lock or staging folder of a live kmq is left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -39,6 +39,7 @@ from typing import Any
 
 from kmq.cache import atomic_path, digest, write_json
 from kmq.errors import InvalidParameterError, OutputConflictError, RunDirBusyError, SettingsChangedError
+from kmq.publish import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class RunDir:
                     pid = int(path.read_text().strip() or 0)
                 except (OSError, ValueError):
                     pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
+                if pid and pid != os.getpid() and pid_alive(pid):
                     raise RunDirBusyError(
                         f"{self.root} is in use by another kmq iterate (pid {pid}). Wait for it to finish or "
                         "pass another --run-dir."
@@ -249,16 +250,6 @@ class RunDir:
             ]
             msg = f"{where} was {verb} from other inputs than now ({', '.join(ups) or 'unknown'} changed)."
         return SettingsChangedError(f"{msg} Use a new --run-dir or pass --restart-from {sid}.")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_json(path: Path) -> Any:
