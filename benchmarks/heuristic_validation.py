@@ -10,11 +10,14 @@ Three numbers, each compared with response length alone:
 The table has one row per signal: the length baseline, each single feature of
 :func:`kmq.score.heuristic.heuristic_features`, and the full :func:`kmq.score.heuristic.heuristic_scores`.
 Scores are computed on the union of both pools (so the duplicate detector sees one pool, as kMQ would).
+A second table gives, per pool, the Spearman correlation of the score with response length and how many rows
+a hygiene penalty touches: how much of the score is length.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/heuristic_validation.py [--datakit ../shared/datakit] [--cache /tmp/kmq-heur/cache]
     .venv/bin/python benchmarks/heuristic_validation.py --no-relevance   # no encoder at all
+    .venv/bin/python benchmarks/heuristic_validation.py --embedder hashing   # kmq's model-free encoder (fast)
 """
 
 from __future__ import annotations
@@ -58,32 +61,42 @@ def first_user_key(messages: list[dict]) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def encode_cached(texts: list[str], cache_dir: Path) -> np.ndarray:
-    """MiniLM vectors of ``texts`` through kmq's own embedder (window-mean for long texts, per-text cache).
+def encode_cached(texts: list[str], cache_dir: Path, embedder: str = "minilm") -> np.ndarray:
+    """Vectors of ``texts`` through kmq's own embedder (window-mean for long texts, per-text cache).
 
-    Returns an array of shape (n, 384), float32, L2-normalised; empty texts get a zero row. ``cache_dir`` becomes
-    ``$KMQ_CACHE_DIR``, so a second run embeds nothing.
+    Returns an array of shape (n, d), float32, L2-normalised (d = 384 for MiniLM, 512 for hashing); empty texts
+    get a zero row. ``cache_dir`` becomes ``$KMQ_CACHE_DIR``, so a second run embeds nothing.
     """
     os.environ["KMQ_CACHE_DIR"] = str(cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from kmq.embed import get_embedder
 
-    return get_embedder("minilm").encode(texts, show_progress=True)
+    return get_embedder(embedder).encode(texts, show_progress=True)
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` (n,), ties given their average rank; float64."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(values)]])
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e + 1) / 2.0
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two (n,) arrays (Pearson correlation of their average-tie ranks)."""
+    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC by the Mann–Whitney rank formula, ties given their average rank."""
-    scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=bool)
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    # average ranks over runs of tied scores
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + e + 1) / 2.0
+    ranks = rankdata(scores)
     n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
@@ -153,6 +166,26 @@ def format_table(rows: list[tuple[str, float, float, float, float]]) -> str:
     return "\n".join(lines)
 
 
+def length_table(
+    signals: dict[str, np.ndarray], features: dict[str, np.ndarray], pools: dict[str, slice]
+) -> str:
+    """Per pool: Spearman of each heuristic score with response length, and the rows a hygiene penalty touches."""
+    length = signals["length (chars), baseline"]
+    scores = [name for name in signals if name.startswith("heuristic score")]
+    hygiene = ("empty", "refusal", "truncated", "duplicate", "boilerplate", "off_topic")
+    penalties = [n for n in hygiene if n in features]
+    penalised = np.any([features[n] > 0 for n in penalties], axis=0)
+    lines = [
+        "| pool | rows | " + " | ".join(f"Spearman({name}, length)" for name in scores) + " | rows with a penalty |",
+        "|---|---|" + "---|" * len(scores) + "---|",
+    ]
+    for pool, rows in pools.items():
+        rhos = " | ".join(f"{spearman(signals[name][rows], length[rows]):.3f}" for name in scores)
+        n, hit = len(length[rows]), int(penalised[rows].sum())
+        lines.append(f"| {pool} | {n} | {rhos} | {hit} ({100 * hit / n:.1f}%) |")
+    return "\n".join(lines) + f"\n\npenalties counted: {', '.join(penalties)}"
+
+
 def spherical_kmeans(x: np.ndarray, k: int, *, n_iter: int = 25, seed: int = 0) -> np.ndarray:
     """Cluster labels of L2-normalised rows ``x`` (n, d) by cosine k-means; a small stand-in for kmq's clusterer."""
     rng = np.random.default_rng(seed)
@@ -202,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/kmq-heur/cache"), help="embedding cache folder")
     parser.add_argument("--no-relevance", action="store_true", help="score without embeddings (no encoder)")
     parser.add_argument(
+        "--embedder",
+        default="minilm",
+        help="encoder of the relevance features: minilm (kmq select's default) or hashing (model-free, fast)",
+    )
+    parser.add_argument(
         "--clusters",
         type=int,
         default=0,
@@ -214,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     prompt_vecs = response_vecs = None
     if not args.no_relevance:
         split = (slice(0, n_flagged), slice(n_flagged, None))
-        prompt_vecs = np.concatenate([encode_cached(prompts[s], args.cache) for s in split])
-        response_vecs = np.concatenate([encode_cached(responses[s], args.cache) for s in split])
+        prompt_vecs = np.concatenate([encode_cached(prompts[s], args.cache, args.embedder) for s in split])
+        response_vecs = np.concatenate([encode_cached(responses[s], args.cache, args.embedder) for s in split])
     start = time.perf_counter()
     _, stats = heuristic_scores(prompts, responses, prompt_vecs, response_vecs)
     elapsed = time.perf_counter() - start
@@ -225,13 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"alpaca_random9k: {n_flagged} rows, claude_t45 {int(flags['claude_t45'].sum())} true, "
         f"helpfulness_t45 {int(flags['helpfulness_t45'].sum())} true; GPT-4 vs davinci pairs: {len(pairs)}; "
-        f"all {len(responses)} rows scored as one pool"
+        f"all {len(responses)} rows scored as one pool; encoder: "
+        + ("none" if prompt_vecs is None else args.embedder)
     )
     print(format_table(evaluate(signals, flags, pairs, n_flagged)))
+    pools = {"alpaca_random9k": slice(0, n_flagged), "alpaca_gpt4_demo": slice(n_flagged, None),
+             "both (one pool)": slice(None)}  # fmt: skip
+    print("\nhow much of the score is length (Spearman with response length in characters, per pool):")
+    print(length_table(signals, heuristic_features(prompts, responses, prompt_vecs, response_vecs), pools))
     if args.clusters and prompt_vecs is not None:
         labels = spherical_kmeans(prompt_vecs, args.clusters)
         within = {name: standardize_within(values, labels) for name, values in signals.items()}
-        print(f"\nwithin {args.clusters} prompt clusters (cosine k-means on MiniLM prompt vectors, seed 0):")
+        print(f"\nwithin {args.clusters} prompt clusters (cosine k-means on {args.embedder} prompt vectors, seed 0):")
         print(format_table(evaluate(within, flags, pairs, n_flagged)))
     print(f"\nheuristic_scores on {len(responses)} rows: {elapsed:.2f} s; stats: {json.dumps(stats)}")
     return 0
