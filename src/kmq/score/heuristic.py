@@ -52,6 +52,9 @@ other weight was fixed a priori and not fitted to any label (:data:`HEURISTIC_WE
 one natural-log unit of content (an answer about 2.7 times longer): a refusal costs as much as a 20 times shorter
 answer, a random-looking answer about one unit. Empty responses score ``-EMPTY_PENALTY`` and every other score is
 floored just above that, so instruction-only rows always rank last.
+
+``kmq score --explain`` writes every feature as a column after the score (in :data:`FEATURE_NAMES` order), so a
+low score can be traced to its cause.
 """
 
 from __future__ import annotations
