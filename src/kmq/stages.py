@@ -391,6 +391,8 @@ class Stages:
             stats["relevance_encoder"] = rel_spec
             logger.info("%s: prompt-response relevance uses %s (the embeddings are precomputed)",
                         self.cfg.score.scorer, rel_spec)  # fmt: skip
+        elif self.cfg.score.scorer in TEXT_SCORERS:  # the clustering encoder, also when the scores were cached
+            stats.setdefault("relevance_encoder", self.cfg.embed.embedder)
         self.stats["score"] = stats
         values = st.value[0] if explain else st.value
         q = values[np.isfinite(values)]
