@@ -81,3 +81,7 @@ class RunDirBusyError(KmqError, RuntimeError):
 
 class TrainingError(KmqError, RuntimeError):
     """A training run of ``kmq iterate`` failed (the message names the round and, for ``command``, the command)."""
+
+
+class GenerationError(KmqError, RuntimeError):
+    """Generation failed (a server error after retries, or a model that cannot be loaded)."""

@@ -28,8 +28,11 @@ Chat templates
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -310,3 +313,117 @@ def chat_tokenizer(tok: Any, *, name: str | None = None) -> Any:
 def template_source(tok: Any) -> Literal["model", "fallback"] | None:
     """``"model"`` (its own chat template) or ``"fallback"`` for a tokenizer passed to :func:`chat_tokenizer`."""
     return getattr(tok, _TEMPLATE_ATTR, None)
+
+
+# -- checks before a run ----------------------------------------------------------------------------
+def check_model(model: str, *, revision: str | None = None, purpose: str, hint: str | None = None) -> ModelSource:
+    """Check, without loading it, that ``model`` can load: what a run checks before its first step.
+
+    A folder must hold a ``config.json``. A hub name must be a valid repository id and, when
+    ``HF_HUB_OFFLINE`` is set, have its ``config.json`` in the local Hugging Face cache (otherwise it may be
+    downloaded when it loads).
+
+    Raises
+    ------
+    MissingArtifactError
+        The folder does not exist or holds no ``config.json``; the hub model is not cached while offline.
+    InvalidParameterError
+        ``model`` is neither a folder nor a valid hub name.
+    """
+    src = resolve(model, revision=revision, purpose=purpose, hint=hint)
+    if src.local:
+        if not os.path.isfile(os.path.join(src.location, "config.json")):
+            raise MissingArtifactError(
+                f"Cannot load {purpose}: the folder {src.location} has no config.json, so it is not a saved model. "
+                + (hint or "Pass the folder of a model saved with save_pretrained, or a hub name (org/model).")
+            )
+        return src
+    here = os.path.abspath(os.path.expanduser(model))
+    hub = require("huggingface_hub", purpose=purpose)
+    try:
+        hub.utils.validate_repo_id(model)
+    except hub.errors.HFValidationError as err:
+        raise InvalidParameterError(
+            f"Cannot load {purpose}: {model!r} is no local folder ({here} does not exist) and no hub name "
+            f"({_detail(err)}). " + (hint or "Pass the folder of a saved model or a hub name (org/model).")
+        ) from err
+    offline = offline_variable()
+    if offline and cached_file(model, "config.json", revision=revision) is None:
+        raise MissingArtifactError(
+            f"Cannot load {purpose}: {model!r} is no local folder ({here} does not exist) and its config.json is not "
+            f"in the Hugging Face cache ({hub_cache_dir()}), and {offline} is set, so nothing is downloaded. "
+            f"Download it first (`hf download {model}`) or unset {offline}. " + (hint or "Or pass a local folder.")
+        )
+    return src
+
+
+def cached_file(name: str, filename: str, *, revision: str | None = None) -> str | None:
+    """The path of ``filename`` of the hub model ``name`` in the local cache, or None (nothing is downloaded)."""
+    hub = require("huggingface_hub", purpose="reading the Hugging Face cache")
+    try:
+        found = hub.try_to_load_from_cache(name, filename, revision=revision)
+    except (ValueError, OSError):  # an invalid repository id
+        return None
+    return found if isinstance(found, str) else None
+
+
+# -- what the libraries print -----------------------------------------------------------------------
+#: modules whose Python warnings are hidden while kmq shows no progress (``-q``)
+LIBRARY_MODULES = r"(transformers|trl|peft|accelerate|datasets|huggingface_hub|sentence_transformers|torch)(\.|$)"
+
+
+@contextmanager
+def library_output(show_progress: bool | None) -> Iterator[None]:
+    """The Hugging Face libraries' progress bars, info logs and warnings follow kmq's ``show_progress``.
+
+    Nothing changes when kmq shows progress: their logs, bars and warnings go to stderr, as kmq's do. When
+    it does not (``show_progress=False``, or None with the ``kmq`` logger above INFO, as with ``-q``), inside
+    the block Python warnings raised in :data:`LIBRARY_MODULES` are ignored, huggingface_hub's progress bars
+    are off (transformers reads that switch when it is imported), and the libraries already imported
+    (transformers, datasets) log errors only and show no bars: the code that imports them enters the block
+    again once they are. On exit each library gets back the state it had; one first imported inside the
+    block gets the defaults (warnings logged, bars as huggingface_hub had them).
+    """
+    from kmq.cache import progress_enabled
+
+    if progress_enabled(show_progress):
+        yield
+        return
+    require("huggingface_hub", purpose="quieting the Hugging Face libraries")
+    saved = {name: _library_state(name) for name in _LIBRARIES if name in sys.modules}
+    for name in saved:
+        _set_library(name, logging.ERROR, False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
+        try:
+            yield
+        finally:
+            default = (logging.WARNING, saved["huggingface_hub"][1])
+            for name in reversed(_LIBRARIES):  # transformers' switch sets huggingface_hub's too: hub last
+                if name in sys.modules:
+                    _set_library(name, *saved.get(name, default))
+
+
+#: library -> (its logging module, the module of its bar switches, bars-off test, enable, disable)
+_LIBRARIES = {
+    "huggingface_hub": ("huggingface_hub.utils.logging", "huggingface_hub.utils", "are_progress_bars_disabled",
+                        "enable_progress_bars", "disable_progress_bars"),
+    "transformers": ("transformers.utils.logging", "transformers.utils.logging", "!is_progress_bar_enabled",
+                     "enable_progress_bar", "disable_progress_bar"),
+    "datasets": ("datasets.utils.logging", "datasets.utils", "are_progress_bars_disabled",
+                 "enable_progress_bars", "disable_progress_bars"),
+}  # fmt: skip
+
+
+def _library_state(name: str) -> tuple[int, bool]:
+    """(verbosity, bars shown) of one of :data:`_LIBRARIES`."""
+    log, bars, off, _, _ = _LIBRARIES[name]
+    test = getattr(importlib.import_module(bars), off.lstrip("!"))
+    shown = bool(test()) if off.startswith("!") else not test()
+    return int(importlib.import_module(log).get_verbosity()), shown
+
+
+def _set_library(name: str, verbosity: int, bars: bool) -> None:
+    log, module, _, enable, disable = _LIBRARIES[name]
+    importlib.import_module(log).set_verbosity(verbosity)
+    getattr(importlib.import_module(module), enable if bars else disable)()

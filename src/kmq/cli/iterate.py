@@ -114,6 +114,7 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kmq import hf
     from kmq.loop.api import build_iterate_config
     from kmq.loop.runner import plan_iterate, plan_iterate_outputs, run_iterate
 
@@ -122,15 +123,18 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan_iterate_outputs(cfg, overwrite=args.overwrite, inputs=config_inputs(args), dry_run=True)
         plan = plan_iterate(cfg)
-        sys.stdout.write(f"dry run: nothing is written (run dir would be {cfg.run_dir})\n{plan.format()}\n")
+        where = (f"run dir {cfg.run_dir} exists: {len(plan.done)} step(s) finished" if plan.done
+                 else f"run dir would be {cfg.run_dir}")  # fmt: skip
+        sys.stdout.write(f"dry run: nothing is written ({where})\n{plan.format()}\n")
         return 0
-    sel = run_iterate(
-        cfg,
-        show_progress=show_progress(args),
-        restart_from=args.restart_from,
-        overwrite=args.overwrite,
-        inputs=config_inputs(args),
-    )
+    with hf.library_output(show_progress(args)):  # -q: no library bars, info logs or warnings either
+        sel = run_iterate(
+            cfg,
+            show_progress=show_progress(args),
+            restart_from=args.restart_from,
+            overwrite=args.overwrite,
+            inputs=config_inputs(args),
+        )
     m = sel.manifest
     lines = [
         f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as "

@@ -10,6 +10,7 @@ chunk: paper.md §7 item 19.) Windows of all texts in a block are sorted by leng
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -76,6 +77,11 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
+        self._files_shape: tuple[int, int] | tuple[()] | None = None  # () once the files did not say
+        self._show_progress: bool | None = None
+
+    #: SentenceTransformer models this process constructed (all instances): a warm run constructs none
+    models_loaded: int = 0
 
     # -- lazy model -------------------------------------------------------------------------------
     def _resolve(self) -> str:
@@ -97,21 +103,51 @@ class SentenceTransformerEmbedder(Embedder):
             hint = ("Pass a local folder (--embedder st:/path/to/model), the bundled --embedder minilm, or "
                     "--embedder hashing.")
             source = hf.resolve(self._resolve(), purpose=purpose, hint=hint)
-            with hf.loading(source, purpose=purpose, hint=hint):
+            with hf.loading(source, purpose=purpose, hint=hint), hf.library_output(self._show_progress):
                 model = st.SentenceTransformer(
                     source.location, device=self.device, trust_remote_code=self.trust_remote_code
                 )
+            SentenceTransformerEmbedder.models_loaded += 1
             model.eval()
             if self.precision == "bf16":
                 model.to(torch.bfloat16)
             self._model = model
+            self._check_shape(model)
         return self._model
+
+    def _shape(self) -> tuple[int, int]:
+        """``(window, dim)``: from the model's files when they say (:func:`window_and_dim`), else from the model."""
+        if self._files_shape is None:
+            folder = self._folder()
+            self._files_shape = (window_and_dim(folder) if folder is not None else None) or ()
+        if self._files_shape:
+            return self._files_shape
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(model.max_seq_length), int(get())
+
+    def _folder(self) -> Path | None:
+        """The model's files: its folder, or the snapshot of a hub name in the local cache (None: not cached)."""
+        source = self._resolve()
+        if Path(source).is_dir():
+            return Path(source)
+        found = hf.cached_file(self.model_name, "modules.json") if not hf.looks_like_path(self.model_name) else None
+        return Path(found).parent if found else None
+
+    def _check_shape(self, model: Any) -> None:
+        """The loaded model has the window and dim its files gave (the cache key was computed from them)."""
+        if self._files_shape:
+            get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            loaded = (int(model.max_seq_length), int(get()))
+            if loaded != tuple(self._files_shape):
+                raise RuntimeError(
+                    f"{self.name}: the model's files give window and dim {tuple(self._files_shape)}, the loaded "
+                    f"model {loaded} (bug in kmq's reading of sentence-transformers files: please report)."
+                )
 
     @property
     def dim(self) -> int:
-        model = self.model
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get())
+        return self._shape()[1]
 
     def identity(self) -> dict:
         source = self._resolve()
@@ -123,9 +159,12 @@ class SentenceTransformerEmbedder(Embedder):
         }
         if Path(source).is_dir():
             ident["files"] = hf.fingerprint(Path(source))
-        ident["window"] = int(self.model.max_seq_length)
-        ident["dim"] = self.dim
+        ident["window"], ident["dim"] = self._shape()
         return ident
+
+    def encode(self, texts: Any, *, show_progress: bool | None = None, **kwargs: Any) -> np.ndarray:
+        self._show_progress = show_progress  # the model loads inside (on a cache miss): its bars follow this
+        return super().encode(texts, show_progress=show_progress, **kwargs)
 
     # -- encoding ---------------------------------------------------------------------------------
     def embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -159,3 +198,82 @@ class SentenceTransformerEmbedder(Embedder):
         # windows of one text are consecutive in `owner`: a weighted sum per text is one reduceat
         starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         return l2_normalize(np.add.reduceat(window_vecs * lengths[:, None].astype(np.float32), starts, axis=0))
+
+
+# -- the window and dim from a model's files ----------------------------------------------------------
+_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")  # the module types window_and_dim reads
+
+
+def window_and_dim(folder: Path) -> tuple[int, int] | None:
+    """``(max_seq_length, embedding dim)`` of a saved sentence-transformers model, read from its files.
+
+    The values ``SentenceTransformer(folder)`` would have, without loading it: ``modules.json`` lists a
+    ``Transformer`` first, then only ``Pooling``, ``Dense`` and ``Normalize``; the window is the
+    ``max_seq_length`` of ``sentence_bert_config.json``, else the tokenizer's ``model_max_length`` capped
+    by ``config.json``'s ``max_position_embeddings``; the dim is that of the last ``Dense`` (``out_features``)
+    or ``Pooling`` (its embedding dimension times its pooling modes). None where the files leave it to
+    code or to defaults (then the caller loads the model).
+    """
+    modules = _json(folder / "modules.json")
+    if not isinstance(modules, list) or not modules or not all(isinstance(m, dict) for m in modules):
+        return None
+    kinds = [(str(m.get("type", "")), folder / str(m.get("path", ""))) for m in modules]
+    names = [t.rsplit(".", 1)[-1] if t.startswith("sentence_transformers.") else "" for t, _ in kinds]
+    if names[0] != "Transformer" or names.count("Transformer") != 1 or any(n not in _MODULES for n in names):
+        return None
+    window = _window(kinds[0][1])
+    dim = None
+    for name, (_, path) in zip(reversed(names), reversed(kinds), strict=True):
+        if name == "Normalize":
+            continue
+        dim = _module_dim(name, _json(path / "config.json"))
+        break
+    return (window, dim) if window is not None and dim is not None else None
+
+
+def _window(path: Path) -> int | None:
+    """The Transformer module's ``max_seq_length`` (see :func:`window_and_dim`)."""
+    args = _json(path / "sentence_bert_config.json")
+    args = args if isinstance(args, dict) else {}
+    overridden = {"model_max_length", "max_position_embeddings"}  # set through the loader's kwargs: left to it
+    if "tokenizer_name_or_path" in args or any(isinstance(v, dict) and set(v) & overridden for v in args.values()):
+        return None
+    given = args.get("max_seq_length")
+    if given is not None:
+        return given if _is_count(given) else None
+    tok, config = _json(path / "tokenizer_config.json"), _json(path / "config.json")
+    limit = tok.get("model_max_length") if isinstance(tok, dict) else None
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if not _is_count(limit) or not (_is_count(positions) or positions == -1):
+        return None
+    window = limit if positions == -1 else min(limit, positions)
+    return window if window < 10**12 else None  # "no limit": left to the model
+
+
+def _module_dim(name: str, config: Any) -> int | None:
+    """Output size of a ``Dense`` or ``Pooling`` module from its ``config.json`` (None: not known)."""
+    if not isinstance(config, dict):
+        return None
+    if name == "Dense":
+        out = config.get("out_features")
+        return out if _is_count(out) else None
+    if name != "Pooling":
+        return None
+    width = config.get("embedding_dimension", config.get("word_embedding_dimension"))
+    mode = config.get("pooling_mode")
+    if mode is None:  # the older boolean keys; none set means mean pooling
+        modes = sum(1 for k, v in config.items() if k.startswith("pooling_mode_") and v is True) or 1
+    else:
+        modes = 1 if isinstance(mode, str) else len(mode) if isinstance(mode, list) and mode else 0
+    return width * modes if _is_count(width) and modes else None
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -27,16 +27,12 @@ from typing import Any, Protocol
 from kmq import hf
 from kmq._deps import require
 from kmq.endpoints import Endpoint
-from kmq.errors import InvalidParameterError, KmqError
+from kmq.errors import GenerationError, InvalidParameterError  # GenerationError: also importable from here
 from kmq.loop.config import GenerateConfig
 from kmq.redact import redact_url
 
 logger = logging.getLogger(__name__)
 Conversation = list[dict[str, str]]
-
-
-class GenerationError(KmqError, RuntimeError):
-    """Generation failed (a server error after retries, or a model that cannot be loaded)."""
 
 
 class Generator(Protocol):
@@ -79,22 +75,33 @@ def end_of_turn(tok: Any) -> str:
 
 
 class HFGenerator:
-    """Greedy generation with ``transformers`` (see the module docstring)."""
+    """Greedy generation with ``transformers`` (see the module docstring).
+
+    Attributes
+    ----------
+    stats_ : dict
+        What the last :meth:`generate` did: ``context`` (the model's window in tokens, None if unknown) and
+        ``capped`` (prompts whose answer got fewer than ``max_new_tokens`` tokens because the window was full).
+    """
 
     def __init__(self, cfg: GenerateConfig, *, show_progress: bool | None = None) -> None:
         self.cfg = cfg
         self.show_progress = show_progress
+        self.stats_: dict[str, Any] = {}
 
     def generate(self, model: str, prompts: list[Conversation], *, round: int = 0) -> list[str]:
         torch = require("torch", purpose="the hf generator")
-        tf = require("transformers", purpose="the hf generator")
-        from kmq.embed.base import progress_enabled
+        require("transformers", purpose="the hf generator")
+        with hf.library_output(self.show_progress):
+            return self._generate(torch, model, prompts, round)
+
+    def _generate(self, torch: Any, model: str, prompts: list[Conversation], round: int) -> list[str]:
+        from tqdm.auto import tqdm
+
+        from kmq.cache import progress_enabled
         from kmq.score._blocks import length_batches
 
         cfg = self.cfg
-        if not progress_enabled(self.show_progress):
-            tf.utils.logging.disable_progress_bar()
-            tf.utils.logging.set_verbosity_error()
         device = hf.default_device(cfg.device)
         source = hf.resolve(model, purpose="the hf generator's model")
         tok = hf.chat_tokenizer(hf.load_tokenizer(source, purpose="the hf generator's tokenizer"), name=model)
@@ -109,15 +116,18 @@ class HFGenerator:
         if isinstance(marker_id, int) and marker_id != tok.unk_token_id and marker_id not in stop:
             stop.append(marker_id)
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-        keep = cfg.max_prompt_length
-        limit = getattr(lm.config, "max_position_embeddings", None)
-        if isinstance(limit, int) and limit > cfg.max_new_tokens:  # room for the answer in the model's window
-            keep = min(keep, limit - cfg.max_new_tokens)
+        context = context_length(lm.config, tok)
+        keep = prompt_room(cfg.max_prompt_length, cfg.max_new_tokens, context)
         ids = [tok(t, add_special_tokens=False)["input_ids"][-keep:] for t in texts]
         out: list[str] = [""] * len(prompts)
-        with torch.inference_mode():
+        capped = 0
+        bar = tqdm(total=len(prompts), desc=f"round {round}: generating", unit="answer", leave=False,
+                   disable=not progress_enabled(self.show_progress))  # fmt: skip
+        with torch.inference_mode(), bar:
             for batch in length_batches([len(x) for x in ids], cfg.batch_size):
                 width = max(len(ids[i]) for i in batch)
+                new_tokens = answer_room(cfg.max_new_tokens, width, context)
+                capped += len(batch) if new_tokens < cfg.max_new_tokens else 0
                 input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
                 attn = torch.zeros((len(batch), width), dtype=torch.long)
                 for row, i in enumerate(batch):
@@ -125,16 +135,58 @@ class HFGenerator:
                     attn[row, width - len(ids[i]) :] = 1
                 gen = lm.generate(
                     input_ids=input_ids.to(device), attention_mask=attn.to(device), do_sample=False,
-                    max_new_tokens=cfg.max_new_tokens, eos_token_id=stop or None, pad_token_id=tok.pad_token_id,
+                    max_new_tokens=new_tokens, eos_token_id=stop or None, pad_token_id=tok.pad_token_id,
                 )  # fmt: skip
                 for row, i in enumerate(batch):
                     text = tok.decode(gen[row, width:], skip_special_tokens=False)
                     out[i] = _clean(text, tok, marker)
+                bar.update(len(batch))
+        if capped:
+            logger.info(
+                "round %d: %d of %d prompts left fewer than max_new_tokens=%d tokens of %s's %d-token context: "
+                "their answers were capped to fit", round, capped, len(prompts), cfg.max_new_tokens, model, context,
+            )  # fmt: skip
+        self.stats_ = {"context": context, "capped": capped}
         del lm
         from kmq.loop.train import _free
 
         _free(torch)
         return out
+
+
+#: a tokenizer's ``model_max_length`` when it sets none (transformers' VERY_LARGE_INTEGER is 1e30)
+_NO_LIMIT = 10**12
+
+
+def context_length(config: Any, tok: Any) -> int | None:
+    """The model's window in tokens: the smaller of ``max_position_embeddings`` and the tokenizer's
+    ``model_max_length`` (each where it is set); None when neither says."""
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tok, "model_max_length", None)]
+    known = [int(x) for x in limits if isinstance(x, int) and 0 < x < _NO_LIMIT]
+    return min(known) if known else None
+
+
+def prompt_room(max_prompt_length: int, max_new_tokens: int, context: int | None) -> int:
+    """How many of a prompt's last tokens are kept: ``max_prompt_length``, cut so the window keeps
+    ``max_new_tokens`` for the answer, but never below half the window (nor below one token).
+
+    >>> prompt_room(2048, 512, 4096), prompt_room(2048, 512, 1024), prompt_room(2048, 512, 512)
+    (2048, 512, 256)
+    """
+    if context is None:
+        return max_prompt_length
+    return max(1, min(max_prompt_length, max(context - max_new_tokens, context // 2)))
+
+
+def answer_room(max_new_tokens: int, prompt_tokens: int, context: int | None) -> int:
+    """``max_new_tokens`` capped to what the window leaves after a (padded) prompt of ``prompt_tokens``.
+
+    >>> answer_room(512, 100, None), answer_room(512, 100, 2048), answer_room(512, 300, 512)
+    (512, 512, 212)
+    """
+    if context is None:
+        return max_new_tokens
+    return max(1, min(max_new_tokens, context - prompt_tokens))
 
 
 def _clean(text: str, tok: Any, marker: str) -> str:

@@ -31,6 +31,8 @@ class Plan:
     budget: int
     rounds: list[RoundPlan] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: step ids an earlier run of the run directory finished (``prepare``, ``r01-select``...), in run order
+    done: list[str] = field(default_factory=list)
 
     @property
     def sizes(self) -> list[int]:
@@ -39,7 +41,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "pool_size": self.pool_size, "budget": self.budget, "sizes": self.sizes, "settings": self.settings,
-            "rounds": [r.__dict__ for r in self.rounds],
+            "rounds": [r.__dict__ for r in self.rounds], "done": list(self.done),
         }  # fmt: skip
 
     def format(self) -> str:
@@ -53,19 +55,29 @@ class Plan:
             + ("; the final model is trained too" if s["train_final"] else "; no training after the last draw"),
             f"generate  {s['generator']}, greedy, max_new_tokens={s['max_new_tokens']}",
             f"judge     {s['judge']}; reweight {s['reweight']} (T={s['temperature']})",
-            "",
-            f"{'round':>5} {'draw':>6} {'selected':>9} {'train_examples':>15} {'generations':>12} {'judge_calls':>12}",
         ]
+        if self.done:
+            first = "prepare and " if "prepare" in self.done else ""
+            steps = sum(sid != "prepare" for sid in self.done)
+            lines.append(f"done      {first}{steps} round step(s) finished earlier (column done): reused when their "
+                         "settings match; --restart-from STEP redoes a step and every later one")  # fmt: skip
+        header = (f"{'round':>5} {'draw':>6} {'selected':>9} {'train_examples':>15} {'generations':>12} "
+                  f"{'judge_calls':>12}")  # fmt: skip
+        lines += ["", header + ("  done" if self.done else "")]
         for r in self.rounds:
             train = str(r.train_examples) if r.trains else "-"
-            lines.append(
-                f"{r.round:>5} {r.draw:>6} {r.selected:>9} {train:>15} {r.generations:>12} {r.judge_calls:>12}"
-            )
+            row = f"{r.round:>5} {r.draw:>6} {r.selected:>9} {train:>15} {r.generations:>12} {r.judge_calls:>12}"
+            lines.append(row + (f"  {self._done_in(r.round)}" if self.done else ""))
         total = [sum(getattr(r, a) for r in self.rounds if a != "train_examples" or r.trains)
                  for a in ("train_examples", "generations", "judge_calls")]  # fmt: skip
         lines.append(f"{'total':>5} {self.budget:>6} {'':>9} {total[0]:>15} {total[1]:>12} {total[2]:>12}")
         lines.append("judge_calls: two scored conversations (gold and generated answer) per generation")
         return "\n".join(lines)
+
+    def _done_in(self, round_: int) -> str:
+        """The finished steps of one round, ``select,train`` (``-`` for none)."""
+        prefix = f"r{round_:02d}-"
+        return ",".join(sid[len(prefix) :] for sid in self.done if sid.startswith(prefix)) or "-"
 
 
 def make_plan(cfg: IterateConfig, pool_size: int, budget: int) -> Plan:

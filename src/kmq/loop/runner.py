@@ -35,7 +35,7 @@ import numpy as np
 
 from kmq.cache import digest, load_arrays, save_arrays
 from kmq.config import absolute_paths, resolve_budget
-from kmq.errors import InvalidParameterError
+from kmq.errors import InvalidParameterError, MissingArtifactError
 from kmq.loop.config import IterateConfig, check_config
 from kmq.loop.judge import Judge, check_judge, split_prompt, uses_round_model, with_answer
 from kmq.loop.plan import Plan, make_plan
@@ -201,13 +201,14 @@ class _Loop:
         def compute(tmp: Path) -> dict[str, Any]:
             prompts = [split_prompt(self.pool.messages[i])[0] for i in rows]
             start = time.perf_counter()
-            answers = get_generator(g, show_progress=self.show_progress).generate(model, prompts, round=r)
+            generator = get_generator(g, show_progress=self.show_progress)
+            answers = generator.generate(model, prompts, round=r)
             with open(tmp / "generations.jsonl", "w", encoding="utf-8") as fh:
                 for i, answer in zip(rows.tolist(), answers, strict=True):
                     fh.write(json.dumps({"pool_index": i, "id": self.pool.ids[i], "answer": answer},
                                         ensure_ascii=False) + "\n")  # fmt: skip
             return {"generations": len(answers), "empty": sum(not a for a in answers),
-                    "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+                    **getattr(generator, "stats_", {}), "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
 
         self._run(step_id(r, "generate"), settings, self._inputs(step_id(r, "train")), compute)
 
@@ -380,8 +381,45 @@ def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: Outp
 
 
 def plan_iterate(cfg: IterateConfig, *, pool: Any = None) -> Plan:
-    """The plan of a run without running anything (``--dry-run``); reads only the pool."""
-    return _setup(cfg, pool)[2]
+    """The plan of a run without running anything (``--dry-run``).
+
+    Reads the pool, checks the base model (:func:`check_base_model`) and lists the steps an earlier run of
+    the run directory finished (their ``DONE`` markers: :attr:`Plan.done`); writes nothing.
+    """
+    plan = _setup(cfg, pool)[2]
+    plan.done = RunDir(cfg.run_dir).finished() if cfg.run_dir else []
+    return plan
+
+
+def check_base_model(cfg: IterateConfig) -> None:
+    """Check that the base model (``--model``) resolves, before any step runs (``--dry-run`` too).
+
+    Only when a round trains (every round but the last; the last too with ``train.train_final``). The trl
+    trainer loads it: a folder with a ``config.json``, or a hub name, which must be in the local Hugging Face
+    cache when ``HF_HUB_OFFLINE`` is set (:func:`kmq.hf.check_model`). The command trainer hands it to the
+    user's command as it is (a hub name, ``s3://...``, anything): only a local-looking path (``/``, ``./``,
+    ``../``, ``~``) must exist.
+
+    Raises
+    ------
+    MissingArtifactError, InvalidParameterError
+        Naming the model, what was looked for and where.
+    """
+    if cfg.rounds == 1 and not cfg.train.train_final:
+        return  # nothing is trained: the model is never used
+    model = cfg.model
+    if cfg.train.trainer == "command":
+        path = os.path.abspath(os.path.expanduser(model))
+        if model.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
+            raise MissingArtifactError(
+                f"The base model (--model) {model!r} is a path, and {path} does not exist. Pass the model your "
+                "--train-command takes as {base_model}."
+            )
+        return
+    from kmq import hf
+
+    hf.check_model(model, purpose=f"the base model (--model {model})",
+                   hint="Pass the folder of a saved model or a hub name (org/model) to --model.")  # fmt: skip
 
 
 def _setup(cfg: IterateConfig, pool: Any) -> tuple[Any, int, Plan]:
@@ -398,7 +436,9 @@ def _setup(cfg: IterateConfig, pool: Any) -> tuple[Any, int, Plan]:
             raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
         pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
     budget = resolve_budget(cfg.budget, len(pool))
-    return pool, budget, make_plan(cfg, len(pool), budget)
+    plan = make_plan(cfg, len(pool), budget)
+    check_base_model(cfg)
+    return pool, budget, plan
 
 
 def _manifest(cfg: IterateConfig, pool: Any, loop: _Loop, sel: IterSelection, t0: float) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from kmq import hf
 from kmq._deps import require
-from kmq.embed.base import progress_enabled
+from kmq.cache import progress_enabled
 from kmq.errors import InvalidParameterError, TrainingError
 from kmq.loop.config import TrainConfig
 from kmq.redact import redact_url
@@ -108,15 +108,18 @@ class TRLTrainer:
         self, *, data: Path, output_dir: Path, base_model: str, init_model: str | None, round: int, seed: int
     ) -> dict[str, Any]:
         start = time.perf_counter()
-        torch = require("torch", purpose="the trl trainer")
-        tf = require("transformers", purpose="the trl trainer")
-        trl = require("trl", purpose="the trl trainer")
-        datasets = require("datasets", purpose="the trl trainer")
-        cfg, src = self.cfg, init_model or base_model
+        libs = [require(name, purpose="the trl trainer") for name in ("torch", "transformers", "trl", "datasets")]
+        with hf.library_output(self.show_progress):
+            stats = self._train(libs, data=data, output_dir=output_dir, src=init_model or base_model, round=round,
+                                seed=seed)  # fmt: skip
+        return {**stats, "seconds": round_(time.perf_counter() - start)}
+
+    def _train(self, libs: list[Any], *, data: Path, output_dir: Path, src: str, round: int, seed: int) -> dict:
+        torch, tf, trl, datasets = libs
+        cfg = self.cfg
         device = hf.default_device(cfg.device)
         on_gpu = device.startswith("cuda")
         bf16 = cfg.bf16 if cfg.bf16 is not None else (on_gpu and torch.cuda.is_bf16_supported())
-        _quiet(tf, datasets, self.show_progress)
         tf.set_seed(seed)
         source = hf.resolve(src, purpose="the trl trainer's model")
         tok = hf.chat_tokenizer(hf.load_tokenizer(source, purpose="the trl trainer's tokenizer"), name=src)
@@ -151,10 +154,11 @@ class TRLTrainer:
             model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
             peft_config=peft_config,
         )  # fmt: skip
-        if not progress_enabled(self.show_progress):
-            trainer.remove_callback(tf.PrinterCallback)
-            trainer.remove_callback(tf.ProgressCallback)
-        trainer.add_callback(_log_callback(tf, round))
+        # transformers' PrinterCallback print()s every log dict to stdout, which carries kmq's results only:
+        # kmq's own callback logs the loss and shows a progress bar on stderr instead
+        trainer.remove_callback(tf.PrinterCallback)
+        trainer.remove_callback(tf.ProgressCallback)
+        trainer.add_callback(_log_callback(tf, round, progress_enabled(self.show_progress)))
         result = trainer.train()
         shutil.rmtree(work, ignore_errors=True)
         trained = trainer.model
@@ -172,7 +176,6 @@ class TRLTrainer:
             "train_loss": float(result.training_loss),
             "device": device,
             "bf16": bool(bf16),
-            "seconds": round_(time.perf_counter() - start),
         }
 
 
@@ -185,21 +188,34 @@ def _free(torch: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def _quiet(tf: Any, datasets: Any, show_progress: bool | None) -> None:
-    """No progress bars or info chatter from transformers/datasets unless kmq shows progress."""
-    if not progress_enabled(show_progress):
-        tf.utils.logging.disable_progress_bar()
-        tf.utils.logging.set_verbosity_error()
-        datasets.disable_progress_bars()
-
-
-def _log_callback(tf: Any, round_: int) -> Any:
-    """A TrainerCallback that logs the loss through kmq's logger (stderr)."""
+def _log_callback(tf: Any, round_: int, bar: bool) -> Any:
+    """A TrainerCallback that logs the loss through kmq's logger and, with ``bar``, shows a step bar (stderr)."""
+    from tqdm.auto import tqdm
 
     class _Log(tf.TrainerCallback):
+        progress: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if bar and state.is_world_process_zero:
+                self.progress = tqdm(total=state.max_steps, desc=f"round {round_}: training", unit="step",
+                                     leave=False, file=sys.stderr)  # fmt: skip
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.progress is not None:
+                self.progress.update(state.global_step - self.progress.n)
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            if logs and "loss" in logs:
-                logger.info("round %d: step %d/%d loss %.4g", round_, state.global_step, state.max_steps, logs["loss"])
+            if not logs or "loss" not in logs:
+                return
+            if self.progress is not None:
+                self.progress.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
+            log = logger.debug if self.progress is not None else logger.info  # the bar shows it already
+            log("round %d: step %d/%d loss %.4g", round_, state.global_step, state.max_steps, logs["loss"])
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.progress is not None:
+                self.progress.close()
+                self.progress = None
 
     return _Log()
 
