@@ -9,9 +9,9 @@ from kmq.loop.api import build_iterate_config
 from kmq.loop.config import IterateConfig, load_iterate_config
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(pool_file, tmp_path, capsys):
+def test_dry_run_prints_the_plan_and_writes_nothing(pool_file, tiny_llama, tmp_path, capsys):
     out = tmp_path / "s.jsonl"
-    rc = main(["iterate", str(pool_file), "--budget", "25", "--rounds", "3", "--model", "some/model",
+    rc = main(["iterate", str(pool_file), "--budget", "25", "--rounds", "3", "--model", str(tiny_llama),
                "--out", str(out), "--dry-run", "-q"])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
@@ -26,8 +26,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pool_file, tmp_path, capsys)
     assert not out.exists() and not (tmp_path / "s.jsonl.kmq-run").exists() and list(tmp_path.iterdir()) == []
 
 
-def test_dry_run_continue_mode_counts_only_the_new_batch(pool_file, tmp_path, capsys):
-    rc = main(["iterate", str(pool_file), "--budget", "0.2", "--rounds", "2", "--model", "m", "--out",
+def test_dry_run_continue_mode_counts_only_the_new_batch(pool_file, tiny_llama, tmp_path, capsys):
+    rc = main(["iterate", str(pool_file), "--budget", "0.2", "--rounds", "2", "--model", str(tiny_llama), "--out",
                str(tmp_path / "s.jsonl"), "--train-mode", "continue", "--train-final", "--dry-run", "-q"])  # fmt: skip
     assert rc == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
