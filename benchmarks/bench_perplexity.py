@@ -5,9 +5,9 @@ built locally; the same process then scores the same examples (default: the firs
 ``alpaca_random9k``) four ways, all with the cache off:
 
 1. ``naive``: the textbook loop, one example per forward pass, full logits, ``log_softmax``, manual mask;
-2. ``scorer, batch 1``: :class:`kmq.score.PerplexityScorer` with ``batch_size=1``;
+2. ``scorer, batch 1``: :class:`kmq.scorers.PerplexityScorer` with ``batch_size=1``;
 3. ``batched, unsorted``: batches of ``--batch-size`` consecutive examples (padding to each batch's longest);
-4. ``batched + bucketed``: :class:`~kmq.score.PerplexityScorer` (sorted by length, then batched).
+4. ``batched + bucketed``: :class:`~kmq.scorers.PerplexityScorer` (sorted by length, then batched).
 
 It checks that all four give the same mean NLL (max abs difference) and prints examples/s (best of
 ``--repeats`` interleaved runs) and the ratio of (4) to (1). Run from the repository root::
@@ -37,8 +37,8 @@ def naive_mean_nll(scorer, conversations) -> np.ndarray:
     """One conversation per forward pass, full logits, log-softmax, mask from the rendered spans."""
     import torch
 
-    from kmq.score._lm import render_with_spans
-    from kmq.score.perplexity import tokenize_masked
+    from kmq.scorers._lm import render_with_spans
+    from kmq.scorers.perplexity import tokenize_masked
 
     model, tok, out = scorer.model, scorer.tokenizer, []
     for conv in conversations:
@@ -55,8 +55,8 @@ def naive_mean_nll(scorer, conversations) -> np.ndarray:
 
 def unsorted_mean_nll(scorer, conversations, batch_size: int) -> np.ndarray:
     """Batches of consecutive conversations (no length sorting), through the same kernel."""
-    from kmq.score._lm import render_with_spans
-    from kmq.score.perplexity import token_nll, tokenize_masked
+    from kmq.scorers._lm import render_with_spans
+    from kmq.scorers.perplexity import token_nll, tokenize_masked
 
     tok, limit, out = scorer.tokenizer, scorer.max_tokens, []
     for lo in range(0, len(conversations), batch_size):
@@ -89,7 +89,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from kmq.score import PerplexityScorer
+    from kmq.scorers import PerplexityScorer
     from tiny_models import build_causal_lm
 
     records = [json.loads(line) for line in args.pool.read_text().splitlines()[: args.n]]

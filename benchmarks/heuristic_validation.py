@@ -8,7 +8,7 @@ Three numbers, each compared with response length alone:
    answers), how often the score prefers the GPT-4 answer.
 
 The table has one row per signal: the length baseline, each single feature of
-:func:`kmq.score.heuristic.heuristic_features`, and the full :func:`kmq.score.heuristic.heuristic_scores`.
+:func:`kmq.scorers.heuristic.heuristic_features`, and the full :func:`kmq.scorers.heuristic.heuristic_scores`.
 Scores are computed on the union of both pools (so the duplicate detector sees one pool, as kMQ would).
 A second table gives, per pool, the Spearman correlation of the score with response length and how many rows
 a hygiene penalty touches: how much of the score is length.
@@ -35,10 +35,10 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 try:
-    from kmq.score.heuristic import HEURISTIC_WEIGHTS, heuristic_features, heuristic_scores
+    from kmq.scorers.heuristic import HEURISTIC_WEIGHTS, heuristic_features, heuristic_scores
 except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT / "src"))
-    from kmq.score.heuristic import HEURISTIC_WEIGHTS, heuristic_features, heuristic_scores
+    from kmq.scorers.heuristic import HEURISTIC_WEIGHTS, heuristic_features, heuristic_scores
 logger = logging.getLogger("heuristic_validation")
 
 

@@ -59,3 +59,14 @@ def test_choose_k_is_a_public_function_over_a_pool(pool_file):
     assert {"candidates", "sample", "budget", "embedder"} <= set(inspect.signature(kmq.choose_k).parameters)
     choice = kmq.choose_k(str(pool_file), candidates=[2, 4], embedder="hashing", show_progress=False)
     assert choice.best in (2, 4) and [row["k"] for row in choice.table] == [2, 4]
+
+
+def test_score_is_a_public_function_even_after_the_scorers_are_imported(pool_file, tmp_path):
+    import inspect
+
+    import kmq.scorers.heuristic  # noqa: F401  (a submodule import must not shadow the function)
+
+    assert inspect.isfunction(kmq.score) and "scorer" in inspect.signature(kmq.score).parameters
+    scores = kmq.score(str(pool_file), embedder="hashing", out=tmp_path / "s.csv", show_progress=False)
+    assert len(scores) == 120 and (tmp_path / "s.csv").read_text().startswith("id,score\n")
+    assert repr(scores).startswith("Scores(120 records, scorer 'heuristic'")

@@ -243,7 +243,7 @@ def test_cached_map_checks_the_block_shape():
 
 def test_embedders_and_scorers_share_the_block_map(tmp_path):
     from kmq.embed import get_embedder
-    from kmq.score._blocks import cached_rows
+    from kmq.scorers._blocks import cached_rows
 
     emb = get_embedder("hashing")
     texts = ["one text", "another text", "one text", ""]

@@ -13,7 +13,7 @@ from kmq import errors
 from kmq.cli.main import _message
 from kmq.loop.reweight import split_budget, update_weights
 from kmq.loop.signal import cluster_signal, instance_scores
-from kmq.score.heuristic import heuristic_features, heuristic_scores
+from kmq.scorers.heuristic import heuristic_features, heuristic_scores
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def test_paths_and_hub_names(name, path):
 
 
 def test_a_local_folder_ignores_a_revision_with_one_warning(tiny_llama, caplog):
-    from kmq.score import PerplexityScorer
+    from kmq.scorers import PerplexityScorer
 
     scorer = PerplexityScorer(str(tiny_llama), revision="v2", cache=False)
     with caplog.at_level(logging.WARNING):
@@ -171,7 +171,7 @@ def test_cli_sentence_transformers_errors(pool, tmp_path, capsys, monkeypatch, m
 
 # -- every caller loads through kmq.hf --------------------------------------------------------------
 def test_model_scorers_load_tiny_models(tiny_llama, tiny_gpt2, tmp_path):
-    from kmq.score import get_scorer
+    from kmq.scorers import get_scorer
 
     rm = tiny_models.build_reward_model(tmp_path / "rm")
     conv = [[{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"}]]

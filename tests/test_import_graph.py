@@ -22,7 +22,7 @@ STAGES = [
     {"data"},
     {"embed"},
     {"cluster"},
-    {"score"},
+    {"scorers"},
     {"methods"},
     {"stages"},
     {"pipeline", "selection", "scoring"},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kmq.cli.main import main
-from kmq.score.heuristic import FEATURE_NAMES, heuristic_features, heuristic_scores
+from kmq.scorers.heuristic import FEATURE_NAMES, heuristic_features, heuristic_scores
 
 FORMATS = ("jsonl", "csv", "parquet")
 

@@ -234,7 +234,7 @@ class ScoreConfig(Validated):
     """Quality scoring: ``heuristic`` (offline default), ``column:FIELD`` or a model scorer.
 
     Model scorers: ``perplexity:MODEL``, ``ifd:MODEL``, ``reward:MODEL``, ``deita:COMPLEXITY,QUALITY``,
-    ``judge:MODEL@URL`` (see :mod:`kmq.score.scorers`). The API key of ``judge:`` is read from the
+    ``judge:MODEL@URL`` (see :mod:`kmq.scorers.scorers`). The API key of ``judge:`` is read from the
     environment variable named by ``judge_api_key_env``; it is never stored in a config.
     """
 

@@ -54,7 +54,7 @@ def run_select(
     from kmq.data import read_pool
     from kmq.methods.registry import check_params, get_method
     from kmq.publish import input_paths
-    from kmq.score import require_scored
+    from kmq.scorers import require_scored
 
     t0 = time.perf_counter()
     cfg = absolute_paths(cfg)

@@ -1,8 +1,8 @@
-"""``kmq.score(...)``: the quality score of every record of a pool, and the scores file ``kmq score`` writes.
+"""``kmq.scorers(...)``: the quality score of every record of a pool, and the scores file ``kmq score`` writes.
 
 A scores file has two columns, ``id`` and ``score``, as JSON Lines (``.jsonl``), CSV (``.csv``) or Parquet
 (``.parquet``); the extension decides. With ``explain`` (``kmq score --explain``) the heuristic's per-record
-features follow as further columns, in the formula's order (:data:`kmq.score.heuristic.FEATURE_NAMES`).
+features follow as further columns, in the formula's order (:data:`kmq.scorers.heuristic.FEATURE_NAMES`).
 A record a scorer left unscored on purpose (``--judge-unparsable nan``) is written as missing: null in JSON
 Lines and Parquet, an empty cell in CSV. Writing follows the file-safety rules of :mod:`kmq.publish`: the
 file is never an input, is staged and renamed into place, and an existing file is replaced only when it is
@@ -42,7 +42,7 @@ class Scores:
         What the score stage reported (cached, seconds, the relevance encoder, the scorer's own counts).
     features : dict of str to ndarray of shape (n,), float64
         With ``explain=True``: the scorer's per-record features, name -> values in pool order, in the
-        formula's order (:func:`kmq.score.heuristic.heuristic_features` defines them); else empty.
+        formula's order (:func:`kmq.scorers.heuristic.heuristic_features` defines them); else empty.
     path : Path or None
         Where the scores were written.
     """
@@ -144,7 +144,7 @@ def is_scores_file(path: Path) -> bool:
 
 
 def _scores_columns(names: list[str]) -> bool:
-    from kmq.score.heuristic import FEATURE_NAMES
+    from kmq.scorers.heuristic import FEATURE_NAMES
 
     extra = names[2:]
     return names[:2] == ["id", "score"] and len(set(extra)) == len(extra) and set(extra) <= set(FEATURE_NAMES)

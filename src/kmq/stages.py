@@ -182,7 +182,7 @@ def quality_stage(pool: Any, scorer: Any, *, store: ArtifactStore, explain: bool
     (name -> (n,) float64, in its order). They are extra arrays of the same cache entry (``feature_<name>``,
     listed in its meta); an entry written without them is recomputed once and rewritten with them.
     """
-    from kmq.score import check_scores
+    from kmq.scorers import check_scores
 
     if explain and not hasattr(scorer, "features_"):
         raise InvalidParameterError(f"explain: the {scorer.name} scorer keeps no per-record features.")
@@ -225,7 +225,7 @@ def build_scorer(
     ``npy:`` vectors they use ``score.relevance_embedder`` (default: the bundled MiniLM when installed,
     else the hashing embedder).
     """
-    from kmq.score import get_scorer
+    from kmq.scorers import get_scorer
 
     sc = score_cfg
     rel_spec = None

@@ -22,7 +22,7 @@ BLOCK = 16
 SMALL_BLOCKS = f"from kmq.embed.hashing import HashingEmbedder\nHashingEmbedder.block_size = {BLOCK}\n"
 SHARD = r"^vectors/[0-9a-f]+/shard-[0-9a-f]+$"
 PRELOAD = ["pandas", "faiss", "pyarrow.parquet", "yaml", "tqdm", "kmq.pipeline", "kmq.publish", "kmq.embed.hashing",
-           "kmq.cluster.kmeans", "kmq.score.heuristic"]  # fmt: skip
+           "kmq.cluster.kmeans", "kmq.scorers.heuristic"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,7 @@ def test_judge_revision_pins_hub_judges_not_the_round_model():
 
 def test_relevance_scorer_on_a_pool():
     from kmq.data import Pool
-    from kmq.score.relevance import RelevanceScorer
+    from kmq.scorers.relevance import RelevanceScorer
 
     pool = Pool.from_records([{"instruction": "Name a fruit.", "output": "An apple is a fruit."},
                               {"instruction": "Name a fruit.", "output": ""}])  # fmt: skip

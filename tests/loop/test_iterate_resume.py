@@ -27,7 +27,7 @@ from chat_server import ChatServer, echo_words
 STEPS = ["prepare"] + [f"rounds/r01/{s}" for s in ("select", "train", "generate", "judge", "reweight")]
 STEPS += ["rounds/r02/select"]
 PRELOAD = ["openai", "pandas", "faiss", "pyarrow.parquet", "yaml", "tqdm", "kmq.pipeline", "kmq.publish",
-           "kmq.loop.runner", "kmq.loop.train", "kmq.loop.generate", "kmq.loop.judge", "kmq.score.relevance",
+           "kmq.loop.runner", "kmq.loop.train", "kmq.loop.generate", "kmq.loop.judge", "kmq.scorers.relevance",
            "kmq.embed.hashing", "kmq.cluster.kmeans"]  # fmt: skip
 TRAINER = """
 import json, shutil, sys

@@ -143,7 +143,7 @@ def test_other_judge_redoes_judging_onward_not_training(copy_of_baseline, pool_f
 
 def test_perplexity_judge_is_eq7_with_the_rounds_model(copy_of_baseline, pool_file, tiny_llama):
     from kmq.loop.judge import split_prompt, with_answer
-    from kmq.score.perplexity import PerplexityScorer
+    from kmq.scorers.perplexity import PerplexityScorer
 
     run = copy_of_baseline
     api_run(pool_file, tiny_llama, None, run_dir=run, judge="perplexity", restart_from="r01-judge")

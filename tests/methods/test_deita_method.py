@@ -1,6 +1,6 @@
 """Tests of the Deita baseline (``deita``): quality-ordered scan with a cosine redundancy filter.
 
-(Named ``test_deita_method.py`` because ``tests/score/test_deita.py`` already exists.)
+(Named ``test_deita_method.py`` because ``tests/scorers/test_deita.py`` already exists.)
 """
 
 from __future__ import annotations

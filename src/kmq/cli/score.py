@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if len(scored):
         sys.stdout.write(f"range     min {scored.min():.4g}  mean {scored.mean():.4g}  max {scored.max():.4g}\n")
     if scores.features:
-        sys.stdout.write(f"features  {' '.join(scores.features)}  (columns after score; kmq.score.heuristic)\n")
+        sys.stdout.write(f"features  {' '.join(scores.features)}  (columns after score; kmq.scorers.heuristic)\n")
     if len(scored) < len(values):
         sys.stdout.write(f"missing   {len(values) - len(scored)} unparsable, written as missing\n")
     enc = st.get("relevance_encoder")

@@ -65,7 +65,7 @@ def get_generator(cfg: GenerateConfig, *, show_progress: bool | None = None) -> 
 
 def end_of_turn(tok: Any) -> str:
     """The text a chat template puts right after an assistant turn's content (stripped), e.g. ``<|im_end|>``."""
-    from kmq.score._lm import render_with_spans
+    from kmq.scorers._lm import render_with_spans
 
     probe = "kmq probe answer"
     text, spans = render_with_spans(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}])
@@ -99,7 +99,7 @@ class HFGenerator:
         from tqdm.auto import tqdm
 
         from kmq.cache import progress_enabled
-        from kmq.score._blocks import length_batches
+        from kmq.scorers._blocks import length_batches
 
         cfg = self.cfg
         device = hf.default_device(cfg.device)

@@ -1,6 +1,6 @@
 """Judges of iterative kMQ (``--judge``): a scorer that rates (prompt, gold) and (prompt, generated).
 
-Every judge is a :class:`kmq.score.Scorer` with ``score_messages(conversations)``; the instance score is
+Every judge is a :class:`kmq.scorers.Scorer` with ``score_messages(conversations)``; the instance score is
 ``S = direction * (score(prompt ⊕ gold) − score(prompt ⊕ generated))`` (:func:`kmq.loop.signal.instance_scores`).
 
 =======================  ===================================================================  =========
@@ -74,12 +74,12 @@ class Judge:
         c, e = self.cfg, self.embed
         if self.spec == "relevance":
             from kmq.embed import get_embedder, is_precomputed
-            from kmq.score.relevance import RelevanceScorer
+            from kmq.scorers.relevance import RelevanceScorer
 
             spec = "minilm" if is_precomputed(e.embedder) else e.embedder
             enc = get_embedder(spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
             return RelevanceScorer(enc, show_progress=self.show_progress)
-        from kmq.score import get_scorer
+        from kmq.scorers import get_scorer
 
         spec = f"perplexity:{round_model}" if uses_round_model(self.spec) else self.spec
         return get_scorer(

@@ -83,7 +83,7 @@ class _Loop:
 
     # -- steps --------------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from kmq.score import require_scored
+        from kmq.scorers import require_scored
         from kmq.stages import Stages, cluster_identity, quality_key
 
         cfg, c, e, s = self.cfg, self.cfg.cluster, self.cfg.embed, self.cfg.score

@@ -7,7 +7,7 @@ nothing to learn from the others) and the result is a folder that ``transformers
 - ``trl``: TRL's ``SFTTrainer`` with the loss on assistant tokens only. The conversations are rendered
   with the model's chat template (kmq's Tulu fallback when it has none; the template is saved with the
   checkpoint, so generation uses the same one) and the assistant spans are located by rendering prefixes
-  (:func:`kmq.score._lm.render_with_spans`), so any template works, without ``{% generation %}`` marks.
+  (:func:`kmq.scorers._lm.render_with_spans`), so any template works, without ``{% generation %}`` marks.
   LoRA (peft, merged into the weights before saving) or full fine-tuning. bf16 and gradient checkpointing
   are off on CPU (TRL turns both on by default, which is 2-3x slower there).
 - ``command``: any external command (LLaMA-Factory, axolotl, your script) with the placeholders
@@ -229,8 +229,8 @@ def _checkpointing(config_cls: Any, on: bool) -> dict[str, bool]:
 
 def _tokenize(tok: Any, conversations: list[list[dict[str, str]]]) -> list[dict[str, list[int]]]:
     """``input_ids`` and ``assistant_masks`` (1 on the assistant turns and their end-of-turn marker)."""
-    from kmq.score._lm import render_with_spans
-    from kmq.score.perplexity import tokenize_masked
+    from kmq.scorers._lm import render_with_spans
+    from kmq.scorers.perplexity import tokenize_masked
 
     rows = []
     for conv in conversations:

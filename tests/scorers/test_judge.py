@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from kmq.score import JudgeScorer, get_scorer  # noqa: E402
-from kmq.score.judge import JudgeError, judge_messages, parse_rating  # noqa: E402
+from kmq.scorers import JudgeScorer, get_scorer  # noqa: E402
+from kmq.scorers.judge import JudgeError, judge_messages, parse_rating  # noqa: E402
 
 KEY = "sk-test-secret-1234"
 

@@ -38,9 +38,9 @@ from kmq.cache import digest
 from kmq.endpoints import Endpoint
 from kmq.errors import InvalidParameterError, JudgeError
 from kmq.redact import redact_url
-from kmq.score._blocks import cached_rows
-from kmq.score._lm import Conversation, check_responses
-from kmq.score.base import Scorer
+from kmq.scorers._blocks import cached_rows
+from kmq.scorers._lm import Conversation, check_responses
+from kmq.scorers.base import Scorer
 
 logger = logging.getLogger(__name__)
 

@@ -2,16 +2,16 @@
 
 Specs (higher quality = better for selection in every case):
 
-- ``heuristic``: offline default, see :mod:`kmq.score.heuristic`;
+- ``heuristic``: offline default, see :mod:`kmq.scorers.heuristic`;
 - ``column:FIELD``: a numeric field of the data;
-- ``relevance``: cosine of the prompt's and the response's embeddings (:mod:`kmq.score.relevance`; offline,
+- ``relevance``: cosine of the prompt's and the response's embeddings (:mod:`kmq.scorers.relevance`; offline,
   no LLM; it rates how on-topic an answer is, not whether it is right);
-- ``perplexity:MODEL``: −mean NLL of the assistant turns given their context (:mod:`kmq.score.perplexity`);
+- ``perplexity:MODEL``: −mean NLL of the assistant turns given their context (:mod:`kmq.scorers.perplexity`);
 - ``ifd:MODEL``: Cherry LLM's instruction-following difficulty, high IFD first, IFD >= 1 last;
-- ``reward:MODEL``: a scalar reward model's output (:mod:`kmq.score.reward`);
-- ``deita:COMPLEXITY_MODEL,QUALITY_MODEL``: Deita evol score, Σ complexity × quality (:mod:`kmq.score.deita`);
+- ``reward:MODEL``: a scalar reward model's output (:mod:`kmq.scorers.reward`);
+- ``deita:COMPLEXITY_MODEL,QUALITY_MODEL``: Deita evol score, Σ complexity × quality (:mod:`kmq.scorers.deita`);
 - ``judge:MODEL@URL``: an LLM judge's MT-Bench 1-10 rating over an OpenAI-compatible endpoint
-  (:mod:`kmq.score.judge`).
+  (:mod:`kmq.scorers.judge`).
 
 MODEL is a Hugging Face hub name or a local folder.
 """
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from kmq.errors import InvalidParameterError
-from kmq.score.base import Scorer
-from kmq.score.column import ColumnScorer
+from kmq.scorers.base import Scorer
+from kmq.scorers.column import ColumnScorer
 
 SPECS = (
     "heuristic",
@@ -58,8 +58,8 @@ class HeuristicScorer(Scorer):
     Attributes
     ----------
     features_ : dict of str to ndarray of shape (n,), float64
-        The last :meth:`score` call's per-record features (:func:`~kmq.score.heuristic.heuristic_features`), in
-        the formula's order (:data:`~kmq.score.heuristic.FEATURE_NAMES`); ``relevance``, ``focus`` and
+        The last :meth:`score` call's per-record features (:func:`~kmq.scorers.heuristic.heuristic_features`), in
+        the formula's order (:data:`~kmq.scorers.heuristic.FEATURE_NAMES`); ``relevance``, ``focus`` and
         ``off_topic`` only with an embedder. ``kmq score --explain`` writes them as columns.
     """
 
@@ -72,7 +72,7 @@ class HeuristicScorer(Scorer):
         self.features_: dict[str, np.ndarray] = {}
 
     def identity(self) -> dict[str, Any]:
-        from kmq.score import heuristic
+        from kmq.scorers import heuristic
 
         return {
             **super().identity(),
@@ -81,7 +81,7 @@ class HeuristicScorer(Scorer):
         }
 
     def score(self, pool) -> np.ndarray:
-        from kmq.score.heuristic import FEATURE_NAMES, combine_features, heuristic_features
+        from kmq.scorers.heuristic import FEATURE_NAMES, combine_features, heuristic_features
 
         start = time.perf_counter()
         prompts, responses = pool.texts("prompt"), pool.texts("response")
@@ -130,14 +130,14 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
     if kind == "column" and arg:
         return ColumnScorer(arg)
     if spec == "relevance":
-        from kmq.score.relevance import RelevanceScorer
+        from kmq.scorers.relevance import RelevanceScorer
 
         return RelevanceScorer(embedder if embedder is not None else "minilm", show_progress=show_progress)
     if kind in ("perplexity", "ifd", "reward", "deita") and arg:
         kw = {k: v for k, v in options.items() if k in MODEL_OPTIONS and v is not None}
         return _model_scorer(kind, arg, show_progress=show_progress, **kw)
     if kind == "judge" and arg:
-        from kmq.score.judge import JudgeScorer
+        from kmq.scorers.judge import JudgeScorer
 
         match = re.fullmatch(r"(.+?)@(https?://\S+)", arg)
         if match is None:
@@ -152,18 +152,18 @@ def get_scorer(spec: str, *, embedder: Any = None, show_progress: bool | None = 
 
 def _model_scorer(kind: str, arg: str, **kw: Any) -> Scorer:
     if kind == "perplexity":
-        from kmq.score.perplexity import PerplexityScorer
+        from kmq.scorers.perplexity import PerplexityScorer
 
         return PerplexityScorer(arg, **kw)
     if kind == "ifd":
-        from kmq.score.perplexity import IFDScorer
+        from kmq.scorers.perplexity import IFDScorer
 
         return IFDScorer(arg, **kw)
     if kind == "reward":
-        from kmq.score.reward import RewardScorer
+        from kmq.scorers.reward import RewardScorer
 
         return RewardScorer(arg, **kw)
-    from kmq.score.deita import DeitaScorer
+    from kmq.scorers.deita import DeitaScorer
 
     models = [m.strip() for m in arg.split(",")]
     if len(models) != 2 or not all(models):

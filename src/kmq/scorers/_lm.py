@@ -27,8 +27,8 @@ from kmq._deps import require
 from kmq.cache import digest
 from kmq.embed.base import progress_enabled
 from kmq.errors import DataFormatError
-from kmq.hf import FALLBACK_CHAT_TEMPLATE, PRECISIONS  # noqa: F401  (re-exported: kmq.score._lm's names)
-from kmq.score.base import Scorer
+from kmq.hf import FALLBACK_CHAT_TEMPLATE, PRECISIONS  # noqa: F401  (re-exported: kmq.scorers._lm's names)
+from kmq.scorers.base import Scorer
 
 logger = logging.getLogger(__name__)
 

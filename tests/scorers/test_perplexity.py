@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kmq.errors import DataFormatError
-from kmq.score import IFDScorer, PerplexityScorer, get_scorer
-from kmq.score._lm import FALLBACK_CHAT_TEMPLATE
+from kmq.scorers import IFDScorer, PerplexityScorer, get_scorer
+from kmq.scorers._lm import FALLBACK_CHAT_TEMPLATE
 
 torch = pytest.importorskip("torch")
 
@@ -78,7 +78,7 @@ def test_batched_equals_unbatched(tiny_llama, conversations):
 
 
 def test_cross_entropy_in_chunks_equals_at_once(tiny_llama, conversations, monkeypatch):
-    import kmq.score.perplexity as ppl
+    import kmq.scorers.perplexity as ppl
 
     whole = PerplexityScorer(str(tiny_llama), batch_size=4, cache=False).mean_nll(conversations)
     vocab = len(PerplexityScorer(str(tiny_llama)).tokenizer)

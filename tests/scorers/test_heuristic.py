@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmq.score.heuristic import (
+from kmq.scorers.heuristic import (
     FEATURE_NAMES,
     HEURISTIC_WEIGHTS,
     combine_features,
@@ -294,7 +294,7 @@ def test_feature_names_follow_the_formula():
 def test_scorer_keeps_its_features_in_formula_order():
     from kmq.data import read_pool
     from kmq.embed import get_embedder
-    from kmq.score import HeuristicScorer
+    from kmq.scorers import HeuristicScorer
 
     records = [
         {"id": "a", "messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": ANSWER}]},

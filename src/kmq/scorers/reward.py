@@ -1,7 +1,7 @@
 """Reward-model scorer: ``reward:MODEL``, a sequence-classification model with one scalar output.
 
 The whole conversation (system, user and assistant turns) is rendered with the model's chat template
-(the Tulu fallback of :mod:`kmq.score._lm` when it has none) and tokenized without adding special
+(the Tulu fallback of :mod:`kmq.scorers._lm` when it has none) and tokenized without adding special
 tokens, as ``apply_chat_template(tokenize=True)`` does. Quality is the raw scalar logit, read at the last
 token (higher = better), as the paper's FsfairX-LLaMA3-RM usage does (paper.md §3.3). Inputs longer than
 ``max_length`` tokens keep their last ``max_length`` tokens, so the reward still reads the end of the
@@ -18,8 +18,8 @@ import numpy as np
 
 from kmq._deps import require
 from kmq.errors import InvalidParameterError
-from kmq.score._blocks import cached_rows, length_batches
-from kmq.score._lm import Conversation, HFModelScorer
+from kmq.scorers._blocks import cached_rows, length_batches
+from kmq.scorers._lm import Conversation, HFModelScorer
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class RewardScorer(HFModelScorer):
         Hub name or local folder of a ``...ForSequenceClassification`` model with ``num_labels == 1``.
     **kwargs
         ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``, ``show_progress``
-        (see :class:`kmq.score._lm.HFModelScorer`).
+        (see :class:`kmq.scorers._lm.HFModelScorer`).
 
     Examples
     --------

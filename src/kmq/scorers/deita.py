@@ -23,9 +23,9 @@ import numpy as np
 
 from kmq._deps import require
 from kmq.errors import InvalidParameterError
-from kmq.score._blocks import cached_rows, length_batches
-from kmq.score._lm import Conversation, HFModelScorer
-from kmq.score.base import Scorer
+from kmq.scorers._blocks import cached_rows, length_batches
+from kmq.scorers._lm import Conversation, HFModelScorer
+from kmq.scorers.base import Scorer
 
 COMPLEXITY_TEMPLATE = (
     "You are a helpful assistant. Please identify the complexity score of the following user query. \n"
@@ -103,7 +103,7 @@ class DigitExpectationScorer(HFModelScorer):
 
     def _compute(self, prompts: list[str]) -> np.ndarray:
         torch = require("torch", purpose=f"the {self.name} scorer")
-        from kmq.score.perplexity import _logits_at
+        from kmq.scorers.perplexity import _logits_at
 
         tok, model, limit = self.tokenizer, self.model, self.max_tokens
         digits = digit_token_ids(tok)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kmq.score.base import Scorer
+from kmq.scorers.base import Scorer
 
 Conversation = list[dict[str, str]]
 

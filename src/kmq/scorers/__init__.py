@@ -9,16 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kmq.score.base import Scorer, check_scores, require_scored
-from kmq.score.column import ColumnScorer
-from kmq.score.scorers import HeuristicScorer, get_scorer
+from kmq.scorers.base import Scorer, check_scores, require_scored
+from kmq.scorers.column import ColumnScorer
+from kmq.scorers.scorers import HeuristicScorer, get_scorer
 
 _LAZY = {
-    "PerplexityScorer": "kmq.score.perplexity",
-    "IFDScorer": "kmq.score.perplexity",
-    "RewardScorer": "kmq.score.reward",
-    "DeitaScorer": "kmq.score.deita",
-    "JudgeScorer": "kmq.score.judge",
+    "PerplexityScorer": "kmq.scorers.perplexity",
+    "IFDScorer": "kmq.scorers.perplexity",
+    "RewardScorer": "kmq.scorers.reward",
+    "DeitaScorer": "kmq.scorers.deita",
+    "JudgeScorer": "kmq.scorers.judge",
 }
 
 __all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer", "require_scored", *_LAZY]
@@ -29,4 +29,4 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'kmq.score' has no attribute {name!r}")
+    raise AttributeError(f"module 'kmq.scorers' has no attribute {name!r}")

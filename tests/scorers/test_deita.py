@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kmq.score import DeitaScorer, get_scorer
-from kmq.score.deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, deita_turns, digit_token_ids, expected_score
+from kmq.scorers import DeitaScorer, get_scorer
+from kmq.scorers.deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, deita_turns, digit_token_ids, expected_score
 
 torch = pytest.importorskip("torch")
 

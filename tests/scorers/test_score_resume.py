@@ -1,7 +1,7 @@
 """Scoring resumes after a SIGKILL: ``kmq select`` killed after k score blocks requests only the rest.
 
 The model and judge scorers share one cached block loop (:func:`kmq.cache.cached_map` through
-``kmq.score._blocks.cached_rows``: every finished block of per-example scores is a shard folder renamed
+``kmq.scorers._blocks.cached_rows``: every finished block of per-example scores is a shard folder renamed
 into place). The fastest real scorer on it is the LLM judge against a loopback OpenAI-compatible server
 (no model to load; blocks of 64 requests), so it exercises the loop here; the perplexity, IFD, reward and
 Deita scorers go through the same code. The kills are deterministic (:mod:`killpoints`): the child is
@@ -22,7 +22,7 @@ from chat_server import ChatServer, rate_by_hash
 
 BLOCK = 64  # JudgeScorer.block_size (at least 4 x the concurrency of 8)
 SHARD = r"^scores/[0-9a-f]+/shard-[0-9a-f]+$"
-PRELOAD = ["openai", "pandas", "pyarrow.parquet", "yaml", "tqdm", "kmq.pipeline", "kmq.publish", "kmq.score.judge"]
+PRELOAD = ["openai", "pandas", "pyarrow.parquet", "yaml", "tqdm", "kmq.pipeline", "kmq.publish", "kmq.scorers.judge"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 What is scored
 --------------
-The conversation is rendered with the model's chat template (:mod:`kmq.score._lm`; a documented Tulu
+The conversation is rendered with the model's chat template (:mod:`kmq.scorers._lm`; a documented Tulu
 fallback when it has none). The loss is the mean token negative log-likelihood (nats) over the
 **assistant turns only**, every assistant turn conditioned on everything before it; system and user
 tokens are context, never scored. Each assistant turn's scored tokens are its content plus the template's
@@ -36,8 +36,8 @@ import numpy as np
 
 from kmq._deps import require
 from kmq.errors import DataFormatError
-from kmq.score._blocks import cached_rows, length_batches
-from kmq.score._lm import Conversation, HFModelScorer, encode_item, render_with_spans
+from kmq.scorers._blocks import cached_rows, length_batches
+from kmq.scorers._lm import Conversation, HFModelScorer, encode_item, render_with_spans
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class PerplexityScorer(HFModelScorer):
         Hub name or local folder of a causal LM.
     **kwargs
         ``device``, ``precision``, ``batch_size``, ``max_length``, ``trust_remote_code``, ``show_progress``
-        (see :class:`kmq.score._lm.HFModelScorer`).
+        (see :class:`kmq.scorers._lm.HFModelScorer`).
 
     Attributes
     ----------

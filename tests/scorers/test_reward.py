@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kmq.errors import InvalidParameterError
-from kmq.score import RewardScorer, get_scorer
+from kmq.scorers import RewardScorer, get_scorer
 
 torch = pytest.importorskip("torch")
 

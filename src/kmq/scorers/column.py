@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from kmq.errors import DataFormatError
-from kmq.score.base import Scorer
+from kmq.scorers.base import Scorer
 
 
 class ColumnScorer(Scorer):
