@@ -188,7 +188,7 @@ class OutputPlan:
             and not self.previous.get("legacy")
         ):
             return
-        self._remove_foreign_kmq_entries()
+        self._remove_foreign_kmq_entries()  # --overwrite over the other command's run: its steps/outputs go first
         _write_json_atomic(self.run_dir / MARKER, self._marker({}, argv))
         self.previous = read_marker(self.run_dir)
 
@@ -217,8 +217,8 @@ class OutputPlan:
         if prev is None or prev.get("command") == self.command or self.run_dir is None:
             return
         for name in prev.get("owned", []):
-            if "/" in name or name in ("", ".", ".."):
-                continue
+            if "/" in name or name in ("", ".", "..", MARKER) or name in self.owned:
+                continue  # this run writes (or just wrote) those itself
             entry = self.run_dir / name
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -282,11 +282,11 @@ class OutputPlan:
                     body = redact(manifest(outputs))
                     _guard_write(self.run_dir / "manifest.json", lambda: _write_json(stage / "manifest.json", body))
                     moves.append((stage / "manifest.json", self.run_dir / "manifest.json"))
-                self._remove_foreign_kmq_entries()
                 _write_json(stage / MARKER, self._marker(outputs, argv))
                 moves.append((stage / MARKER, self.run_dir / MARKER))
             _commit(self.run_dir, moves)
             committed = True
+            self._remove_foreign_kmq_entries()  # only after the new outputs are in place
         finally:
             for stage in stages:
                 shutil.rmtree(stage, ignore_errors=True)
