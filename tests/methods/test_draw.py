@@ -221,3 +221,28 @@ def test_check_random_state():
     assert isinstance(check_random_state(None), np.random.Generator)
     with pytest.raises(InvalidParameterError):
         check_random_state(True)
+
+
+@pytest.mark.parametrize("count_share", [0.1, 0.5, 1.0])
+def test_random_modes_share_their_noise(global_random_seed, count_share):
+    # common random numbers: in their common limits the random modes give the same draw, in the same order
+    labels, quality, _, _ = toy(np.random.default_rng(global_random_seed), n=600, k=9)
+    counts = np.floor(np.bincount(labels, minlength=9) * count_share).astype(np.int64)
+
+    def draw(within, q=quality, **kw):
+        return draw_per_cluster(labels, counts, quality=q, within=within, random_state=global_random_seed, **kw)[0]
+
+    uniform = draw("uniform").tolist()
+    assert draw("softmax", temperature=1e12).tolist() == uniform
+    assert draw("softmax", q=np.full(600, -7.0)).tolist() == uniform
+    assert draw("proportional", q=np.full(600, 3.0)).tolist() == uniform
+    assert draw("proportional", q=np.zeros(600)).tolist() == uniform
+    # a cluster of zeros among positive scores: the zero rows come after, still in the uniform order
+    mixed = np.where(np.arange(600) % 3 == 0, 0.0, 1.0)
+    order = draw_per_cluster(labels, np.bincount(labels, minlength=9), quality=mixed, within="proportional",
+                             random_state=global_random_seed)[0]  # fmt: skip
+    full = draw_per_cluster(labels, np.bincount(labels, minlength=9), within="uniform",
+                            random_state=global_random_seed)[0]  # fmt: skip
+    for c in range(9):
+        rows, ref = order[labels[order] == c], full[labels[full] == c]
+        assert rows.tolist() == [r for r in ref if mixed[r] > 0] + [r for r in ref if mixed[r] == 0]

@@ -145,3 +145,37 @@ def test_bad_input(change, match):
     }
     with pytest.raises(InvalidParameterError, match=match):
         get_method("kmq").fn(**kwargs)
+
+
+# Common random numbers: methods that coincide in a limit draw the same noise, so they give the same picks.
+
+
+def select(name, arrays, *, budget=300, seed=0, **params):
+    method = get_method(name)
+    inputs = {"labels": arrays.labels, "quality": arrays.quality}
+    kwargs = {key: inputs[key] for key in method.needs}
+    n = len(arrays.labels)
+    return method.fn(n=n, budget=budget, random_state=np.random.default_rng(seed), **kwargs, **params).indices
+
+
+@pytest.mark.parametrize("allocation", ["equal", "proportional"])
+def test_limits_of_kmq_draw_the_same_picks_as_kmeans_random(dolly_arrays, allocation, global_random_seed):
+    # Before: kmq --temperature 1e6 and kmeans-random shared 0 of 300 picks on dolly_3k (opposite noise).
+    reference = select("kmeans-random", dolly_arrays, seed=global_random_seed, allocation=allocation)
+    constant = type(dolly_arrays)(**{**dolly_arrays.__dict__, "quality": np.full(len(dolly_arrays.labels), 2.5)})
+    limits = {
+        "temperature 1e9": select("kmq", dolly_arrays, seed=global_random_seed, allocation=allocation,
+                                  temperature=1e9),
+        "within uniform": select("kmq", dolly_arrays, seed=global_random_seed, allocation=allocation,
+                                 within="uniform"),
+        "proportional, constant quality": select("kmq", constant, seed=global_random_seed, allocation=allocation,
+                                                 within="proportional"),
+        "softmax, constant quality": select("kmq", constant, seed=global_random_seed, allocation=allocation),
+    }  # fmt: skip
+    for name, picks in limits.items():
+        assert picks.tolist() == reference.tolist(), name  # same picks, same order
+    # a large but finite temperature is already nearly the limit; another seed is an independent draw
+    near = select("kmq", dolly_arrays, seed=global_random_seed, allocation=allocation, temperature=1e3)
+    assert np.intersect1d(near, reference).size >= 295
+    other = select("kmeans-random", dolly_arrays, seed=global_random_seed + 100, allocation=allocation)
+    assert np.intersect1d(other, reference).size < 100

@@ -14,6 +14,14 @@ row is picked with probability ``p``. The ``within`` modes:
 - ``uniform``: every selectable row equally likely (kM-Random).
 - ``top``: the ``count`` highest quality; equal scores go to the lowest row index first. No randomness.
 - ``closest``: the ``count`` smallest ``distances`` (to the own centroid; kM-Closest); ties by row index.
+
+Common random numbers: the three random modes draw one Gumbel variate per candidate row, in row order,
+from the same stream, and only add their deterministic term to it. So modes that coincide in a limit
+give the same picks in the same order for the same seed: ``softmax`` with a huge temperature or a
+cluster of equal scores, ``proportional`` with equal positive scores (or all zero) and ``uniform``
+(kM-Random) rank the rows by the same noise. (Independent draws of a 10% sample share about 10% of
+their picks; before this, ``uniform`` ranked by ``random()`` while the Gumbel keys of the other modes
+decrease in it, and the two shared nothing.)
 """
 
 from __future__ import annotations
@@ -154,21 +162,21 @@ def _keys(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Per-row sort key (float64, larger is drawn first) for the candidate rows."""
-    m = lab.shape[0]
-    if within == "uniform":
-        return rng.random(m)
     if within == "top":
         return values
     if within == "closest":
         return -values
+    gumbel = rng.gumbel(size=lab.shape[0])  # the one noise of every random mode (common random numbers)
+    if within == "uniform":
+        return gumbel
     if within == "softmax":
-        return _standardise(values, lab, sizes) / temperature + rng.gumbel(size=m)
-    pos = values > 0  # proportional: Gumbel-top-k on log q; q = 0 rows after all q > 0 rows, shuffled
-    gumbel, u = rng.gumbel(size=m), rng.random(m)
-    key = np.empty(m)
-    key[pos] = np.log(values[pos]) + gumbel[pos]
-    floor = key[pos].min() if pos.any() else 0.0
-    key[~pos] = floor - 1.0 - u[~pos]
+        return _standardise(values, lab, sizes) / temperature + gumbel
+    pos = values > 0  # proportional: Gumbel-top-k on log q; q = 0 rows after all q > 0 rows, in Gumbel order
+    key = gumbel
+    key[pos] += np.log(values[pos])
+    if not pos.all():
+        floor = key[pos].min() if pos.any() else 0.0
+        key[~pos] -= key[~pos].max() - floor + 1.0  # a shift: the zero rows keep their Gumbel order
     return key
 
 

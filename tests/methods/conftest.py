@@ -1,0 +1,35 @@
+"""A real pool for the method tests: dolly_3k embedded (hashing), clustered and scored (heuristic) once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+
+@dataclass(frozen=True)
+class PoolArrays:
+    X: np.ndarray  # (n, d) float32, L2-normalised
+    labels: np.ndarray  # (n,) int
+    centroids: np.ndarray  # (k, d) float32
+    quality: np.ndarray  # (n,) float64
+
+
+@pytest.fixture(scope="module")
+def dolly_arrays(datakit, tmp_path_factory) -> PoolArrays:
+    """dolly_3k (2,996 records) through kmq's own stages at budget 300: hashing vectors, k-means, heuristic."""
+    from kmq.data import read_pool
+    from kmq.pipeline import build_config
+    from kmq.stages import Stages
+
+    path = str(datakit / "dolly_3k" / "dolly_3k.jsonl")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KMQ_CACHE_DIR", str(tmp_path_factory.mktemp("kmq-cache-dolly")))
+        cfg = build_config(None, {"pool": path, "budget": 300, "embed.embedder": "hashing"})
+        stages = Stages(cfg, read_pool(path), False)
+        X = stages.vectors().value
+        labels, centroids = stages.clusters(300).value
+        stages.check_responses()
+        quality = np.asarray(stages.quality().value, dtype=np.float64)
+    return PoolArrays(X=X, labels=labels, centroids=centroids, quality=quality)
