@@ -23,6 +23,7 @@ STAGES = [
     {"embed"},
     {"cluster"},
     {"scorers"},
+    {"shape"},
     {"methods"},
     {"stages"},
     {"pipeline", "selection", "scoring"},

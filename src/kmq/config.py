@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -273,6 +274,22 @@ class SelectConfig(Validated):
 
 
 @dataclass
+class FieldsConfig(Validated):
+    """Which record fields hold the turns, for records no format fits (see :mod:`kmq.data.fields`).
+
+    Mapping a field replaces format detection (``format`` stays ``auto``); ``prompt`` or ``messages`` is
+    needed, not both. The records are kept and written unchanged.
+    """
+
+    prompt: str | None = opt(None, "field with the user's turn, e.g. Question (replaces format detection)")
+    response: str | None = opt(None, "field with the answer, e.g. 'Best Answer' (null or absent: no answer)")
+    system: str | None = opt(None, "field with a system prompt")
+    messages: str | None = opt(
+        None, "field with the turns: [{role, content}], [{from, value}] or strings (user turns, e.g. turns)"
+    )
+
+
+@dataclass
 class RunConfig(Validated):
     """Everything a ``kmq select`` run depends on."""
 
@@ -284,14 +301,19 @@ class RunConfig(Validated):
     split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
     seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
     shuffle: bool = opt(False, "write the subset in a seeded random order (default: the pool's order)")
+    dedup: str = opt(
+        "exact", "none | exact (identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
+    )
     embed: EmbedConfig = opt(factory=EmbedConfig)
     cluster: ClusterConfig = opt(factory=ClusterConfig)
     score: ScoreConfig = opt(factory=ScoreConfig)
     select: SelectConfig = opt(factory=SelectConfig)
+    fields: FieldsConfig = opt(factory=FieldsConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", parse_budget(self.budget))
         super().__post_init__()
+        check_dedup(self.dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -303,6 +325,18 @@ class RunConfig(Validated):
     def updated(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``); None is ignored."""
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
+
+
+_DEDUP = re.compile(r"none|exact|near(:(0?\.[0-9]+))?")
+
+
+def check_dedup(spec: str) -> None:
+    """``dedup`` is ``none``, ``exact`` or ``near[:TAU]`` with 0 < TAU < 1 (see :mod:`kmq.shape.dedup`)."""
+    if not _DEDUP.fullmatch(spec) or spec in ("near:0", "near:.0"):
+        raise InvalidParameterError(
+            "The 'dedup' setting (--dedup) must be none, exact or near[:TAU] with 0 < TAU < 1 (e.g. near:0.95). "
+            f"Got {spec!r} instead."
+        )
 
 
 def parse_budget(budget: Any) -> Any:
@@ -318,7 +352,13 @@ def parse_budget(budget: Any) -> Any:
         ) from None
 
 
-_SECTIONS = {"embed": EmbedConfig, "cluster": ClusterConfig, "score": ScoreConfig, "select": SelectConfig}
+_SECTIONS = {
+    "embed": EmbedConfig,
+    "cluster": ClusterConfig,
+    "score": ScoreConfig,
+    "select": SelectConfig,
+    "fields": FieldsConfig,
+}
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

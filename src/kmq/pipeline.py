@@ -71,7 +71,7 @@ def run_select(
     if pool is None:
         if not cfg.pool:
             raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     n = len(pool)
     budget = resolve_budget(cfg.budget, n)
     logger.info("pool %s: %d records (%s, %s); budget %d; method %s", pool.source, n, pool.format, pool.container,
@@ -88,20 +88,33 @@ def run_select(
         run.check_responses()
         inputs["quality"] = require_scored(run.quality().value, pool.ids, scorer=cfg.score.scorer)
 
+    dup_of = run.duplicates(budget)
+    keep = np.flatnonzero(dup_of < 0)
+    if len(keep) < budget:
+        raise InvalidParameterError(
+            f"The budget ({budget}) is larger than the pool without duplicates ({len(keep)} of {n} records are "
+            f"unique under --dedup {cfg.dedup}). Pass --budget {len(keep)} or less, or --dedup none."
+        )
+    if len(keep) < n:  # the method sees only the kept rows; its picks are mapped back to pool rows
+        inputs = {k: (v if k == "centroids" else v[keep]) for k, v in inputs.items()}
+
     start = time.perf_counter()
     picked = method.fn(
-        n=n, budget=budget, random_state=np.random.default_rng([cfg.seed, STREAM_SELECT]), **inputs, **params
+        n=len(keep), budget=budget, random_state=np.random.default_rng([cfg.seed, STREAM_SELECT]), **inputs, **params
     )
-    idx = np.asarray(picked.indices, dtype=np.int64)
-    if len(idx) != budget or len(np.unique(idx)) != budget or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+    local = np.asarray(picked.indices, dtype=np.int64)
+    if len(local) != budget or len(np.unique(local)) != budget or (
+        len(local) and (local.min() < 0 or local.max() >= len(keep))
+    ):
         raise RuntimeError(
-            f"method {method.name} returned {len(idx)} indices for budget {budget} (bug: please report)"
+            f"method {method.name} returned {len(local)} indices for budget {budget} (bug: please report)"
         )
+    idx = keep[local]
     run.stats["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
     labels = inputs.get("labels")
     if labels is not None:
         k = int(run.stats["cluster"]["n_clusters"])
-        with_picks = len(np.unique(labels[idx]))
+        with_picks = len(np.unique(labels[local]))
         if with_picks < k and budget < k:
             run.warn(
                 f"k={k} clusters but a budget of {budget}: {k - with_picks} clusters get no pick, so the selection "
@@ -112,11 +125,12 @@ def run_select(
     selection = Selection(
         indices=idx,
         ids=[pool.ids[i] for i in idx],
-        clusters=labels[idx] if labels is not None else None,
-        quality=quality[idx] if quality is not None else None,
+        clusters=labels[local] if labels is not None else None,
+        quality=quality[local] if quality is not None else None,
         reason=picked.reason or [method.name] * budget,
         pool=pool,
         config=cfg,
+        duplicates=[(pool.ids[i], pool.ids[j]) for i, j in enumerate(dup_of.tolist()) if j >= 0],
     )
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
     selection.manifest["warnings"] = list(run.warnings)
@@ -215,7 +229,7 @@ def select(
     _check_options(get_method(cfg.select.method), params)
     if is_pool:
         if not isinstance(pool, Pool):
-            pool = read_pool(pool, format=cfg.format, split=cfg.split)
+            pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
         cfg.pool = str(pool.source)
     extra = [config] if isinstance(config, (str, os.PathLike)) else []
     return run_select(
@@ -293,9 +307,9 @@ def choose_k(
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = build_config(config, overrides)
     if not is_pool:
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     elif not isinstance(pool, Pool):
-        pool = read_pool(pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     n_budget = resolve_budget(budget if budget is not None else 0.1, len(pool))
     best, choice = Stages(cfg, pool, show_progress).k(n_budget)
     return KChoice(int(best), choice["table"])

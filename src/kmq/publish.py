@@ -304,7 +304,7 @@ def plan_outputs(
     out: str | os.PathLike | None,
     run_dir: str | os.PathLike | None,
     inputs: Iterable[Path] = (),
-    run_files: Iterable[str] = ("config.yaml", "selection.parquet", "manifest.json"),
+    run_files: Iterable[str] = ("config.yaml", "selection.parquet", "duplicates.parquet", "manifest.json"),
     owned: Iterable[str] = (),
     overwrite: bool = False,
     out_is_kmq: Callable[[Path], bool] | None = None,

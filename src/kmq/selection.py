@@ -58,6 +58,7 @@ class Selection:
     config: RunConfig
     manifest: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -101,6 +102,13 @@ class Selection:
         if getattr(self.config, "shuffle", False):
             rows = np.random.default_rng([self.config.seed, STREAM_SHUFFLE]).permutation(rows)
         return rows
+
+    def duplicates_table(self) -> Any:
+        """``id`` and ``duplicate_of`` of every record deduplication removed (``duplicates.parquet``)."""
+        import pyarrow as pa
+
+        ids, of = zip(*self.duplicates, strict=True) if self.duplicates else ((), ())
+        return pa.table({"id": pa.array(ids, pa.string()), "duplicate_of": pa.array(of, pa.string())})
 
     def table(self) -> Any:
         """The selection as a ``pyarrow.Table`` (the columns of ``selection.parquet``)."""
@@ -152,6 +160,7 @@ class Selection:
             writers = {
                 "config.yaml": lambda p: p.write_text(dump_yaml(redact(self.config.to_dict())), encoding="utf-8"),
                 "selection.parquet": lambda p: pq.write_table(self.table(), p),
+                "duplicates.parquet": lambda p: pq.write_table(self.duplicates_table(), p),
             }
 
         def manifest(outputs: dict[str, Any]) -> dict[str, Any]:

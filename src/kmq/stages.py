@@ -351,6 +351,33 @@ class Stages:
     def scorer(self) -> tuple[Any, str | None]:
         return build_scorer(self.cfg.score, self.cfg.embed, self.source, show_progress=self.show_progress)
 
+    def duplicates(self, budget: int) -> np.ndarray:
+        """``dup_of`` per record under ``dedup`` (-1: kept; else the earlier row it duplicates): see :mod:`kmq.shape`.
+
+        ``near`` compares the clustering embeddings inside each cluster, so it computes the clusters first.
+        """
+        from kmq.shape import exact_duplicates, near_duplicates, parse_dedup
+
+        mode, tau = parse_dedup(self.cfg.dedup)
+        n = len(self.pool)
+        if mode == "none":
+            return np.full(n, -1, dtype=np.int64)
+        start = time.perf_counter()
+        dup_of = exact_duplicates(self.pool.texts("conversation"))
+        exact = int((dup_of >= 0).sum())
+        if mode == "near":
+            labels, _ = self.clusters(budget).value
+            dup_of = near_duplicates(self.vectors().value, labels, tau, dup_of=dup_of)
+        removed = int((dup_of >= 0).sum())
+        self.stats["dedup"] = {
+            "mode": self.cfg.dedup, "records": n, "kept": n - removed, "exact_duplicates": exact,
+            "near_duplicates": removed - exact, "seconds": round(time.perf_counter() - start, 3),
+        }  # fmt: skip
+        if removed:
+            logger.info("dedup %s: %d of %d records are duplicates of earlier ones (%d exact)",
+                        self.cfg.dedup, removed, n, exact)  # fmt: skip
+        return dup_of
+
     def check_responses(self) -> int:
         """Count records with an empty response; warn, and refuse when all are empty and the scorer reads them.
 

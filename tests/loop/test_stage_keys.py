@@ -34,7 +34,8 @@ def test_old_run_folders_without_stage_keys_still_resume(pool_file, tmp_path, ca
     run = tmp_path / "s.jsonl.kmq-run"
     marker = run / "DONE-prepare"
     done = json.loads(marker.read_text())
-    done["settings"].pop("stage_keys")  # as kmq before stage keys wrote it
+    done["settings"].pop("stage_keys")  # as kmq before stage keys (and deduplication) wrote it
+    done["settings"].pop("dedup")
     from kmq.cache import digest
 
     done["digest"] = digest("kmq-iterate-step-v1", "prepare", done["settings"], {})

@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
+    setting(p, C, "dedup", "--dedup")
     p.add_argument("--restart-from", default=None, metavar="STEP",
                    help="delete STEP (prepare, rNN-select|train|generate|judge|reweight) and all later")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the plan (rounds, sizes, work) and write nothing")

@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
+    setting(p, C, "dedup", "--dedup")
     setting(p, C, "select.method", "--method", help="kmq (default) | random | kmeans-random | kmeans-closest | "
             "kcenter | deita | qdit | top-quality")  # fmt: skip
     g = p.add_argument_group("clustering")
@@ -125,6 +126,12 @@ def summary(sel) -> list[str]:
     ]
     for view, st in m["stages"].get("embed", {}).items():
         lines.append(f"embedder  {st['embedder']} on {view}s: " + _embed_counts(st))
+    dd = m["stages"].get("dedup")
+    if dd and dd["records"] != dd["kept"]:
+        lines.append(
+            f"dedup     {dd['mode']}: {dd['records'] - dd['kept']} of {dd['records']} records are duplicates "
+            f"({dd['exact_duplicates']} exact), not candidates; listed in duplicates.parquet"
+        )
     sc = m["stages"].get("score")
     if sc:
         extra = f" (relevance encoder {sc['relevance_encoder']})" if sc.get("relevance_encoder") else ""

@@ -26,12 +26,14 @@ from typing import Any, Literal
 from kmq.config import (
     ClusterConfig,
     EmbedConfig,
+    FieldsConfig,
     RunConfig,
     ScoreConfig,
     SelectConfig,
     Validated,
     apply_overrides,
     build_dataclass,
+    check_dedup,
     dump_yaml,
     opt,
     parse_budget,
@@ -125,6 +127,9 @@ class IterateConfig(Validated):
     split: str | None = opt(None, "split of a Hugging Face dataset (None: train)")
     seed: int = opt(0, "one seed for every random choice", min=0, max=2**63 - 1, flag="--seed")
     shuffle: bool = opt(False, "write the subset in a seeded random order (default: the pool's order)")
+    dedup: str = opt(
+        "exact", "none | exact (identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
+    )
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -133,10 +138,12 @@ class IterateConfig(Validated):
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: ScoreConfig = field(default_factory=_judge_default)
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    fields: FieldsConfig = opt(factory=FieldsConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", parse_budget(self.budget))
         super().__post_init__()
+        check_dedup(self.dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,9 +160,10 @@ class IterateConfig(Validated):
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
         return RunConfig(
             pool=self.pool, budget=self.budget, format=self.format, split=self.split, seed=self.seed,
-            shuffle=self.shuffle,
+            shuffle=self.shuffle, dedup=self.dedup,
             embed=self.embed, cluster=self.cluster, score=self.score,
             select=SelectConfig(method="kmq", params=dict(self.select.params)),
+            fields=self.fields,
         )  # fmt: skip
 
 
@@ -168,6 +176,7 @@ _SECTIONS: dict[str, type] = {
     "generate": GenerateConfig,
     "judge": ScoreConfig,
     "reweight": ReweightConfig,
+    "fields": FieldsConfig,
 }
 
 

@@ -78,6 +78,7 @@ class _Loop:
         self.rd = RunDir(cfg.run_dir or "")
         self.steps: dict[str, StepResult] = {}
         self.picked: list[np.ndarray] = []
+        self.dup_of: np.ndarray | None = None  # from prepare (None: a run folder from before deduplication)
         p = {"allocation": "equal", "within": "softmax", "temperature": 1.0, **cfg.select.params}
         self.allocation, self.within, self.kmq_temperature = p["allocation"], p["within"], float(p["temperature"])
 
@@ -100,6 +101,7 @@ class _Loop:
         # the stages' own keys: they change when a model folder, a scorer's identity or the vectors change
         x_key = run.source.key(self.pool, e.embed_on)
         legacy = dict(settings)  # run folders of kmq before stage keys: accepted when everything else matches
+        settings["dedup"] = cfg.dedup  # (such folders keep their pool as it was: no duplicates removed)
         settings["stage_keys"] = {
             "clusters": cluster_identity(x_key, c, self.budget, seed=cfg.seed),
             "quality": quality_key(self.pool, run.scorer()[0]),
@@ -109,12 +111,22 @@ class _Loop:
             labels, _ = run.clusters(self.budget).value
             run.check_responses()
             quality = require_scored(run.quality().value, self.pool.ids, scorer=s.scorer)
+            dup_of = run.duplicates(self.budget)
+            kept = int((dup_of < 0).sum())
+            if kept < self.budget:
+                raise InvalidParameterError(
+                    f"The budget ({self.budget}) is larger than the pool without duplicates ({kept} of "
+                    f"{len(dup_of)} records are unique under --dedup {cfg.dedup}). Pass --budget {kept} or less."
+                )
             k = int(run.stats["cluster"]["n_clusters"])
-            save_arrays(tmp / "arrays", {"k": k}, labels=labels.astype(np.int64), quality=quality)
-            return {"k": k, **{name: run.stats[name] for name in ("cluster", "score")}, "warnings": run.warnings}
+            save_arrays(tmp / "arrays", {"k": k}, labels=labels.astype(np.int64), quality=quality, dup_of=dup_of)
+            stats = {name: run.stats[name] for name in ("cluster", "score", "dedup") if name in run.stats}
+            return {"k": k, **stats, "warnings": run.warnings}
 
         res = self._run("prepare", settings, {}, compute, legacy=legacy)
         self.labels, self.quality = load_arrays(res.folder / "arrays", "labels", "quality")
+        arrays = res.folder / "arrays"
+        self.dup_of = load_arrays(arrays, "dup_of")[0] if (arrays / "dup_of.npy").is_file() else None
         self.k = int(res.marker["stats"]["k"])
         from kmq.methods.allocate import cluster_weights
 
@@ -137,7 +149,7 @@ class _Loop:
         weights = self.weights.copy()
 
         def compute(tmp: Path) -> dict[str, Any]:
-            available = ~taken
+            available = ~taken if self.dup_of is None else ~taken & (self.dup_of < 0)  # duplicates never drawn
             capacity = np.bincount(self.labels[available], minlength=self.k)
             counts, astats = allocate_budget_with_stats(capacity, self.prior * weights, size)
             rng = np.random.default_rng([cfg.seed, STREAM_ITERATE, r])
@@ -374,6 +386,9 @@ def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: Outp
         indices=idx, ids=[pool.ids[i] for i in idx], clusters=clusters, quality=loop.quality[idx],
         reason=[f"round {r}: cluster {c}, {loop.within} draw" for r, c in pairs],
         pool=pool, config=cfg, rounds=rounds,
+        duplicates=[] if loop.dup_of is None else [
+            (pool.ids[i], pool.ids[j]) for i, j in enumerate(loop.dup_of.tolist()) if j >= 0
+        ],
     )  # fmt: skip
     sel.manifest = _manifest(cfg, pool, loop, sel, t0)
     sel.publish(out=cfg.out, run_dir=cfg.run_dir, plan=outputs)
@@ -434,7 +449,7 @@ def _setup(cfg: IterateConfig, pool: Any) -> tuple[Any, int, Plan]:
 
         if not cfg.pool:
             raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     budget = resolve_budget(cfg.budget, len(pool))
     plan = make_plan(cfg, len(pool), budget)
     check_base_model(cfg)
