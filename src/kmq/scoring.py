@@ -207,7 +207,7 @@ def score(
             f"{', '.join(EXPLAIN_SCORERS)} has them. Drop --explain, or pass --scorer heuristic."
         )
     if is_pool and not isinstance(pool, Pool):
-        pool = read_pool(pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     inputs = input_paths(cfg.pool if not is_pool else pool.source, cfg.embed.embedder, cfg.score.relevance_embedder,
                          *([config] if isinstance(config, (str, os.PathLike)) else []))  # fmt: skip
     plan = None
@@ -215,7 +215,7 @@ def score(
         out = Path(out)
         plan = _plan(out, inputs, overwrite)
     if not is_pool:
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split)
+        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
     run = Stages(cfg, pool, show_progress)
     run.check_responses()
     values, features = run.quality(explain=True).value if explain else (run.quality().value, {})

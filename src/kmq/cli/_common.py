@@ -14,6 +14,9 @@ def add_pool_options(p: argparse.ArgumentParser, config: type) -> None:
     )  # fmt: skip
     setting(p, config, "format", "--format")
     setting(p, config, "split", "--split")
+    g = p.add_argument_group("field mapping (for records no --format fits; the subset keeps the input's fields)")
+    for role in ("prompt", "response", "system", "messages"):
+        setting(g, config, f"fields.{role}", f"--{role}-field", metavar="FIELD")
 
 
 def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sections: tuple[str, ...] = ()) -> None:

@@ -8,6 +8,7 @@
 ('<list of 1 records>', 'memory')
 """
 
+from kmq.data.fields import FieldMap
 from kmq.data.formats import FORMATS
 from kmq.data.io import read_pool, source_container
 from kmq.data.pool import VIEWS, Pool
@@ -17,6 +18,7 @@ __all__ = [
     "FORMATS",
     "OUTPUT_CONTAINERS",
     "VIEWS",
+    "FieldMap",
     "Pool",
     "check_output_path",
     "output_container",

@@ -60,7 +60,7 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # JSON strings (skipped) a
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_pool(source: Any, *, format: str = "auto", split: str | None = None) -> Pool:
+def read_pool(source: Any, *, format: str = "auto", split: str | None = None, fields: Any = None) -> Pool:
     """Read an instruction pool and normalize every record to chat messages.
 
     Parameters
@@ -73,6 +73,11 @@ def read_pool(source: Any, *, format: str = "auto", split: str | None = None) ->
         Record format; "auto" detects it from the fields of the first record (see :mod:`kmq.data.formats`).
     split : str or None, default None
         Split of a DatasetDict (folder, hub dataset or in memory); None means ``"train"``. Ignored otherwise.
+    fields : FieldMap, mapping or None, default None
+        Which record fields hold the prompt, response, system prompt or turns, for records no format fits:
+        ``FieldMap(prompt="Question", response="Best Answer")``, the same as a mapping, or the config's
+        ``fields`` section (see :mod:`kmq.data.fields`). It replaces format detection (``format`` must stay
+        "auto"); the records are kept and written unchanged.
 
     Returns
     -------
@@ -85,20 +90,21 @@ def read_pool(source: Any, *, format: str = "auto", split: str | None = None) ->
         ``source`` does not exist (or the hub dataset cannot be loaded).
     DataFormatError
         Unsupported extension, malformed JSON (file and line), a record that does not fit the format
-        (file, line or record, field, what was expected), or an undetectable format.
+        (file, line or record, field, what was expected), an undetectable format, or a mapped field that no
+        record has (the file and the fields it does have).
     EmptyPoolError
         The input has no records.
     InvalidParameterError
-        ``source`` is none of the types above.
+        ``source`` is none of the types above, or ``fields`` is malformed or given with a ``format``.
     """
     if not isinstance(source, (str, os.PathLike)):
         if is_in_memory(source):
-            return read_memory(source, format=format, split=split)
+            return read_memory(source, format=format, split=split, fields=fields)
         raise InvalidParameterError(
             f"The 'source' parameter of read_pool must be a path, a hub dataset name, a list of dicts, a pandas "
             f"DataFrame or a datasets.Dataset. Got {type(source).__module__}.{type(source).__qualname__} instead."
         )
-    builder = PoolBuilder(str(source), format)
+    builder = PoolBuilder(str(source), format, fields=fields)
     path = Path(source)
     if path.is_dir():
         return _read_hf_disk(path, builder, split)

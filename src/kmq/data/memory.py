@@ -42,12 +42,13 @@ def is_in_memory(source: Any) -> bool:
     return isinstance(source, (list, tuple)) or _is_dataframe(source) or isinstance(source, _dataset_types())
 
 
-def read_memory(source: Any, *, format: str = "auto", split: str | None = None) -> Pool:
-    """Build a :class:`Pool` from an in-memory ``source`` (module docstring); ``split`` is for a DatasetDict."""
+def read_memory(source: Any, *, format: str = "auto", split: str | None = None, fields: Any = None) -> Pool:
+    """Build a :class:`Pool` from an in-memory ``source`` (module docstring); ``split`` is for a DatasetDict,
+    ``fields`` maps record fields to turns (:class:`~kmq.data.fields.FieldMap`)."""
     if isinstance(source, (list, tuple)):
-        return _from_records(source, f"<{type(source).__name__} of {len(source)} records>", format)
+        return _from_records(source, f"<{type(source).__name__} of {len(source)} records>", format, fields)
     if _is_dataframe(source):
-        return _from_dataframe(source, format)
+        return _from_dataframe(source, format, fields)
     datasets = sys.modules["datasets"]
     name = f"<datasets.Dataset {source.num_rows} rows>" if isinstance(source, datasets.Dataset) else None
     if name is None:  # a DatasetDict
@@ -59,24 +60,24 @@ def read_memory(source: Any, *, format: str = "auto", split: str | None = None) 
             )
         source = source[split]
         name = f"<datasets.DatasetDict[{split!r}] {source.num_rows} rows>"
-    return _from_dataset(source, PoolBuilder(name, format))
+    return _from_dataset(source, PoolBuilder(name, format, fields=fields))
 
 
-def _from_records(records: list | tuple, name: str, format: str) -> Pool:
-    builder, digest = PoolBuilder(name, format), hashlib.sha256()
+def _from_records(records: list | tuple, name: str, format: str, fields: Any = None) -> Pool:
+    builder, digest = PoolBuilder(name, format, fields=fields), hashlib.sha256()
     for i, record in enumerate(records):
         builder.add(record, i)
         digest.update(canonical_bytes(record))
     return builder.build(container="memory", content_hash=digest, store=ListStore(list(records)))
 
 
-def _from_dataframe(frame: Any, format: str) -> Pool:
+def _from_dataframe(frame: Any, format: str, fields: Any = None) -> Pool:
     name = f"<DataFrame {frame.shape[0]}x{frame.shape[1]}>"
     if not frame.columns.is_unique:
         repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise DataFormatError(f"{name}: the columns {repeated} occur more than once; make the column names unique.")
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return _from_records(records, name, format)
+    return _from_records(records, name, format, fields)
 
 
 def _from_dataset(dataset: Any, builder: PoolBuilder) -> Pool:

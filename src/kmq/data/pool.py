@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kmq.data.fields import FieldMap, MissingFieldError
 from kmq.data.formats import FORMATS, LONE_SURROGATE, Turn, detect_format, to_messages, undetectable
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, invalid_parameter
 
@@ -51,8 +52,10 @@ class Pool:
         Where ``ids`` came from.
     messages : list of list of dict, length n
         Normalized turns ``{"role": "system" | "user" | "assistant", "content": str}`` per record.
-    format : {"messages", "sharegpt", "alpaca", "prompt_completion"}
-        The record format that was detected or forced.
+    format : {"messages", "sharegpt", "alpaca", "prompt_completion", "fields"}
+        The record format that was detected or forced; ``"fields"`` when the turns come from mapped fields.
+    field_map : FieldMap or None
+        The mapped fields (:mod:`kmq.data.fields`), None when a format was detected or forced.
     container : str
         ``"jsonl"``, ``"jsonl.gz"``, ``"json"``, ``"json.gz"``, ``"parquet"``, ``"csv"``, ``"hf_disk"``,
         ``"hf_hub"`` or ``"memory"`` (records, a DataFrame or a ``datasets.Dataset`` given in memory, and
@@ -86,6 +89,7 @@ class Pool:
         store: RecordStore,
         id_source: str = "position",
         layout: dict[str, Any] | None = None,
+        field_map: FieldMap | None = None,
     ) -> None:
         self.ids = ids
         self.messages = messages
@@ -94,12 +98,18 @@ class Pool:
         self.source = source
         self.fingerprint = fingerprint
         self.id_source = id_source
+        self.field_map = field_map
         self._store = store
         self._layout = layout or {}
 
     @classmethod
     def from_records(
-        cls, records: Sequence[Mapping[str, Any]], *, format: str = "auto", source: str = "<records>"
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        format: str = "auto",
+        source: str = "<records>",
+        fields: FieldMap | Mapping[str, str | None] | None = None,
     ) -> Pool:
         """Build an in-memory pool from raw records (JSON values), detecting their format like :func:`read_pool`.
 
@@ -111,8 +121,10 @@ class Pool:
             Force a format instead of detecting it from the first record.
         source : str, default "<records>"
             Name used in error messages.
+        fields : FieldMap or mapping, optional
+            Which fields hold the prompt, response, system prompt or turns, instead of a format.
         """
-        builder = PoolBuilder(source, format)
+        builder = PoolBuilder(source, format, fields=fields)
         digest = hashlib.sha256()
         for i, record in enumerate(records):
             builder.add(record, i)
@@ -282,15 +294,22 @@ def _stat_key(path: Path) -> tuple[int, int]:
 class PoolBuilder:
     """Accumulate records one by one: detect the format once, convert and validate each, collect ids and fields."""
 
-    def __init__(self, source: str, format: str = "auto", *, unit: str = "record") -> None:
+    def __init__(self, source: str, format: str = "auto", *, unit: str = "record", fields: Any = None) -> None:
         if format != "auto" and format not in FORMATS:
             raise invalid_parameter("format", "read_pool", f"one of {['auto', *FORMATS]}", format)
+        self.field_map = FieldMap.coerce(fields)
+        if self.field_map is not None and format != "auto":
+            raise InvalidParameterError(
+                f"format={format!r} (--format) and mapped fields ({self.field_map}) both say how to read the "
+                "records; pass one of them."
+            )
         self.source = source
         self.unit = unit
-        self.format = None if format == "auto" else format
+        self.format = "fields" if self.field_map is not None else None if format == "auto" else format
         self.messages: list[list[Turn]] = []
         self.raw_ids: list[str] | None = []
         self.fields: dict[str, None] = {}
+        self._missing: tuple[str, MissingFieldError] | None = None  # the first record without its mapped field
 
     def add(self, record: Any, at: int) -> None:
         """Convert one raw record; ``at`` is its 1-based line (unit "line") or 0-based index (unit "record")."""
@@ -303,12 +322,25 @@ class PoolBuilder:
             if self.format is None:
                 raise undetectable(self.source, record)
         try:
-            self.messages.append(to_messages(record, self.format))
+            if self.field_map is not None:
+                self.messages.append(self.field_map.to_messages(record))
+            else:
+                self.messages.append(to_messages(record, self.format))
+        except MissingFieldError as err:
+            if err.name in self.fields:  # other records have it: this one is at fault
+                raise self._record_error(record, at, err) from err
+            if self._missing is None:  # perhaps no record has it: decided in build
+                self._missing = (self._record_error(record, at, err), err)
+            self.messages.append([])
         except DataFormatError as err:
-            rid = record.get("id")
-            where = f"{self.source} {self.unit} {at}" + ("" if rid is None else f" (id {rid!r})")
-            raise DataFormatError(f"{where}, {self.format} format: {err}") from err
+            raise self._record_error(record, at, err) from err
         self._note_fields(record)
+
+    def _record_error(self, record: dict[str, Any], at: int, err: DataFormatError) -> DataFormatError:
+        rid = record.get("id")
+        where = f"{self.source} {self.unit} {at}" + ("" if rid is None else f" (id {rid!r})")
+        how = f"mapped fields {self.field_map}" if self.field_map is not None else f"{self.format} format"
+        return DataFormatError(f"{where}, {how}: {err}")
 
     def _note_fields(self, record: dict[str, Any]) -> None:
         for key in record:
@@ -326,8 +358,14 @@ class PoolBuilder:
         n = len(self.messages)
         if n == 0:
             raise EmptyPoolError(f"{self.source} has no records; a pool needs at least one.")
+        if self.field_map is not None:
+            self.field_map.check_seen(self.source, self.fields)
+            if self._missing is not None:
+                raise self._missing[0] from self._missing[1]
         ids, id_source = self._ids(n)
         content_hash.update(f"\0format={self.format}".encode())
+        if self.field_map is not None:
+            content_hash.update(f"\0fields={self.field_map}".encode())
         return Pool(
             ids=ids,
             messages=self.messages,
@@ -338,6 +376,7 @@ class PoolBuilder:
             store=store,
             id_source=id_source,
             layout=layout,
+            field_map=self.field_map,
         )
 
     def _ids(self, n: int) -> tuple[list[str], str]:

@@ -96,7 +96,7 @@ def iterate(
         if not isinstance(pool, Pool):
             from kmq.data import read_pool
 
-            pool = read_pool(pool, format=cfg.format, split=cfg.split)
+            pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
         cfg.pool = str(pool.source)
     return run_iterate(
         cfg,
