@@ -1,4 +1,4 @@
-"""Tests of the QDIT baseline (``qdit``): greedy (1 - a) * FL / n + a * mean z."""
+"""Tests of the QDIT baseline (``qdit``): greedy (1 - a) * C / ΔC + a * Z / ΔZ (mean coverage, mean z, ranges)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from kmq.errors import InvalidParameterError
 from kmq.methods import get_method
 from kmq.methods._arrays import zscore
 from kmq.methods.qdit import knn_graph, qdit_greedy, qdit_objective
-from naive_references import naive_qdit
+from naive_references import naive_qdit, naive_qdit_weights
 
 
 def circle(degrees) -> np.ndarray:
@@ -23,11 +23,11 @@ def blobs(n, d=8, k=6, spread=0.4, seed=0) -> np.ndarray:
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
 
 
-def naive_objective(X, quality, picked, alpha):
-    """F(S) = (1 - alpha) * sum_v max(0, max_s cos(v, s)) / n + alpha * mean_s z(s), from scratch."""
+def naive_objective(X, quality, picked, w_cov, w_q):
+    """F(S) = w_cov * sum_v max(0, max_s cos(v, s)) / n + w_q * mean_s z(s), from scratch."""
     S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
     z = (quality - quality.mean()) / quality.std()
-    return (1 - alpha) * S[:, picked].max(axis=1).sum() / len(X) + alpha * z[picked].mean()
+    return w_cov * S[:, picked].max(axis=1).sum() / len(X) + w_q * z[picked].mean()
 
 
 def run(X, quality, budget, seed=0, **params):
@@ -42,13 +42,24 @@ def test_hand_worked_circle():
     # coverage gains (sim = max(cos, 0)): row 2 (10 deg) covers 0-10 deg and part of 90 -> first;
     # then 180 covers only itself (gain 1) vs 90 (1 - cos 80 = 0.83)
     assert run(X, np.zeros(5), 2, alpha=0.0).indices.tolist() == [2, 4]
-    # with quality, alpha = 1 is top quality; alpha = 0.5 trades: the best row (4) first, then row 2
-    quality = np.array([0.0, 0.0, 0.0, 0.0, 5.0])
-    assert run(X, quality, 2, alpha=1.0).indices.tolist() == [4, 0]
-    picked = run(X, quality, 2, alpha=0.5)
-    assert picked.indices.tolist() == [4, 2]
-    assert picked.stats["objective"] == pytest.approx(naive_objective(X, quality, [4, 2], 0.5), abs=1e-6)
-    assert picked.reason[0] == "qdit: greedy gain 0.6"  # 0.5 * 1 / 5 (covers itself) + 0.5 * 2 / 2 (z = 2)
+    # row 3 (90 deg) is the best: alpha = 1 is top quality, [3, 0] (ties to the lower row)
+    quality = np.array([0.0, 0.0, 0.0, 5.0, 0.0])
+    assert run(X, quality, 2, alpha=1.0).indices.tolist() == [3, 0]
+    # ranges: D = [2, 4] covers (4 + cos 10 + cos 5 + cos 80) / 5, T = [3, 0] covers cos 80 / 5 less, so
+    # ΔC = cos 80 / 5; z = [-.5, -.5, -.5, 2, -.5] gives Z(T) = 0.75, Z(D) = -0.5, ΔZ = 1.25. After row 2, row 3
+    # gains (1 - a)(1 - cos 80) / cos 80 + 0.8 a and row 4 gains (1 - a) / cos 80 - 0.2 a: row 3 wins iff a > 0.5
+    for alpha, second in ((0.3, 4), (0.45, 4), (0.55, 3), (0.7, 3)):
+        picked = run(X, quality, 2, alpha=alpha)
+        assert picked.indices.tolist() == [2, second]
+        c80 = np.cos(np.deg2rad(80))
+        assert picked.stats["coverage_range"][1] - picked.stats["coverage_range"][0] == pytest.approx(c80 / 5)
+        assert picked.stats["quality_range"] == pytest.approx([-0.5, 0.75])
+        weights = ((1 - alpha) / (c80 / 5), alpha / 1.25)
+        assert picked.stats["objective"] == pytest.approx(naive_objective(X, quality, [2, second], *weights))
+        assert naive_qdit(X, quality, 2, alpha) == [2, second]
+    first = run(X, quality, 2, alpha=0.7).reason[0]  # 0.3 / ΔC * C({2}) + 0.56 * z_2 / 2
+    gain = 0.3 / (np.cos(np.deg2rad(80)) / 5) * (1 + np.cos(np.deg2rad(10)) + np.cos(np.deg2rad(5)) + c80) / 5
+    assert first == f"qdit: greedy gain {gain - 0.56 * 0.25:.4g}"
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8])
@@ -59,10 +70,12 @@ def test_exact_mode_matches_naive_reference(global_random_seed, alpha):
     indices, gains, stats = qdit_greedy(X, quality, 25, alpha=alpha, mode="exact")
     ref = naive_qdit(X, quality, 25, alpha)
     assert indices.tolist() == ref
-    exact = qdit_objective(X, zscore(quality), indices, alpha)["objective"]
-    assert exact == pytest.approx(naive_objective(X, quality, ref, alpha), abs=1e-9)
-    assert stats["objective"] == pytest.approx(exact, abs=1e-6)
-    assert gains.sum() == pytest.approx(exact, abs=1e-6)  # greedy gains add up to F(S)
+    weights = naive_qdit_weights(X, quality, 25, alpha)
+    assert [stats["weights"]["coverage"], stats["weights"]["quality"]] == pytest.approx(weights, rel=1e-5)
+    exact = qdit_objective(X, zscore(quality), indices, alpha, ranges=stats if 0 < alpha < 1 else None)["objective"]
+    assert exact == pytest.approx(naive_objective(X, quality, ref, *weights), rel=1e-5)
+    assert stats["objective"] == pytest.approx(exact, rel=1e-6)
+    assert gains.sum() == pytest.approx(exact, rel=1e-6)  # greedy gains add up to F(S)
 
 
 def test_alpha_one_is_top_quality():
@@ -70,7 +83,7 @@ def test_alpha_one_is_top_quality():
     X, quality = blobs(100), rng.normal(size=100)
     top = get_method("top-quality").fn(n=100, budget=30, random_state=None, quality=quality)
     for mode in ("exact", "sparse"):  # stochastic only sees a random sample per step
-        assert sorted(run(X, quality, 30, alpha=1.0, mode=mode).indices.tolist()) == sorted(top.indices.tolist())
+        assert run(X, quality, 30, alpha=1.0, mode=mode).indices.tolist() == top.indices.tolist()  # same order
 
 
 def test_sparse_with_a_complete_graph_equals_exact():
@@ -87,9 +100,10 @@ def test_approximate_modes_are_close_to_exact_on_clustered_data(mode, ratio):
     rng = np.random.default_rng(0)
     X, quality = blobs(600, d=16, k=12, spread=0.3), rng.normal(size=600)
     z = zscore(quality)
-    exact = qdit_objective(X, z, run(X, quality, 60, mode="exact").indices, 0.5)["objective"]
+    reference = run(X, quality, 60, mode="exact")  # both scored under the exact run's objective (its ranges)
+    exact = qdit_objective(X, z, reference.indices, 0.5, ranges=reference.stats)["objective"]
     approx = run(X, quality, 60, mode=mode, n_neighbors=16)
-    assert qdit_objective(X, z, approx.indices, 0.5)["objective"] >= ratio * exact
+    assert qdit_objective(X, z, approx.indices, 0.5, ranges=reference.stats)["objective"] >= ratio * exact
     assert approx.stats["fl_on"] == "knn graph"
 
 
@@ -158,11 +172,22 @@ def test_uncached_exact_gains_give_the_same_selection(monkeypatch):
 
     rng = np.random.default_rng(2)
     X, quality = blobs(200), rng.normal(size=200)
-    cached = qdit_greedy(X, quality, 30, mode="exact")
+    bonus, w_fl = 0.5 * zscore(quality) / 30, 0.5 / 200
+    cached = qdit_module._lazy_greedy_array(qdit_module._DenseGains(X), bonus, w_fl, 30, 8)
+    full = qdit_greedy(X, quality, 30, mode="exact")
     monkeypatch.setattr(qdit_module, "CACHE_MAX_N", 0)
-    chunked = qdit_greedy(X, quality, 30, mode="exact")
-    assert chunked[0].tolist() == cached[0].tolist()
-    assert chunked[2]["objective"] == pytest.approx(cached[2]["objective"], abs=1e-6)  # float32 coverage
+    engine = qdit_module._DenseGains(X)
+    assert engine.S is None
+    chunked = qdit_module._lazy_greedy_array(engine, bonus, w_fl, 30, 8)
+    assert chunked[0].tolist() == cached[0].tolist()  # same gains, same weights: the same greedy
+    np.testing.assert_allclose(chunked[1], cached[1], rtol=1e-5)
+    # the whole run: the pure facility-location calibration has near-ties that float32 rounding (X[c] @ X.T
+    # against X @ X.T) may break the other way, which moves the quality range; the objective stays put
+    other = qdit_greedy(X, quality, 30, mode="exact")
+    assert np.intersect1d(other[0], full[0]).size >= 27
+    z = zscore(quality)
+    same_ranges = qdit_objective(X, z, other[0], 0.5, ranges=full[2])["objective"]
+    assert same_ranges == pytest.approx(qdit_objective(X, z, full[0], 0.5, ranges=full[2])["objective"], rel=1e-3)
 
 
 def test_exact_mode_breaks_ties_like_the_naive_loop():
@@ -170,8 +195,10 @@ def test_exact_mode_breaks_ties_like_the_naive_loop():
     X = np.repeat(blobs(40, seed=3), 3, axis=0)
     quality = np.repeat(np.random.default_rng(3).normal(size=40), 3)
     for budget in (1, 10, 60):
-        indices = qdit_greedy(X, quality, budget, mode="exact")[0]
-        assert indices.tolist() == naive_qdit(X, quality, budget, 0.5)
+        # alpha != 0.5: at 0.5 the two endpoint selections score the same by construction (F(D) = F(T)),
+        # so with budget 1 the first step is an exact tie between them that float rounding decides
+        indices = qdit_greedy(X, quality, budget, alpha=0.3, mode="exact")[0]
+        assert indices.tolist() == naive_qdit(X, quality, budget, 0.3)
 
 
 @pytest.mark.parametrize("batch", [1, 3, 8, 64])
@@ -194,3 +221,37 @@ def test_graph_partition_is_seeded_by_the_random_state():
     a, b = (run(X, quality, 5, seed=s, mode="sparse", n_neighbors=4) for s in (1, 2))
     assert a.stats["n_cells"] > 1  # above 4,096 rows the graph is built on a partition
     assert a.stats["mean_candidates"] != b.stats["mean_candidates"]  # another seed, another partition
+
+
+# On a real pool (dolly_3k, hashing vectors, heuristic quality): the default alpha must trade, not rank by quality.
+
+
+def test_default_alpha_trades_coverage_for_quality_on_a_real_pool(dolly_arrays):
+    X, quality, b = dolly_arrays.X, dolly_arrays.quality, 300
+    top = get_method("top-quality").fn(n=len(X), budget=b, random_state=None, quality=quality).indices
+    picked = run(X, quality, b)  # the registered default alpha
+    assert picked.stats["alpha"] == 0.5
+    # before: 296 of 300 shared with top-quality (quality's per-pick gains were ~25x coverage's)
+    assert np.intersect1d(picked.indices, top).size < 0.8 * b
+    # both terms act: strictly inside both ranges, away from either endpoint
+    (c_top, c_div), (z_div, z_top) = picked.stats["coverage_range"], picked.stats["quality_range"]
+    assert c_top + 0.2 * (c_div - c_top) < picked.stats["coverage"] < c_div
+    assert z_div + 0.2 * (z_top - z_div) < picked.stats["quality"] < z_top
+    # alpha = 1 is top-quality in its order; alpha = 0 is the calibration's facility-location run
+    assert run(X, quality, b, alpha=1.0).indices.tolist() == top.tolist()
+    diverse = run(X, quality, b, alpha=0.0)
+    assert diverse.stats["coverage"] == pytest.approx(c_div, abs=1e-9)
+    assert diverse.stats["quality"] == pytest.approx(z_div, abs=1e-12)
+
+
+def test_alpha_zero_is_facility_location_greedy_on_a_real_pool(dolly_arrays):
+    # each of the first picks has the largest float64 facility-location gain of all unpicked rows
+    X = dolly_arrays.X
+    picks = run(X, dolly_arrays.quality, 15, alpha=0.0).indices.tolist()
+    S = np.maximum(X.astype(np.float64) @ X.astype(np.float64).T, 0.0)
+    cover = np.zeros(len(X))
+    for step, x in enumerate(picks):
+        gains = np.maximum(S - cover, 0.0).sum(axis=1)
+        gains[picks[:step]] = -np.inf
+        assert gains[x] >= gains.max() * (1 - 1e-6), step
+        cover = np.maximum(cover, S[x])

@@ -2,22 +2,30 @@
 
 QDIT greedily maximises
 
-    F(S) = (1 - alpha) · FL(S) / n  +  alpha · Σ_{s in S} z(s) / b
+    F(S) = (1 - alpha) · C(S) / ΔC  +  alpha · Z(S) / ΔZ
 
-- ``FL(S) = Σ_{v in pool} max_{s in S} sim(v, s)`` is facility location with ``sim = max(cos, 0)``
-  and ``max over the empty set = 0``. Facility location needs non-negative similarities to be monotone
-  submodular; clipping at 0 keeps cosine's scale (1 = same direction) and says "an opposite row covers
-  nothing", and it is also what a sparse nearest-neighbour graph assumes for the pairs it drops, so the
-  exact and sparse modes optimise the same function up to that truncation. (The affine ``(1 + cos) / 2``
-  would keep negative cosines but gives every absent graph edge 0.5, which a sparse graph cannot represent.)
-- ``z`` is the quality standardised over the pool (z-score), so ``alpha`` does not depend on the scorer's
-  units (for a fixed budget, ``Σ z`` ranks subsets exactly as ``Σ q`` does).
-- Both terms are normalised to O(1): ``FL / n`` is the mean coverage in [0, 1] and ``Σ z / b`` is the
-  mean z-score of the selection. Unnormalised, FL grows with n while ``Σ q`` grows with b, and any fixed
-  alpha would mean something different for every pool and budget. With this scaling every greedy step's
-  two gains are of the same order (``ΔFL / n`` and ``z / b`` both average ~1/b), ``alpha = 0`` is pure
-  facility location, ``alpha = 1`` is exactly ``top-quality``, and the default ``alpha = 0.5`` weighs
-  coverage and mean quality equally. The paper does not state QDIT's alpha (paper.md §2.7).
+- ``C(S) = FL(S) / n`` is the mean coverage, with ``FL(S) = Σ_{v in pool} max_{s in S} sim(v, s)`` the
+  facility location, ``sim = max(cos, 0)`` and ``max over the empty set = 0``. Facility location needs
+  non-negative similarities to be monotone submodular; clipping at 0 keeps cosine's scale (1 = same
+  direction) and says "an opposite row covers nothing", and it is also what a sparse nearest-neighbour
+  graph assumes for the pairs it drops, so the exact and sparse modes optimise the same function up to
+  that truncation. (The affine ``(1 + cos) / 2`` would keep negative cosines but gives every absent graph
+  edge 0.5, which a sparse graph cannot represent.)
+- ``Z(S)`` is the mean z-score of the selection (quality standardised over the pool, so the scorer's
+  units do not matter; for a fixed budget ``Σ z`` ranks subsets exactly as ``Σ q`` does).
+- ``ΔC`` and ``ΔZ`` are the ranges the two terms can span at this budget, between the two endpoint
+  selections: the pure facility-location greedy ``D`` (alpha = 0, run first with the same mode) and the
+  ``b`` best rows ``T`` (alpha = 1, ``top-quality``): ``ΔC = C(D) - C(T)`` and ``ΔZ = Z(T) - Z(D)``.
+  So ``alpha`` weighs fractions of what is achievable: at 0.5, giving up 10% of the coverage range is
+  worth it only for more than 10% of the quality range. Without the ranges (the earlier objective,
+  ``(1 - alpha) · C + alpha · Z``) a pick's coverage gain is of order ``ΔC / b`` and its quality gain of
+  order ``ΔZ / b`` with ``ΔZ / ΔC`` ~ 25 on dolly_3k, so every alpha above ~0.1 was top-quality under
+  another name (BENCHMARKS.md, "QDIT's alpha").
+- A range that is not positive means that term cannot be traded: ``ΔZ <= 0`` (constant quality, or the
+  diverse picks are already the best ones) gives pure facility location, else ``ΔC <= 0`` gives top
+  quality. ``alpha = 0`` is pure facility location and ``alpha = 1`` is exactly ``top-quality`` (same
+  rows, same order); neither needs the calibration run. The paper does not state QDIT's alpha (paper.md
+  §2.7); the default 0.5 is where both terms visibly act.
 
 Modes (the gain of a candidate x is ``Σ_v max(0, sim(v, x) - m_v)`` with ``m_v`` the coverage of v):
 
@@ -44,19 +52,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kmq.methods._arrays import child_seed, row_chunk, zscore
+from kmq.methods._arrays import child_seed, quality_order, row_chunk, zscore
 from kmq.methods.partition import coarse_partition
 from kmq.methods.registry import Picked, register
 from kmq.methods.validation import check_choice, check_number, check_random_state
 
-__all__ = ["knn_graph", "qdit", "qdit_greedy", "qdit_objective"]
+__all__ = ["knn_graph", "qdit", "qdit_greedy", "qdit_objective", "term_weights"]
 
 QDIT_MODES = ("auto", "exact", "sparse", "stochastic")
 EXACT_MAX_N = 8_192
 CACHE_MAX_N = 8_192  # exact mode keeps the n×n similarities when they fit in 256 MiB (float32)
 
 
-def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: float) -> dict[str, float]:
+def qdit_objective(
+    X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: float, *, ranges: dict[str, Any] | None = None
+) -> dict[str, float]:
     """Exact QDIT objective of a selection, in float64 (O(n·b·d), chunked).
 
     Parameters
@@ -69,6 +79,10 @@ def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: flo
         The selection (b >= 1).
     alpha : float
         Quality weight in [0, 1].
+    ranges : dict or None, default=None
+        ``coverage_range`` and ``quality_range`` (``[low, high]`` each) of a :func:`qdit_greedy` run's
+        stats, to score any selection under that run's objective. None: the unnormalised
+        ``(1 - alpha) · C + alpha · Z`` (the objective of alpha = 0 and alpha = 1).
 
     Returns
     -------
@@ -81,7 +95,22 @@ def qdit_objective(X: np.ndarray, z: np.ndarray, indices: np.ndarray, alpha: flo
     for s in range(0, X.shape[0], step):
         fl += np.maximum((X[s : s + step].astype(np.float64) @ C.T).max(axis=1), 0.0).sum()
     coverage, quality = fl / X.shape[0], float(np.mean(z[indices]))
-    return {"coverage": coverage, "quality": quality, "objective": (1 - alpha) * coverage + alpha * quality}
+    if ranges is None:
+        w_cov, w_q = 1.0 - alpha, alpha
+    else:
+        w_cov, w_q = term_weights(alpha, ranges["coverage_range"], ranges["quality_range"])
+    return {"coverage": coverage, "quality": quality, "objective": w_cov * coverage + w_q * quality}
+
+
+def term_weights(alpha: float, coverage_range, quality_range) -> tuple[float, float]:
+    """Weights of C(S) and Z(S): ``(1 - alpha) / ΔC`` and ``alpha / ΔZ``, or one term when a range is <= 0."""
+    d_cov = float(coverage_range[1]) - float(coverage_range[0])
+    d_q = float(quality_range[1]) - float(quality_range[0])
+    if not d_q > 0:  # quality cannot be traded for coverage: pure facility location
+        return 1.0, 0.0
+    if not d_cov > 0:  # the best rows cover as well as the diverse ones: top quality
+        return 0.0, 1.0
+    return (1.0 - alpha) / d_cov, alpha / d_q
 
 
 class _DenseGains:
@@ -131,6 +160,13 @@ class _DenseGains:
     def add(self, x: int) -> None:
         np.maximum(self.m, self.S[x] if self.S is not None else self.X[x] @ self.X.T, out=self.m)
 
+    def add_many(self, rows: np.ndarray) -> None:
+        for s in range(0, rows.size, self._chunk):
+            np.maximum(self.m, self._rows(rows[s : s + self._chunk]).max(axis=0), out=self.m)
+
+    def reset(self) -> None:
+        self.m[:] = 0.0
+
     def coverage(self) -> float:
         return float(self.m.sum(dtype=np.float64)) / self.m.size
 
@@ -170,14 +206,24 @@ class _GraphGains:
         v = self.v[sl]
         self.m[v] = np.maximum(self.m[v], self.s[sl])
 
+    def add_many(self, rows: np.ndarray) -> None:
+        for x in rows.tolist():
+            self.add(x)
+
+    def reset(self) -> None:
+        self.m[:] = 0.0
+
     def coverage(self) -> float:
         return float(self.m.sum(dtype=np.float64)) / self.m.size
 
 
-def _lazy_greedy(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int):
-    """Lazy greedy: pop the best upper bound; take it if fresh, else re-evaluate a batch of stale ones."""
+def _lazy_greedy(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int, first=None):
+    """Lazy greedy: pop the best upper bound; take it if fresh, else re-evaluate a batch of stale ones.
+
+    ``first`` holds the gains of every row on an empty selection (``engine.initial()``) when known.
+    """
     n = bonus.size
-    keys = w_fl * engine.initial() + bonus
+    keys = w_fl * (engine.initial() if first is None else first) + bonus
     heap = list(zip((-keys).tolist(), range(n), strict=True))
     heapq.heapify(heap)
     fresh = np.zeros(n, np.int64)  # step at which a row's key was last computed
@@ -203,7 +249,7 @@ def _lazy_greedy(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int
     return np.array(picked, dtype=np.int64), np.array(gains), evaluations
 
 
-def _lazy_greedy_array(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int):
+def _lazy_greedy_array(engine, bonus: np.ndarray, w_fl: float, budget: int, batch: int, first=None):
     """Lazy greedy with the upper bounds in an array (for a few thousand rows, where heap pushes cost more).
 
     Each step takes the argmax of the bounds (the lowest row among equal ones); while it is stale, the
@@ -211,7 +257,7 @@ def _lazy_greedy_array(engine, bonus: np.ndarray, w_fl: float, budget: int, batc
     top is still stale in the same step. Same picks as :func:`_lazy_greedy`.
     """
     n = bonus.size
-    ub = w_fl * engine.initial() + bonus
+    ub = w_fl * (engine.initial() if first is None else first) + bonus
     stamp = np.zeros(n, np.int64)  # step at which a row's bound was last computed
     picked, gains = np.empty(budget, np.int64), np.empty(budget)
     evaluations = n
@@ -337,7 +383,9 @@ def qdit_greedy(
     budget : int
         Number of rows to select, in ``[0, n]``.
     alpha : float, default=0.5
-        Weight of the quality term in [0, 1]: 0 = pure facility location, 1 = top quality.
+        Weight of the quality term in [0, 1], on the ranges of both terms (module docstring): 0 = pure
+        facility location, 1 = top quality; in between, the facility-location greedy runs first to
+        measure the ranges (about twice the time of one greedy).
     mode : {"auto", "exact", "sparse", "stochastic"}, default="auto"
         How gains are computed and searched.
     n_neighbors : int, default=32
@@ -357,8 +405,10 @@ def qdit_greedy(
     gains : ndarray of shape (budget,), float64
         Objective gain of each pick.
     stats : dict
-        ``objective`` with its ``coverage`` (FL / n) and ``quality`` (mean z) terms, ``mode`` and
-        ``evaluations`` (gain evaluations, the n initial ones included).
+        ``objective`` with its ``coverage`` (FL / n) and ``quality`` (mean z) terms and their
+        ``weights``, ``mode`` and ``evaluations`` (gain evaluations, the n initial ones included); for
+        0 < alpha < 1 also ``coverage_range`` ``[C(T), C(D)]``, ``quality_range`` ``[Z(D), Z(T)]`` and
+        ``calibration_evaluations`` (those of the facility-location run).
 
     Examples
     --------
@@ -375,25 +425,48 @@ def qdit_greedy(
     stats: dict[str, Any] = {"mode": mode, "alpha": alpha}
     if budget == 0:
         return np.zeros(0, np.int64), np.zeros(0), {**stats, "objective": None}
-    w_fl, bonus = (1.0 - alpha) / n, alpha * z / budget
     if mode == "exact":
         engine = _DenseGains(X)
-        indices, gains, evals = _lazy_greedy_array(engine, bonus, w_fl, budget, batch=8)
         stats["fl_on"] = "dense"
     else:
         nbr, sim, graph = knn_graph(X, n_neighbors, probes=probes, seed=child_seed(rng))
         engine = _GraphGains(nbr, sim)
         del nbr, sim
         stats.update(fl_on="knn graph", n_neighbors=n_neighbors, graph_edges=engine.nnz, **graph)
+    sample = max(1, math.ceil(n / budget * math.log(1.0 / epsilon)))
+    first = engine.initial() if mode != "stochastic" else None
+
+    def search(w_cov: float, w_q: float, stream: np.random.Generator):
+        bonus = w_q * z / budget
+        if mode == "exact":
+            return _lazy_greedy_array(engine, bonus, w_cov / n, budget, batch=8, first=first)
         if mode == "sparse":
-            indices, gains, evals = _lazy_greedy(engine, bonus, w_fl, budget, batch=32)
-        else:
-            sample = max(1, math.ceil(n / budget * math.log(1.0 / epsilon)))
-            indices, gains, evals = _stochastic_greedy(engine, bonus, w_fl, budget, sample, rng)
-            stats.update(epsilon=epsilon, sample_size=sample)
+            return _lazy_greedy(engine, bonus, w_cov / n, budget, batch=32, first=first)
+        return _stochastic_greedy(engine, bonus, w_cov / n, budget, sample, stream)
+
+    if 0.0 < alpha < 1.0:  # the endpoints' coverage and mean quality give the ranges of both terms
+        diverse, _, calibration = search(1.0, 0.0, rng.spawn(1)[0])
+        c_diverse = engine.coverage()
+        engine.reset()
+        top = quality_order(quality)[:budget]
+        engine.add_many(top)
+        c_top = engine.coverage()
+        engine.reset()
+        ranges = {
+            "coverage_range": [c_top, c_diverse],
+            "quality_range": [float(z[diverse].mean()), float(z[top].mean())],
+        }
+        w_cov, w_q = term_weights(alpha, ranges["coverage_range"], ranges["quality_range"])
+        stats.update(ranges, calibration_evaluations=int(calibration))
+    else:
+        w_cov, w_q = 1.0 - alpha, alpha
+    indices, gains, evals = search(w_cov, w_q, rng)
+    if mode == "stochastic":
+        stats.update(epsilon=epsilon, sample_size=sample)
     coverage, mean_z = engine.coverage(), float(z[indices].mean())
     stats.update(
-        objective=(1.0 - alpha) * coverage + alpha * mean_z,
+        weights={"coverage": w_cov, "quality": w_q},
+        objective=w_cov * coverage + w_q * mean_z,
         coverage=coverage,
         quality=mean_z,
         evaluations=int(evals),
@@ -404,7 +477,7 @@ def qdit_greedy(
 
 @register(
     "qdit",
-    help="QDIT: greedy (1 - alpha) * facility-location coverage + alpha * mean standardised quality.",
+    help="QDIT: greedy (1 - alpha) * coverage + alpha * mean standardised quality, each on its achievable range.",
 )
 def qdit(
     *,
@@ -434,7 +507,8 @@ def qdit(
     quality : ndarray of shape (n,), float
         Finite scores, higher is better.
     alpha : float, default=0.5
-        Quality weight in [0, 1]: 0 = pure diversity (facility location), 1 = pure quality.
+        Quality weight in [0, 1] on the ranges of the two terms: 0 = pure diversity (facility location),
+        1 = pure quality (``top-quality``'s rows and order).
     mode : {"auto", "exact", "sparse", "stochastic"}, default="auto"
         ``exact`` lazy greedy on dense similarities (auto up to 8,192 rows), ``sparse`` lazy greedy on a
         nearest-neighbour graph, ``stochastic`` stochastic greedy on that graph.
