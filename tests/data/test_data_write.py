@@ -308,7 +308,7 @@ def test_check_output_path_names_the_container(pool_container, out, expected):
     ("pool_container", "out", "container", "match"),
     [
         ("jsonl", "s.txt", None, r"Cannot write s\.txt: unknown extension '\.txt'; supported: \.jsonl, \.ndjson, "
-         r"\.json \(each optionally \.gz\), \.parquet, \.csv, or a folder \(a name ending in /\)"),
+         r"\.json \(each optionally \.gz\), \.parquet, \.csv, \.tsv, or a folder \(a name ending in /\)"),
         (None, "s.txt", None, r"unknown extension '\.txt'"),  # refused before the pool is read
         ("hf_disk", "my.dataset", None, r"unknown extension '\.dataset'.*a name ending in /"),
         ("memory", "subset", None, r"no extension, and an in-memory pool has no file format of its own.*\.jsonl"),

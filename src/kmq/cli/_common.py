@@ -10,7 +10,8 @@ from kmq.cli._flags import setting
 def add_pool_options(p: argparse.ArgumentParser, config: type) -> None:
     p.add_argument(
         "pool", metavar="POOL", nargs="?", default=None,
-        help="a JSON/JSONL(.gz)/Parquet/CSV file, a save_to_disk folder or a hub dataset (or pool: in --config)",
+        help="a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder or a hub dataset "
+        "(or pool: in --config)",
     )  # fmt: skip
     setting(p, config, "format", "--format")
     setting(p, config, "split", "--split")

@@ -5,7 +5,12 @@ Reading (:func:`read_pool`), by what ``source`` is:
 - ``.jsonl`` / ``.ndjson`` (and ``.gz``): one JSON object per line; blank lines are skipped.
 - ``.json`` (and ``.json.gz``): a JSON array of objects, an object with a single list-valued key
   (``{"data": [...]}``, also on one line), or JSON Lines when the first line is a complete record.
-- ``.parquet``; ``.csv`` (header row, every value a string; the line ending is kept for writing).
+- ``.parquet``; ``.csv`` and ``.tsv`` (header row, every value a string, read by Python's ``csv`` module:
+  comma- or tab-separated, quoted as in CSV; the line ending is kept for writing).
+- ``.zip`` holding one such file (JSON Lines, JSON, CSV, TSV or Parquet; folders, dot files and
+  ``__MACOSX/`` entries are ignored), as the datakit's ``mbpp.test.zip``: it is read as that file, its
+  container is the inner one plus ``.zip`` (``"jsonl.zip"``), and a subset is written in the inner file's
+  format (:mod:`kmq.data.write`). A zip with several candidate files, or none, is an error listing them.
 - a directory with ``dataset_info.json``/``state.json`` or ``dataset_dict.json``: a Hugging Face
   ``save_to_disk`` folder (a DatasetDict needs ``split``, default ``"train"``).
 - a string that is not an existing path and looks like ``owner/name``: a Hugging Face hub dataset,
@@ -28,10 +33,12 @@ import logging
 import os
 import re
 import sys
+import zipfile
 import zlib
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -48,8 +55,12 @@ __all__ = ["FORMATS", "read_pool", "source_container"]
 
 logger = logging.getLogger(__name__)
 
-BASES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
-_SUPPORTED = ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, a Hugging Face save_to_disk folder"
+BASES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
+_SUPPORTED = (
+    ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, .tsv, a .zip holding one of those, "
+    "a Hugging Face save_to_disk folder"
+)
+_NO_GZIP = (".parquet", ".csv", ".tsv")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _IN_MEMORY_NAME = re.compile(r"<(list|tuple) of \d+ records>|<DataFrame \d+x\d+>|<datasets\.Dataset.*>|<records>")
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -137,7 +148,13 @@ def source_container(source: Any) -> str | None:
         return "hf_disk" if any((path / m).is_file() for m in HF_MARKERS) else None
     base, gz = split_suffix(path.name)
     if path.is_file():
-        if base is None or (gz and base in (".parquet", ".csv")):
+        if path.name.lower().endswith(".zip"):
+            try:
+                base = split_suffix(_zip_member(path))[0]
+            except DataFormatError:
+                return None
+            return {".ndjson": "jsonl"}.get(base, base[1:]) + ".zip"
+        if base is None or (gz and base in _NO_GZIP):
             return None
         return {".ndjson": "jsonl"}.get(base, base[1:]) + (".gz" if gz else "")
     return "hf_hub" if isinstance(source, str) and base is None and _HUB_NAME.match(source) else None
@@ -151,27 +168,86 @@ def split_suffix(name: str) -> tuple[str | None, bool]:
     return next((b for b in BASES if stem.endswith(b)), None), gz
 
 
+@dataclass(frozen=True)
+class Src:
+    """A file to read: ``path`` on disk, gzip-compressed or not, or the ``member`` of the zip file ``path``.
+
+    Its ``str`` names it in messages: ``pool.jsonl``, or ``mbpp.test.zip (mbpp.test.jsonl)``.
+    """
+
+    path: Path
+    gz: bool = False
+    member: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.member is None else f"{self.path} ({self.member})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
 def _read_file(path: Path, builder: PoolBuilder) -> Pool:
-    base, gz = split_suffix(path.name)
-    if base is None or (gz and base in (".parquet", ".csv")):
-        kind = "".join(path.suffixes) or "(no extension)"
-        raise DataFormatError(f"{path}: unsupported file type {kind}; supported: {_SUPPORTED}.")
-    suffix = base + (".gz" if gz else "")
+    if path.name.lower().endswith(".zip"):
+        member = _zip_member(path)
+        base, _ = split_suffix(member)
+        src, container, suffix = Src(path, member=member), {".ndjson": "jsonl"}.get(base, base[1:]) + ".zip", ".zip"
+    else:
+        base, gz = split_suffix(path.name)
+        if base is None or (gz and base in _NO_GZIP):
+            kind = "".join(path.suffixes) or "(no extension)"
+            raise DataFormatError(f"{path}: unsupported file type {kind}; supported: {_SUPPORTED}.")
+        src, container, suffix = Src(path, gz), None, base + (".gz" if gz else "")
     if base == ".parquet":
-        return _read_parquet(path, builder)
-    if base == ".csv":
-        return _read_csv(path, builder)
-    if base == ".json" and not _looks_like_jsonl(path, gz):
-        return _read_json(path, builder, gz, suffix)
-    return _read_jsonl(path, builder, gz, suffix)
+        return _read_parquet(src, builder, container)
+    if base in (".csv", ".tsv"):
+        return _read_csv(src, builder, container, delimiter="\t" if base == ".tsv" else ",")
+    if base == ".json" and not _looks_like_jsonl(src):
+        return _read_json(src, builder, suffix, container)
+    return _read_jsonl(src, builder, suffix, container)
+
+
+def _zip_member(path: Path) -> str:
+    """The one file of the zip ``path`` kmq can read; an error lists the members when there are several or none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataFormatError(f"{path}: not a readable zip file ({err}). Fetch it again, or unzip it.") from err
+    usable = [
+        name
+        for name in names
+        if not name.startswith("__MACOSX/")
+        and not name.rsplit("/", 1)[-1].startswith(".")
+        and split_suffix(name)[0] is not None
+        and not split_suffix(name)[1]
+    ]
+    if len(usable) == 1:
+        return usable[0]
+    if usable:
+        raise DataFormatError(
+            f"{path} holds {len(usable)} files kmq could read: {usable}. kmq reads a zip with one data file: "
+            "unzip it and pass the file you mean."
+        )
+    raise DataFormatError(
+        f"{path} holds no file kmq can read (members: {names[:20]}{' ...' if len(names) > 20 else ''}); a zip pool "
+        "holds one .jsonl, .ndjson, .json, .csv, .tsv or .parquet file."
+    )
 
 
 @contextmanager
-def _open(path: Path, gz: bool) -> Iterator[BinaryIO]:
+def _open(src: Src) -> Iterator[BinaryIO]:
     """Open for reading; a ``.gz`` that is not gzip, or is truncated or corrupt, is a DataFormatError."""
+    path, gz = src.path, src.gz
     try:
+        if src.member is not None:
+            with zipfile.ZipFile(path) as archive, archive.open(src.member) as fh:
+                yield fh
+            return
         with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
             yield fh
+    except zipfile.BadZipFile as err:
+        raise DataFormatError(f"{src}: corrupt zip data ({err}). Fetch the file again.") from err
     except gzip.BadGzipFile as err:
         with open(path, "rb") as raw:
             head = raw.read(2)
@@ -182,17 +258,18 @@ def _open(path: Path, gz: bool) -> Iterator[BinaryIO]:
             ) from err
         raise DataFormatError(f"{path}: corrupt gzip data ({err}). Recompress or download the file again.") from err
     except (EOFError, zlib.error) as err:
-        what = "is truncated (the gzip stream ends early)" if isinstance(err, EOFError) else f"is corrupt ({err})"
-        raise DataFormatError(f"{path} {what}. Recompress or download the file again.") from err
+        stream = "zip member" if src.member is not None else "gzip stream"
+        what = f"is truncated (the {stream} ends early)" if isinstance(err, EOFError) else f"is corrupt ({err})"
+        raise DataFormatError(f"{src} {what}. Recompress or download the file again.") from err
 
 
-def _looks_like_jsonl(path: Path, gz: bool) -> bool:
+def _looks_like_jsonl(src: Src) -> bool:
     """A ``.json`` file holds JSON Lines when its first line is a complete object that is a record.
 
     A first line that is an object with a single list-valued key and no record format (``{"data": [...]}``
     written on one line) is a wrapped array, read as one JSON document.
     """
-    with _open(path, gz) as fh:
+    with _open(src) as fh:
         line = fh.readline()
         while line and not line.strip():
             line = fh.readline()
@@ -207,7 +284,7 @@ def _looks_like_jsonl(path: Path, gz: bool) -> bool:
     return not wrapper
 
 
-def _too_deep(path: Path, data: bytes, lineno: int | None = None) -> DataFormatError:
+def _too_deep(path: Src, data: bytes, lineno: int | None = None) -> DataFormatError:
     """The error for JSON nested deeper than Python's parser goes: names the line (of the file or the JSONL line)."""
     depth, line = _max_depth(data)
     return DataFormatError(
@@ -230,10 +307,10 @@ def _max_depth(data: bytes) -> tuple[int, int]:
     return best, data.count(b"\n", 0, best_at) + 1
 
 
-def _read_jsonl(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool:
+def _read_jsonl(path: Src, builder: PoolBuilder, suffix: str, container: str | None) -> Pool:
     builder.unit = "line"
     digest, offsets, lengths = hashlib.sha256(), array("q"), array("q")
-    with _open(path, gz) as fh:
+    with _open(path) as fh:
         for offset, lineno, line in _lines(fh, digest):
             if not line.strip():
                 continue
@@ -246,8 +323,11 @@ def _read_jsonl(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool
             builder.add(record, lineno)
             offsets.append(offset)
             lengths.append(len(line))
-    store = JsonlStore(path, compressed=gz, offsets=offsets, lengths=lengths, fields=list(builder.fields))
-    container = "jsonl.gz" if gz else "jsonl"
+    fields = list(builder.fields)
+    store = JsonlStore(
+        path.path, compressed=path.gz, member=path.member, offsets=offsets, lengths=lengths, fields=fields
+    )
+    container = container or ("jsonl.gz" if path.gz else "jsonl")
     return builder.build(container=container, content_hash=digest, store=store, layout={"suffix": suffix})
 
 
@@ -267,15 +347,15 @@ def _lines(fh: BinaryIO, digest: Any) -> Iterator[tuple[int, int, bytes]]:
         yield offset, lineno + 1, rest
 
 
-def _bad_line(path: Path, lineno: int, line: bytes, err: ValueError) -> str:
+def _bad_line(path: Src, lineno: int, line: bytes, err: ValueError) -> str:
     if isinstance(err, json.JSONDecodeError):
         hint = " (the file looks like a JSON array: name it .json)" if lineno == 1 and line.strip() == b"[" else ""
         return f"{path} line {lineno}, column {err.colno}: invalid JSON ({err.msg}){hint}. Fix or remove that line."
     return f"{path} line {lineno}: not valid UTF-8 JSON ({err}). Fix or remove that line."
 
 
-def _read_json(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool:
-    with _open(path, gz) as fh:
+def _read_json(path: Src, builder: PoolBuilder, suffix: str, container: str | None) -> Pool:
+    with _open(path) as fh:
         data = fh.read()
     digest = hashlib.sha256(data)
     data = data.removeprefix(codecs.BOM_UTF8)
@@ -296,11 +376,11 @@ def _read_json(path: Path, builder: PoolBuilder, gz: bool, suffix: str) -> Pool:
     for i, record in enumerate(value):
         builder.add(record, i)
     layout = {"suffix": suffix, "indent": _json_indent(data), "key": key}
-    container = "json.gz" if gz else "json"
+    container = container or ("json.gz" if path.gz else "json")
     return builder.build(container=container, content_hash=digest, store=ListStore(value), layout=layout)
 
 
-def _unwrap(path: Path, value: dict) -> tuple[str, list]:
+def _unwrap(path: Src, value: dict) -> tuple[str, list]:
     lists = [k for k, v in value.items() if isinstance(v, list)]
     if len(value) != 1 or not lists:
         raise DataFormatError(
@@ -320,17 +400,19 @@ def _json_indent(data: bytes) -> int | str | None:
     return "\t" if unit.startswith(b"\t") else len(unit)
 
 
-def _read_csv(path: Path, builder: PoolBuilder) -> Pool:
+def _read_csv(path: Src, builder: PoolBuilder, container: str | None, *, delimiter: str = ",") -> Pool:
     builder.unit = "line"
-    data = path.read_bytes()
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    with _open(path) as fh:
+        data = fh.read()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not UTF-8 text ({err}). Save the CSV as UTF-8.") from err
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+        raise DataFormatError(f"{path}: not UTF-8 text ({err}). Save the {kind} as UTF-8.") from err
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     fields = reader.fieldnames
     if not fields:
-        raise EmptyPoolError(f"{path} is empty; a CSV pool needs a header row and at least one record.")
+        raise EmptyPoolError(f"{path} is empty; a {kind} pool needs a header row and at least one record.")
     if len(set(fields)) != len(fields):
         raise DataFormatError(f"{path} line 1: the header repeats a column name: {fields}. Make the names unique.")
     records = []
@@ -339,14 +421,18 @@ def _read_csv(path: Path, builder: PoolBuilder) -> Pool:
             if None in row or None in row.values():
                 raise DataFormatError(
                     f"{path} line {reader.line_num}: the row has a different number of cells than the header "
-                    f"({len(fields)} columns). Quote cells that contain commas or newlines."
+                    f"({len(fields)} columns). Quote cells that contain {'tabs' if kind == 'TSV' else 'commas'} "
+                    "or newlines."
                 )
             builder.add(row, reader.line_num)
             records.append(row)
     except csv.Error as err:
-        raise DataFormatError(f"{path} line {reader.line_num}: malformed CSV ({err}).") from err
-    layout = {"suffix": ".csv", "fieldnames": fields, "newline": _newline(data)}
-    return builder.build(container="csv", content_hash=hashlib.sha256(data), store=ListStore(records), layout=layout)
+        raise DataFormatError(f"{path} line {reader.line_num}: malformed {kind} ({err}).") from err
+    own = kind.lower()
+    layout = {"suffix": f".{own}" if container is None else ".zip", "fieldnames": fields, "newline": _newline(data)}
+    return builder.build(
+        container=container or own, content_hash=hashlib.sha256(data), store=ListStore(records), layout=layout
+    )
 
 
 def _newline(data: bytes) -> str:
@@ -357,18 +443,21 @@ def _newline(data: bytes) -> str:
     return "\r\n" if data[end - 1 : end] == b"\r" else "\n"
 
 
-def _read_parquet(path: Path, builder: PoolBuilder) -> Pool:
+def _read_parquet(path: Src, builder: PoolBuilder, container: str | None) -> Pool:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    data = None if path.member is None else bytearray()
+    with _open(path) as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
+            if data is not None:
+                data += chunk
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path.path if data is None else pa.BufferReader(bytes(data)))
     except (pa.ArrowException, OSError) as err:
         raise DataFormatError(f"{path}: not a readable Parquet file ({err}).") from err
     add_table(table, builder)
-    layout = {"suffix": ".parquet"}
-    return builder.build(container="parquet", content_hash=digest, store=ArrowStore(table), layout=layout)
+    layout = {"suffix": ".parquet" if container is None else ".zip"}
+    return builder.build(container=container or "parquet", content_hash=digest, store=ArrowStore(table), layout=layout)
 
 
 def _read_hf_disk(path: Path, builder: PoolBuilder, split: str | None) -> Pool:

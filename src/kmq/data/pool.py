@@ -20,10 +20,12 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -58,7 +60,8 @@ class Pool:
         The mapped fields (:mod:`kmq.data.fields`), None when a format was detected or forced.
     container : str
         ``"jsonl"``, ``"jsonl.gz"``, ``"json"``, ``"json.gz"``, ``"parquet"``, ``"csv"``, ``"hf_disk"``,
-        ``"hf_hub"`` or ``"memory"`` (records, a DataFrame or a ``datasets.Dataset`` given in memory, and
+        ``"hf_hub"``, ``"tsv"``, the inner file's container plus ``".zip"`` for a zip (``"jsonl.zip"``), or
+        ``"memory"`` (records, a DataFrame or a ``datasets.Dataset`` given in memory, and
         :meth:`from_records`).
     source : str
         The path or hub name the pool was read from; for an in-memory pool, what it was
@@ -244,13 +247,23 @@ class ArrowStore:
 class JsonlStore:
     """Raw records left in a JSON Lines file: only each record's byte offset and length are kept.
 
-    Offsets are in the decompressed stream for ``.gz`` files. Access checks that the file has not
-    changed (size and modification time) since it was read.
+    Offsets are in the decompressed stream for ``.gz`` files and for a ``member`` of a zip file. Access checks
+    that the file has not changed (size and modification time) since it was read.
     """
 
-    def __init__(self, path: Path, *, compressed: bool, offsets: array, lengths: array, fields: list[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        compressed: bool,
+        offsets: array,
+        lengths: array,
+        fields: list[str],
+        member: str | None = None,
+    ) -> None:
         self.path = path
         self.compressed = compressed
+        self.member = member
         self.offsets = offsets
         self.lengths = lengths
         self.fields = fields
@@ -262,14 +275,22 @@ class JsonlStore:
         if _stat_key(self.path) != self.stat:
             raise DataFormatError(f"{self.path} changed since it was read; read the pool again.")
         out: list[bytes] = [b""] * len(indices)
-        order = np.argsort(np.asarray(indices, dtype=np.int64), kind="stable")
-        opener = gzip.open if self.compressed else open
-        with opener(self.path, "rb") as fh:
+        order = np.argsort(np.asarray(indices, dtype=np.int64), kind="stable")  # forward seeks only
+        with self._open() as fh:
             for j in order.tolist():
                 i = indices[j]
                 fh.seek(self.offsets[i])
                 out[j] = fh.read(self.lengths[i])
         return out
+
+    @contextmanager
+    def _open(self) -> Iterator[BinaryIO]:
+        if self.member is None:
+            with gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb") as fh:
+                yield fh
+            return
+        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as fh:
+            yield fh
 
     def get(self, indices: list[int]) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines(indices)]

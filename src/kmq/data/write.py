@@ -1,11 +1,13 @@
 """Write a subset of a pool; ``out`` decides the container (:func:`output_container`).
 
 - By extension: ``.jsonl`` / ``.ndjson`` -> ``"jsonl"``, ``.json`` -> ``"json"`` (each optionally followed by
-  ``.gz``: ``"jsonl.gz"``, ``"json.gz"``), ``.parquet`` -> ``"parquet"``, ``.csv`` -> ``"csv"``.
+  ``.gz``: ``"jsonl.gz"``, ``"json.gz"``), ``.parquet`` -> ``"parquet"``, ``.csv`` -> ``"csv"``, ``.tsv`` -> ``"tsv"``.
 - A folder, named by an ``out`` that ends with ``/`` or that is an existing folder -> ``"hf_disk"``, a
   Hugging Face ``save_to_disk`` folder that ``datasets.load_from_disk`` reads.
 - No extension (``subset``, ``dolly_v1.5``): the pool's own container, where a ``save_to_disk`` folder or a
-  hub dataset gives a ``save_to_disk`` folder; an in-memory pool has none, so that is an error.
+  hub dataset gives a ``save_to_disk`` folder, and a ``.zip`` pool gives its inner file's format (a zip of
+  JSON Lines gives ``.jsonl`` content); an in-memory pool has none, so that is an error.
+- kmq writes no ``.zip``: such an ``out`` is an error that names the inner format to use.
 - ``out`` with the extension of the pool's own file keeps its container: a ``.json`` file of JSON Lines
   gives JSON Lines again.
 - Any other extension (``.txt``) is an error that lists the supported ones.
@@ -54,10 +56,17 @@ __all__ = ["OUTPUT_CONTAINERS", "check_output_path", "output_container", "write_
 logger = logging.getLogger(__name__)
 
 #: What :func:`write_subset` can write.
-OUTPUT_CONTAINERS = ("jsonl", "jsonl.gz", "json", "json.gz", "parquet", "csv", "hf_disk")
-_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+OUTPUT_CONTAINERS = ("jsonl", "jsonl.gz", "json", "json.gz", "parquet", "csv", "tsv", "hf_disk")
+_BY_EXTENSION = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
 _SUPPORTED_OUT = (
-    ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, or a folder (a name ending in /) "
+    ".jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv, .tsv, or a folder (a name ending in /) "
     "for a Hugging Face save_to_disk dataset"
 )
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}")  # "x.txt" has one; "dolly_v1.5" and "run.2024-01" do not
@@ -102,7 +111,7 @@ def check_output_path(
     name = Path(text).name
     base, gz = split_suffix(name)
     by_name = _BY_EXTENSION[base] + (".gz" if gz else "") if base is not None else None
-    if by_name in ("parquet.gz", "csv.gz"):
+    if by_name in ("parquet.gz", "csv.gz", "tsv.gz"):
         raise InvalidParameterError(f"Cannot write {text}: gzip is supported for .jsonl.gz and .json.gz only.")
     if container is not None:
         return _explicit(container, text, by_name)
@@ -111,6 +120,14 @@ def check_output_path(
     if by_name is not None:
         return by_name
     suffix = Path(name).suffix
+    inner = pool_container.removesuffix(".zip") if pool_container else None
+    if suffix.lower() == ".zip":
+        ext = {"jsonl": ".jsonl", "json": ".json", "csv": ".csv", "tsv": ".tsv", "parquet": ".parquet"}
+        instead = f"{Path(name).stem}{ext.get(inner or '', '.jsonl')}"
+        raise InvalidParameterError(
+            f"Cannot write {text}: kmq writes no .zip archives. Name the subset {instead} (or drop the extension "
+            "to write a zip pool's inner format), and zip it afterwards if you need to."
+        )
     if suffix and _EXTENSION.fullmatch(suffix):
         raise InvalidParameterError(f"Cannot write {text}: unknown extension {suffix!r}; supported: {_SUPPORTED_OUT}.")
     if pool_container is None:
@@ -119,6 +136,8 @@ def check_output_path(
         return "hf_disk"
     if pool_container in OUTPUT_CONTAINERS:
         return pool_container
+    if inner in OUTPUT_CONTAINERS:  # a zip pool: its inner file's format
+        return inner
     raise InvalidParameterError(
         f"Cannot write {text}: it has no extension, and an in-memory pool has no file format of its own to "
         f"follow. Name the format with the extension: {_SUPPORTED_OUT}."
@@ -393,7 +412,12 @@ def _deepest(record: dict[str, Any]) -> tuple[str, str, str]:
     return path, f"is nested {depth} levels deep, too deep for JSON", "Flatten it, or write to .parquet instead."
 
 
-def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
+def _write_tsv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
+    _write_csv(pool, rows, tmp, gz, delimiter="\t")
+
+
+def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool, *, delimiter: str = ",") -> None:
+    kind = "TSV" if delimiter == "\t" else "CSV"
     fields = pool._layout.get("fieldnames") or pool.columns()
     records = pool._store.get(rows)
     for i, record in zip(rows, records, strict=True):
@@ -401,15 +425,15 @@ def _write_csv(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
         if bad is not None or len(record) != len(fields):
             what = f"field {bad!r} is {type(record.get(bad)).__name__}" if bad else "it has other fields"
             raise DataFormatError(
-                f"Cannot write record {i} ({pool.ids[i]!r}) of {pool.source} to CSV: {what}, and CSV holds one "
-                f"string per column {fields}. Write to .jsonl or .parquet instead."
+                f"Cannot write record {i} ({pool.ids[i]!r}) of {pool.source} to {kind}: {what}, and {kind} holds "
+                f"one string per column {fields}. Write to .jsonl or .parquet instead."
             )
         if any(LONE_SURROGATE.search(record[k]) for k in fields):
-            raise _unwritable(pool, [i], [record], "CSV", ValueError("lone surrogate"))
+            raise _unwritable(pool, [i], [record], kind, ValueError("lone surrogate"))
     newline = pool._layout.get("newline", "\n")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        plain = csv.writer(fh, lineterminator=newline)
-        quoted = csv.writer(fh, lineterminator=newline, quoting=csv.QUOTE_ALL)
+        plain = csv.writer(fh, delimiter=delimiter, lineterminator=newline)
+        quoted = csv.writer(fh, delimiter=delimiter, lineterminator=newline, quoting=csv.QUOTE_ALL)
         for row in ([str(k) for k in fields], *([record[k] for k in fields] for record in records)):
             # the csv module quotes "\r" and "\n" only when they are in the line terminator: quote such rows whole
             (quoted if any(c in cell for cell in row for c in "\r\n" if c not in newline) else plain).writerow(row)
@@ -420,5 +444,6 @@ _WRITERS = {
     "json": _write_json,
     "parquet": _write_parquet,
     "csv": _write_csv,
+    "tsv": _write_tsv,
     "hf_disk": _write_hf_disk,
 }
