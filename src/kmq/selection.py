@@ -220,6 +220,7 @@ def input_summary(pool: Any) -> dict[str, Any]:
     return {
         "source": str(pool.source),
         "format": pool.format,
+        **({"fields": str(pool.field_map)} if getattr(pool, "field_map", None) else {}),
         "container": pool.container,
         "records": len(pool),
         "fingerprint": pool.fingerprint,
