@@ -293,7 +293,7 @@ class FieldsConfig(Validated):
 class RunConfig(Validated):
     """Everything a ``kmq select`` run depends on."""
 
-    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder or a hub dataset")
+    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder, a hub name")
     budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
     out: str | None = opt(None, "where to write the subset")
     run_dir: str | None = opt(None, "run directory (config.yaml, manifest.json, selection.parquet)")

@@ -117,7 +117,7 @@ def _judge_default() -> ScoreConfig:
 class IterateConfig(Validated):
     """Everything a ``kmq iterate`` run depends on."""
 
-    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder or a hub dataset")
+    pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder, a hub name")
     budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
     rounds: int = opt(3, "number of rounds R", min=1, flag="--rounds")
     model: str = opt("", "base model trained each round (hub name or local folder)")
