@@ -290,6 +290,7 @@ class Stages:
     warnings: list[str] = field(default_factory=list)
     _source: Any = None
     _vectors: dict[str, Stage] = field(default_factory=dict)
+    _clusters: dict[int, Stage] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         """One warning line: on stderr now, and in the manifest and the summary."""
@@ -321,7 +322,9 @@ class Stages:
                          show_progress=self.show_progress)  # fmt: skip
 
     def clusters(self, budget: int) -> Stage:
-        """k-means labels and centroids, k from ``cluster.clusters`` and the budget."""
+        """k-means labels and centroids, k from ``cluster.clusters`` and the budget (computed once per run)."""
+        if budget in self._clusters:
+            return self._clusters[budget]
         X = self.vectors()
         start = time.perf_counter()
         k, choice = self.k(budget)
@@ -331,6 +334,7 @@ class Stages:
             stats["silhouette"] = choice["table"]
             self._check_silhouette(choice["table"])
         self.stats["cluster"] = stats
+        self._clusters[budget] = st
         return st
 
     def _check_silhouette(self, table: list[dict[str, Any]]) -> None:
