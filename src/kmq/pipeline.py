@@ -51,7 +51,7 @@ def run_select(
     ``npy:`` files, ``inputs`` such as the config file), and ``cfg.run_dir`` must be new, empty, or a run
     directory of ``kmq select`` unless ``overwrite``. They are published together at the end.
     """
-    from kmq.data import read_pool
+    from kmq.data import load_pool
     from kmq.methods.registry import check_params, get_method
     from kmq.publish import input_paths
     from kmq.scorers import require_scored
@@ -68,10 +68,7 @@ def run_select(
         from kmq.data import check_output_path, source_container
 
         check_output_path(pool.container if pool is not None else source_container(cfg.pool), cfg.out)
-    if pool is None:
-        if not cfg.pool:
-            raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+    pool = load_pool(cfg, pool)
     n = len(pool)
     budget = resolve_budget(cfg.budget, n)
     logger.info("pool %s: %d records (%s, %s); budget %d; method %s", pool.source, n, pool.format, pool.container,
@@ -207,10 +204,10 @@ def select(
     -------
     Selection
     """
-    from kmq.data import Pool, read_pool
+    from kmq.data import in_memory, load_pool
     from kmq.methods.registry import get_method
 
-    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
+    is_pool = in_memory(pool)
     overrides = {
         "pool": None if is_pool else str(pool),
         "budget": budget,
@@ -228,8 +225,7 @@ def select(
     cfg = build_config(config, overrides)
     _check_options(get_method(cfg.select.method), params)
     if is_pool:
-        if not isinstance(pool, Pool):
-            pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+        pool = load_pool(cfg, pool)
         cfg.pool = str(pool.source)
     extra = [config] if isinstance(config, (str, os.PathLike)) else []
     return run_select(
@@ -296,9 +292,9 @@ def choose_k(
     -------
     KChoice
     """
-    from kmq.data import Pool, read_pool
+    from kmq.data import in_memory, load_pool
 
-    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
+    is_pool = in_memory(pool)
     given = {
         "pool": None if is_pool else str(pool), "cluster.clusters": "auto", "cluster.candidates": candidates,
         "cluster.silhouette_sample": sample, "embed.embedder": embedder, "embed.embed_on": embed_on, "seed": seed,
@@ -306,10 +302,7 @@ def choose_k(
     }  # fmt: skip
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = build_config(config, overrides)
-    if not is_pool:
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
-    elif not isinstance(pool, Pool):
-        pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+    pool = load_pool(cfg, pool if is_pool else None)
     n_budget = resolve_budget(budget if budget is not None else 0.1, len(pool))
     best, choice = Stages(cfg, pool, show_progress).k(n_budget)
     return KChoice(int(best), choice["table"])

@@ -190,13 +190,13 @@ def score(
     -------
     Scores
     """
-    from kmq.data import Pool, read_pool
+    from kmq.data import in_memory, load_pool
     from kmq.pipeline import build_config
     from kmq.publish import input_paths
     from kmq.redact import redact_url
     from kmq.stages import Stages
 
-    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
+    is_pool = in_memory(pool)
     given = {"pool": None if is_pool else str(pool), "score.scorer": scorer, "embed.embedder": embedder,
              "format": format}  # fmt: skip
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
@@ -206,8 +206,8 @@ def score(
             f"--explain: the {redact_url(cfg.score.scorer)} scorer has no per-record features; only "
             f"{', '.join(EXPLAIN_SCORERS)} has them. Drop --explain, or pass --scorer heuristic."
         )
-    if is_pool and not isinstance(pool, Pool):
-        pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+    if is_pool:
+        pool = load_pool(cfg, pool)
     inputs = input_paths(cfg.pool if not is_pool else pool.source, cfg.embed.embedder, cfg.score.relevance_embedder,
                          *([config] if isinstance(config, (str, os.PathLike)) else []))  # fmt: skip
     plan = None
@@ -215,7 +215,7 @@ def score(
         out = Path(out)
         plan = _plan(out, inputs, overwrite)
     if not is_pool:
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+        pool = load_pool(cfg)
     run = Stages(cfg, pool, show_progress)
     run.check_responses()
     values, features = run.quality(explain=True).value if explain else (run.quality().value, {})

@@ -10,7 +10,7 @@
 
 from kmq.data.fields import FieldMap
 from kmq.data.formats import FORMATS
-from kmq.data.io import read_pool, source_container
+from kmq.data.io import in_memory, load_pool, read_pool, source_container
 from kmq.data.pool import VIEWS, Pool
 from kmq.data.write import OUTPUT_CONTAINERS, check_output_path, output_container, write_subset
 
@@ -21,6 +21,8 @@ __all__ = [
     "FieldMap",
     "Pool",
     "check_output_path",
+    "in_memory",
+    "load_pool",
     "output_container",
     "read_pool",
     "source_container",

@@ -51,7 +51,7 @@ from kmq.data.memory import add_table, is_in_memory, read_memory
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, MissingArtifactError
 
-__all__ = ["FORMATS", "read_pool", "source_container"]
+__all__ = ["FORMATS", "in_memory", "load_pool", "read_pool", "source_container"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,23 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # JSON strings (skipped) a
 
 
 # ----------------------------------------------------------------------------------------------- reading
+
+
+def in_memory(pool: Any) -> bool:
+    """Whether an API caller passed the pool itself (a Pool, records, a DataFrame, a Dataset), not a path or name."""
+    return not isinstance(pool, (str, os.PathLike))
+
+
+def load_pool(cfg: Any, given: Any = None) -> Pool:
+    """The pool a run reads: ``given`` when it is a :class:`Pool`, in-memory records read as one, else
+    ``cfg.pool`` (a path or hub name) read with the config's ``format``, ``split`` and ``fields``."""
+    if isinstance(given, Pool):
+        return given
+    if given is None:
+        if not cfg.pool:
+            raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
+        given = cfg.pool
+    return read_pool(given, format=cfg.format, split=cfg.split, fields=cfg.fields)
 
 
 def read_pool(source: Any, *, format: str = "auto", split: str | None = None, fields: Any = None) -> Pool:

@@ -80,10 +80,10 @@ def iterate(
     IterSelection
         The selection; ``.manifest["rounds"]`` holds per-round weights, signals, counts and timings.
     """
-    from kmq.data import Pool
+    from kmq.data import in_memory, load_pool
     from kmq.loop.runner import run_iterate
 
-    is_pool = not isinstance(pool, (str, os.PathLike))  # a Pool, or records / DataFrame / Dataset in memory
+    is_pool = in_memory(pool)
     overrides = {
         "pool": None if is_pool else str(pool), "budget": budget, "model": model, "rounds": rounds,
         "out": str(out) if out is not None else None, "run_dir": str(run_dir) if run_dir is not None else None,
@@ -93,10 +93,7 @@ def iterate(
     }  # fmt: skip
     cfg = build_iterate_config(config, overrides)
     if is_pool:
-        if not isinstance(pool, Pool):
-            from kmq.data import read_pool
-
-            pool = read_pool(pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+        pool = load_pool(cfg, pool)
         cfg.pool = str(pool.source)
     return run_iterate(
         cfg,

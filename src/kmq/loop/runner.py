@@ -444,12 +444,9 @@ def _setup(cfg: IterateConfig, pool: Any) -> tuple[Any, int, Plan]:
 
         check_command(cfg.train.command or "", shell=cfg.train.shell)
     check_judge(cfg.judge.scorer)
-    if pool is None:
-        from kmq.data import read_pool
+    from kmq.data import load_pool
 
-        if not cfg.pool:
-            raise InvalidParameterError("No pool given: pass a path or a Hugging Face dataset name.")
-        pool = read_pool(cfg.pool, format=cfg.format, split=cfg.split, fields=cfg.fields)
+    pool = load_pool(cfg, pool)
     budget = resolve_budget(cfg.budget, len(pool))
     plan = make_plan(cfg, len(pool), budget)
     check_base_model(cfg)
