@@ -313,7 +313,7 @@ class RunConfig(Validated):
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", parse_budget(self.budget))
         super().__post_init__()
-        check_dedup(self.dedup)
+        parse_dedup(self.dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -327,16 +327,24 @@ class RunConfig(Validated):
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
 
 
-_DEDUP = re.compile(r"none|exact|near(:(0?\.[0-9]+))?")
+#: near-duplicate cosine threshold of ``dedup: near`` without a TAU
+DEDUP_TAU = 0.95
+_DEDUP = re.compile(r"(none|exact|near)(?::([0-9]*\.?[0-9]+))?")
 
 
-def check_dedup(spec: str) -> None:
-    """``dedup`` is ``none``, ``exact`` or ``near[:TAU]`` with 0 < TAU < 1 (see :mod:`kmq.shape.dedup`)."""
-    if not _DEDUP.fullmatch(spec) or spec in ("near:0", "near:.0"):
+def parse_dedup(spec: str) -> tuple[str, float | None]:
+    """``"near:0.9"`` -> ``("near", 0.9)``, ``"near"`` -> ``("near", 0.95)``, ``"exact"`` -> ``("exact", None)``.
+
+    The one parser of the ``dedup`` setting (see :mod:`kmq.shape.dedup`); a bad spec names the valid ones.
+    """
+    m = _DEDUP.fullmatch(str(spec).strip())
+    tau = float(m.group(2)) if m and m.group(2) else DEDUP_TAU
+    if m is None or (m.group(2) and m.group(1) != "near") or not 0 < tau < 1:
         raise InvalidParameterError(
             "The 'dedup' setting (--dedup) must be none, exact or near[:TAU] with 0 < TAU < 1 (e.g. near:0.95). "
             f"Got {spec!r} instead."
         )
+    return m.group(1), tau if m.group(1) == "near" else None
 
 
 def parse_budget(budget: Any) -> Any:

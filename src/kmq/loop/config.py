@@ -33,10 +33,10 @@ from kmq.config import (
     Validated,
     apply_overrides,
     build_dataclass,
-    check_dedup,
     dump_yaml,
     opt,
     parse_budget,
+    parse_dedup,
     read_yaml,
 )
 from kmq.errors import InvalidParameterError
@@ -143,7 +143,7 @@ class IterateConfig(Validated):
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", parse_budget(self.budget))
         super().__post_init__()
-        check_dedup(self.dedup)
+        parse_dedup(self.dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,6 +3,7 @@
 Pure functions over texts and arrays; the pipeline (:mod:`kmq.stages`) wires them in.
 """
 
-from kmq.shape.dedup import DEDUP_HELP, exact_duplicates, near_duplicates, parse_dedup
+from kmq.config import parse_dedup
+from kmq.shape.dedup import exact_duplicates, near_duplicates
 
-__all__ = ["DEDUP_HELP", "exact_duplicates", "near_duplicates", "parse_dedup"]
+__all__ = ["exact_duplicates", "near_duplicates", "parse_dedup"]

@@ -3,7 +3,8 @@
 ``exact``
     Records whose normalised conversation (whitespace runs folded to one space, case folded) is identical.
 ``near[:TAU]``
-    Also records whose clustering embeddings have cosine above ``TAU`` (default 0.95). Near duplicates are
+    Also records whose clustering embeddings have cosine above ``TAU`` (default 0.95,
+    :data:`kmq.config.DEDUP_TAU`; the spec is parsed by :func:`kmq.config.parse_dedup`). Near duplicates are
     searched inside each k-means cluster only (a pair above 0.95 lands in one cluster in practice), so the
     cost is the sum of the squared cluster sizes, never an n x n matrix; blocks of rows keep memory bounded.
 
@@ -14,29 +15,8 @@ duplicates (``dup_of``), so the result is deterministic and does not depend on t
 from __future__ import annotations
 
 import hashlib
-import re
 
 import numpy as np
-
-from kmq.errors import InvalidParameterError
-
-DEFAULT_TAU = 0.95
-DEDUP_HELP = "none | exact (default: identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
-_SPEC = re.compile(r"(none|exact|near)(?::([0-9]*\.?[0-9]+))?")
-
-
-def parse_dedup(spec: str) -> tuple[str, float | None]:
-    """``"near:0.9"`` -> ``("near", 0.9)``; ``"exact"`` -> ``("exact", None)``; a bad spec names the valid ones."""
-    m = _SPEC.fullmatch(str(spec).strip())
-    if m is None or (m.group(2) and m.group(1) != "near"):
-        raise InvalidParameterError(f"The 'dedup' setting must be {DEDUP_HELP}. Got {spec!r} instead.")
-    if m.group(1) != "near":
-        return m.group(1), None
-    tau = float(m.group(2)) if m.group(2) else DEFAULT_TAU
-    if not 0 < tau < 1:
-        raise InvalidParameterError(f"The 'dedup' setting near:TAU needs 0 < TAU < 1. Got {spec!r} instead.")
-    return "near", tau
-
 
 def normalise(text: str) -> str:
     """The text compared by exact deduplication: whitespace runs folded to one space, case folded."""
