@@ -18,6 +18,7 @@ import hashlib
 
 import numpy as np
 
+
 def normalise(text: str) -> str:
     """The text compared by exact deduplication: whitespace runs folded to one space, case folded."""
     return " ".join(text.split()).casefold()
