@@ -289,8 +289,28 @@ class FieldsConfig(Validated):
     )
 
 
+class RunSettings(Validated):
+    """What :class:`RunConfig` and :class:`~kmq.loop.config.IterateConfig` share besides their fields.
+
+    The budget is parsed (``"300"`` -> 300) before the fields are checked, and ``dedup`` is parsed once.
+    Subclasses define ``from_dict`` (their sections).
+    """
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", parse_budget(self.budget))
+        super().__post_init__()
+        parse_dedup(self.dedup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, overrides: dict[str, Any]) -> Any:
+        """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``); None is ignored."""
+        return type(self).from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
+
+
 @dataclass
-class RunConfig(Validated):
+class RunConfig(RunSettings):
     """Everything a ``kmq select`` run depends on."""
 
     pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder, a hub name")
@@ -310,21 +330,9 @@ class RunConfig(Validated):
     select: SelectConfig = opt(factory=SelectConfig)
     fields: FieldsConfig = opt(factory=FieldsConfig)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budget", parse_budget(self.budget))
-        super().__post_init__()
-        parse_dedup(self.dedup)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
         return build_dataclass(cls, data, source, _SECTIONS)
-
-    def updated(self, overrides: dict[str, Any]) -> RunConfig:
-        """A copy with dotted-key overrides applied (``{"embed.embedder": "hashing", "seed": 3}``); None is ignored."""
-        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
 
 
 #: near-duplicate cosine threshold of ``dedup: near`` without a TAU

@@ -17,7 +17,6 @@ and ``select`` (kMQ's ``allocation``, ``within``, ``temperature``) sections and 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,15 +27,13 @@ from kmq.config import (
     EmbedConfig,
     FieldsConfig,
     RunConfig,
+    RunSettings,
     ScoreConfig,
     SelectConfig,
     Validated,
-    apply_overrides,
     build_dataclass,
     dump_yaml,
     opt,
-    parse_budget,
-    parse_dedup,
     read_yaml,
 )
 from kmq.errors import InvalidParameterError
@@ -114,7 +111,7 @@ def _judge_default() -> ScoreConfig:
 
 
 @dataclass
-class IterateConfig(Validated):
+class IterateConfig(RunSettings):
     """Everything a ``kmq iterate`` run depends on."""
 
     pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder, a hub name")
@@ -140,21 +137,9 @@ class IterateConfig(Validated):
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
     fields: FieldsConfig = opt(factory=FieldsConfig)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budget", parse_budget(self.budget))
-        super().__post_init__()
-        parse_dedup(self.dedup)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> IterateConfig:
         return build_dataclass(cls, data, source, _SECTIONS, {"judge": _judge_default().__dict__})
-
-    def updated(self, overrides: dict[str, Any]) -> IterateConfig:
-        """A copy with dotted-key overrides applied; None values are ignored."""
-        return IterateConfig.from_dict(apply_overrides(self.to_dict(), overrides), source="arguments")
 
     def run_config(self) -> RunConfig:
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
