@@ -541,12 +541,12 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    from kmq.cache import atomic_path
+
     try:
-        _write_json(tmp, obj)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            _write_json(tmp, obj)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise OutputWriteError(_env_message(path, err)) from err
 
 

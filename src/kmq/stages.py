@@ -291,6 +291,7 @@ class Stages:
     _source: Any = None
     _vectors: dict[str, Stage] = field(default_factory=dict)
     _clusters: dict[int, Stage] = field(default_factory=dict)
+    _scorer: tuple[Any, str | None] | None = None
 
     def warn(self, message: str) -> None:
         """One warning line: on stderr now, and in the manifest and the summary."""
@@ -353,7 +354,10 @@ class Stages:
             )
 
     def scorer(self) -> tuple[Any, str | None]:
-        return build_scorer(self.cfg.score, self.cfg.embed, self.source, show_progress=self.show_progress)
+        """The quality scorer and its relevance encoder, built once per run (iterate's prepare keys and runs it)."""
+        if self._scorer is None:
+            self._scorer = build_scorer(self.cfg.score, self.cfg.embed, self.source, show_progress=self.show_progress)
+        return self._scorer
 
     def duplicates(self, budget: int) -> np.ndarray:
         """``dup_of`` per record under ``dedup`` (-1: kept; else the earlier row it duplicates): see :mod:`kmq.shape`.
