@@ -25,10 +25,11 @@ STAGES = [
     {"scorers"},
     {"shape"},
     {"methods"},
+    {"metrics"},  # pure diagnostics over arrays: the pipeline stores them in every manifest
     {"stages"},
     {"pipeline", "selection", "scoring"},
     {"loop"},
-    {"report", "metrics"},
+    {"report"},
     {"cli", ""},  # "" is the package kmq itself: the public facade, which lazily re-exports every stage
 ]
 
