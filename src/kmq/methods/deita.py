@@ -160,7 +160,9 @@ def deita(
     -------
     Picked
         ``indices`` of shape (budget,), int64, in scan order (then the fill); stats with ``tau`` and the
-        ``admitted``, ``rejected``, ``scanned`` and ``filled`` counts.
+        ``admitted``, ``rejected``, ``scanned`` and ``filled`` counts; ``explain`` (float64 each):
+        ``score``, the quality the scan ranks by, and ``nearest_cos``, the cosine to the nearest row
+        admitted before (NaN for the first and for the fill).
 
     Raises
     ------
@@ -180,6 +182,8 @@ def deita(
     indices = np.concatenate([admitted, rejected[:short]])
     reason = [f"deita: admitted, nearest cos {s:.3f}" if np.isfinite(s) else "deita: admitted, first" for s in nearest]
     reason += ["deita fill"] * short
+    nearest_cos = np.concatenate([np.where(np.isfinite(nearest), nearest, np.nan), np.full(short, np.nan)])
+    explain = {"score": quality[indices], "nearest_cos": nearest_cos}
     stats: dict[str, Any] = {
         "tau": tau,
         "admitted": int(admitted.size),
@@ -188,4 +192,4 @@ def deita(
         "filled": int(short),
         "max_nearest_cos": float(nearest[1:].max()) if nearest.size > 1 else None,
     }
-    return Picked(indices=indices.astype(np.int64), reason=reason, stats=stats)
+    return Picked(indices=indices.astype(np.int64), reason=reason, stats=stats, explain=explain)

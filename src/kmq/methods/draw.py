@@ -47,7 +47,8 @@ def draw_per_cluster(
     random_state: np.random.Generator | int | None,
     available: np.ndarray | None = None,
     distances: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_probability: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``counts[c]`` distinct rows from every cluster ``c``.
 
     Parameters
@@ -69,6 +70,9 @@ def draw_per_cluster(
         standardises quality over the selectable rows of each cluster.
     distances : ndarray of shape (n,), float or None
         Distance of each row to its own centroid. Needed by ``closest``.
+    return_probability : bool, default=False
+        Also return each drawn row's first-draw probability (see Returns). It uses no randomness: the
+        draw is the same with or without it.
 
     Returns
     -------
@@ -76,6 +80,13 @@ def draw_per_cluster(
         Distinct row indices, grouped by cluster in increasing id, in draw order inside a cluster.
     cluster_of_each : ndarray of shape (counts.sum(),), int64
         ``labels[indices]``.
+    probability : ndarray of shape (counts.sum(),), float64
+        Only with ``return_probability``: the probability that the row is the *first* draw of its cluster,
+        i.e. ``p`` of the module docstring normalised over the cluster's selectable rows: ``softmax``
+        ``exp(z / T) / Σ exp(z / T)``, ``proportional`` ``q / Σ q`` (``1 / size`` in an all-zero
+        cluster), ``uniform`` ``1 / size``; NaN for ``top`` and ``closest`` (no randomness). The values
+        of one cluster sum to at most 1. This is not the row's inclusion probability in a draw of
+        ``count > 1`` rows without replacement (that is larger, and has no closed form).
 
     Examples
     --------
@@ -102,12 +113,15 @@ def draw_per_cluster(
     cand = np.flatnonzero(keep if mask is None else keep & mask)
     lab = labels[cand]
     sizes = np.where(counts > 0, sizes, 0)
-    key = _keys(within, None if values is None else values[cand], lab, sizes, temperature, rng)
+    vals = None if values is None else values[cand]
+    key, logit = _keys(within, vals, lab, sizes, temperature, rng)
     order = _group_order(lab, key, stable=within in ("top", "closest"))
     sorted_lab = lab[order]
     rank = np.arange(order.size) - (np.cumsum(sizes) - sizes)[sorted_lab]
     take = order[rank < counts[sorted_lab]]
-    return cand[take], lab[take]
+    if not return_probability:
+        return cand[take], lab[take]
+    return cand[take], lab[take], _first_draw_probability(within, take, lab, sizes, vals, logit, order)
 
 
 def draw_in_cluster(
@@ -160,24 +174,54 @@ def _keys(
     sizes: np.ndarray,
     temperature: float,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Per-row sort key (float64, larger is drawn first) for the candidate rows."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-row sort key (float64, larger is drawn first) for the candidate rows, and softmax's ``z / T``
+    (None for the other modes)."""
     if within == "top":
-        return values
+        return values, None
     if within == "closest":
-        return -values
+        return -values, None
     gumbel = rng.gumbel(size=lab.shape[0])  # the one noise of every random mode (common random numbers)
     if within == "uniform":
-        return gumbel
+        return gumbel, None
     if within == "softmax":
-        return _standardise(values, lab, sizes) / temperature + gumbel
+        logit = _standardise(values, lab, sizes) / temperature
+        return logit + gumbel, logit
     pos = values > 0  # proportional: Gumbel-top-k on log q; q = 0 rows after all q > 0 rows, in Gumbel order
     key = gumbel
     key[pos] += np.log(values[pos])
     if not pos.all():
         floor = key[pos].min() if pos.any() else 0.0
         key[~pos] -= key[~pos].max() - floor + 1.0  # a shift: the zero rows keep their Gumbel order
-    return key
+    return key, None
+
+
+def _first_draw_probability(
+    within: str,
+    take: np.ndarray,
+    lab: np.ndarray,
+    sizes: np.ndarray,
+    values: np.ndarray | None,
+    logit: np.ndarray | None,
+    order: np.ndarray,
+) -> np.ndarray:
+    """First-draw probability inside its cluster of the candidates ``take`` (positions in ``lab``), float64."""
+    k = sizes.shape[0]
+    picked = lab[take]
+    if within in ("top", "closest"):
+        return np.full(take.shape[0], np.nan)
+    uniform = 1.0 / np.maximum(sizes[picked], 1)
+    if within == "uniform":
+        return uniform
+    if within == "proportional":
+        total = np.bincount(lab, weights=values, minlength=k)[picked]
+        return np.divide(values[take], total, out=uniform, where=total > 0)
+    nonempty = np.flatnonzero(sizes > 0)  # softmax: exp(l - max) / Σ exp(l - max), max per cluster (no overflow)
+    top = np.zeros(k)
+    if nonempty.size:
+        top[nonempty] = np.maximum.reduceat(logit[order], (np.cumsum(sizes) - sizes)[nonempty])
+    weight = np.exp(logit - top[lab])
+    return weight[take] / np.bincount(lab, weights=weight, minlength=k)[picked]
 
 
 def _group_order(lab: np.ndarray, key: np.ndarray, *, stable: bool) -> np.ndarray:

@@ -285,7 +285,8 @@ def kcenter(
     -------
     Picked
         ``indices`` of shape (budget,), int64, in pick order; a reason with each center's distance; stats
-        with the final covering ``radius`` (cosine distance).
+        with the final covering ``radius`` (cosine distance); ``explain["score"]`` (float64): each pick's
+        cosine distance to the centers chosen before it (inf for the first), non-increasing in exact mode.
     """
     owner = "kcenter"
     start = check_choice(start, "start", owner, KCENTER_STARTS)
@@ -304,4 +305,4 @@ def kcenter(
     )
     first = f"kcenter: start ({'nearest the mean' if start == 'mean' else 'random'})"
     reason = [first] + [f"kcenter: farthest, cos distance {g:.3f}" for g in gaps[1:].tolist()]
-    return Picked(indices=indices, reason=reason[:budget], stats=stats)
+    return Picked(indices=indices, reason=reason[:budget], stats=stats, explain={"score": gaps})

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from kmq.methods._clustered import cluster_select
+from kmq.methods._clustered import CLUSTER_DRAWS, ClusterDraw, cluster_select
 from kmq.methods.allocate import ALLOCATIONS
 from kmq.methods.registry import Picked, register
 from kmq.methods.validation import check_choice
@@ -32,10 +32,13 @@ def kmeans_random(
     allocation: Literal["equal", "proportional"] = "equal",
 ) -> Picked:
     """Select ``budget`` rows: exact per-cluster shares, uniform without replacement inside each cluster."""
-    allocation = check_choice(allocation, "allocation", "kmeans-random", ALLOCATIONS)
-    return cluster_select(
-        budget=budget, random_state=random_state, labels=labels, allocation=allocation, within="uniform"
-    )
+    spec = kmeans_random_draw(allocation=allocation)
+    return cluster_select(budget=budget, random_state=random_state, labels=labels, spec=spec)
+
+
+def kmeans_random_draw(*, allocation: str = "equal", **_: object) -> ClusterDraw:
+    """kmeans-random's parameters checked, as a :class:`~kmq.methods._clustered.ClusterDraw`."""
+    return ClusterDraw(check_choice(allocation, "allocation", "kmeans-random", ALLOCATIONS), "uniform")
 
 
 @register("kmeans-closest", help="kM-Closest: each cluster's share taken closest to its centroid, no duplicates.")
@@ -62,14 +65,29 @@ def kmeans_closest(
     allocation : {"equal", "proportional"}, default="equal"
         Budget split over clusters, as for ``kmq``.
     """
+    spec = kmeans_closest_draw(labels=labels, centroids=centroids, embeddings=embeddings, allocation=allocation)
+    return cluster_select(budget=budget, random_state=random_state, labels=labels, spec=spec)
+
+
+def kmeans_closest_draw(
+    *, labels: np.ndarray, centroids: np.ndarray, embeddings: np.ndarray, allocation: str = "equal", **_: object
+) -> ClusterDraw:
+    """kmeans-closest's parameters checked and its distances computed, as a ``ClusterDraw``."""
     allocation = check_choice(allocation, "allocation", "kmeans-closest", ALLOCATIONS)
+    return ClusterDraw(allocation, "closest", distances=centroid_distances(embeddings, labels, centroids))
+
+
+def centroid_distances(embeddings: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Cosine distance ``1 - cos`` of every row to its own centroid: (n,) float64, in bounded chunks."""
+    n = embeddings.shape[0]
     norms = np.linalg.norm(centroids, axis=1)
     Cn = centroids / np.where(norms > 0, norms, 1.0)[:, None]
     distances = np.empty(n, dtype=np.float64)
-    for lo in range(0, n, _CHUNK):  # 1 - cos(x, own centroid), in bounded chunks
+    for lo in range(0, n, _CHUNK):
         rows = slice(lo, lo + _CHUNK)
         distances[rows] = 1.0 - np.einsum("ij,ij->i", embeddings[rows], Cn[labels[rows]])
-    return cluster_select(
-        budget=budget, random_state=random_state, labels=labels, allocation=allocation, within="closest",
-        distances=distances,
-    )  # fmt: skip
+    return distances
+
+
+CLUSTER_DRAWS["kmeans-random"] = kmeans_random_draw
+CLUSTER_DRAWS["kmeans-closest"] = kmeans_closest_draw

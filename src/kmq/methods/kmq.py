@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from kmq.methods._clustered import cluster_select
+from kmq.methods._clustered import CLUSTER_DRAWS, ClusterDraw, cluster_select
 from kmq.methods.allocate import ALLOCATIONS
 from kmq.methods.registry import Picked, register
 from kmq.methods.validation import check_choice, check_temperature
@@ -59,16 +59,26 @@ def kmq(
     Returns
     -------
     Picked
-        ``indices`` of shape (budget,), int64, grouped by cluster; one reason per index; ``stats``.
+        ``indices`` of shape (budget,), int64, grouped by cluster; one reason per index; ``stats``;
+        ``explain`` with ``quota``, ``cluster_size`` and ``probability`` per pick (see
+        :func:`~kmq.methods._clustered.cluster_select`).
     """
+    spec = kmq_draw(quality=quality, allocation=allocation, within=within, temperature=temperature)
+    return cluster_select(budget=budget, random_state=random_state, labels=labels, spec=spec)
+
+
+def kmq_draw(
+    *, quality: np.ndarray, allocation: str = "equal", within: str = "softmax", temperature: float = 1.0, **_: object
+) -> ClusterDraw:
+    """kmq's parameters checked, as a :class:`~kmq.methods._clustered.ClusterDraw` (other inputs ignored)."""
     owner = "kmq"
     allocation = check_choice(allocation, "allocation", owner, ALLOCATIONS)
     within = check_choice(within, "within", owner, KMQ_WITHIN)
     temperature = check_temperature(temperature, owner)
-    return cluster_select(
-        budget=budget, random_state=random_state, labels=labels, allocation=allocation, within=within,
-        quality=quality, temperature=temperature,
-    )  # fmt: skip
+    return ClusterDraw(allocation, within, quality=quality, temperature=temperature)
+
+
+CLUSTER_DRAWS["kmq"] = kmq_draw
 
 
 @register("random", help="Uniform random sample without replacement.")

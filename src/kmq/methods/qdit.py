@@ -526,7 +526,9 @@ def qdit(
     -------
     Picked
         ``indices`` of shape (budget,), int64, in greedy order; each reason gives the pick's gain; stats
-        with the ``objective``, its ``coverage`` and ``quality`` terms, the mode and the evaluation count.
+        with the ``objective``, its ``coverage`` and ``quality`` terms, the mode and the evaluation count;
+        ``explain`` (float64 each): ``score``, the pick's marginal gain in F when it was picked, split into
+        ``coverage_gain`` (weighted increase of C(S)) and ``quality_gain`` (weighted z / budget).
     """
     owner = "qdit"
     alpha = check_number(alpha, "alpha", owner, low=0.0, high=1.0, closed="[]")
@@ -546,4 +548,6 @@ def qdit(
         random_state=random_state,
     )
     reason = [f"qdit: greedy gain {g:.4g}" for g in gains.tolist()]
-    return Picked(indices=indices, reason=reason, stats=stats)
+    quality_gain = stats["weights"]["quality"] * zscore(quality)[indices] / budget if budget else np.zeros(0)
+    explain = {"score": gains, "coverage_gain": gains - quality_gain, "quality_gain": quality_gain}
+    return Picked(indices=indices, reason=reason, stats=stats, explain=explain)

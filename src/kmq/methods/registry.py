@@ -58,11 +58,18 @@ class Picked:
         One short human-readable reason per picked index (``"cluster 12: softmax draw"``), or None.
     stats : dict
         JSON-serialisable counts and diagnostics of the run (written to the manifest).
+    explain : dict of str to ndarray
+        Per-pick explanations, each an array aligned with ``indices`` (empty when the method has none):
+        ``quota`` and ``cluster_size`` (int64: the pick's cluster's allocated count and selectable rows)
+        and ``probability`` (float64: first-draw probability inside the cluster, NaN for deterministic
+        draws) for the cluster methods; ``score`` (float64: the method's score at pick time) for
+        ``kcenter``, ``qdit``, ``deita`` and ``top-quality``; method-specific extras (see each method).
     """
 
     indices: np.ndarray
     reason: list[str] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ def top_quality(*, n: int, budget: int, random_state: np.random.Generator | int 
     -------
     Picked
         ``indices`` of shape (budget,), int64, best first; reason ``"top quality"``; stats with the lowest
-        selected score (``threshold``) and the selected mean.
+        selected score (``threshold``) and the selected mean; ``explain["score"]``: the quality (float64).
 
     Examples
     --------
@@ -46,4 +46,4 @@ def top_quality(*, n: int, budget: int, random_state: np.random.Generator | int 
         "selected_mean_quality": float(picked.mean()) if budget else None,
         "pool_mean_quality": float(quality.mean()) if n else None,
     }
-    return Picked(indices=indices, reason=["top quality"] * budget, stats=stats)
+    return Picked(indices=indices, reason=["top quality"] * budget, stats=stats, explain={"score": picked})
