@@ -46,9 +46,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kmq._deps import require
+from kmq.data.convert import check_out_format, convert_subset, csv_cells
 from kmq.data.formats import LONE_SURROGATE
 from kmq.data.io import HF_MARKERS, split_suffix
-from kmq.data.pool import ArrowStore, JsonlStore, Pool, check_indices
+from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, check_indices
 from kmq.errors import DataFormatError, InvalidParameterError, invalid_parameter
 
 __all__ = ["OUTPUT_CONTAINERS", "check_output_path", "output_container", "write_subset"]
@@ -179,7 +180,14 @@ def output_container(pool: Pool, out: str | os.PathLike, *, container: str | Non
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def write_subset(pool: Pool, indices: Iterable[int], out: str | os.PathLike, *, container: str | None = None) -> Path:
+def write_subset(
+    pool: Pool,
+    indices: Iterable[int],
+    out: str | os.PathLike,
+    *,
+    container: str | None = None,
+    out_format: str = "same",
+) -> Path:
     """Write the records of ``pool`` at ``indices`` (in that order) to ``out``, atomically.
 
     Parameters
@@ -195,6 +203,11 @@ def write_subset(pool: Pool, indices: Iterable[int], out: str | os.PathLike, *, 
         only when it is a ``save_to_disk`` folder.
     container : str, optional
         One of :data:`OUTPUT_CONTAINERS`, instead of what ``out``'s name says (:func:`output_container`).
+    out_format : {"same", "messages", "sharegpt", "alpaca", "prompt-completion"}, default "same"
+        ``"same"`` writes the input's own records; any other converts them (:mod:`kmq.data.convert`, whose
+        :func:`~kmq.data.conversion_stats` gives the counts of what each conversion kept and lost). Converted
+        records are written as plain JSON values (a ``.json`` file holds a list), and in CSV/TSV every value that
+        is not a string is JSON-encoded into its cell (``messages``, ``history``, numbers), null as ``""``.
 
     Returns
     -------
@@ -209,15 +222,42 @@ def write_subset(pool: Pool, indices: Iterable[int], out: str | os.PathLike, *, 
     DataFormatError
         A record that the container cannot hold (the record, its field and the fix).
     """
+    check_out_format(out_format)
     rows = check_indices(indices, len(pool), owner="write_subset")
     kind = output_container(pool, out, container=container)
     out = Path(out)
     _check_target(pool, out)
+    if out_format != "same":
+        pool, rows = _converted(pool, rows, out_format, kind), list(range(len(rows)))
     writer, gz = _WRITERS[kind.removesuffix(".gz")], kind.endswith(".gz")
     with _atomic(out) as tmp:
         writer(pool, rows, tmp, gz)
-    logger.info("Wrote %d records (%s) to %s", len(rows), kind, out)
+    logger.info("Wrote %d records (%s, %s) to %s", len(rows), kind, out_format, out)
     return out
+
+
+def _converted(pool: Pool, rows: list[int], out_format: str, kind: str) -> Pool:
+    """A pool of the converted records (in ``rows`` order) that the writers write like any other."""
+    records, stats = convert_subset(pool, rows, out_format)
+    if stats["lossy_records"]:
+        logger.warning(
+            "Converting %d records to %s lost something in %d: %s (the ids are in the conversion stats).",
+            len(rows), out_format, stats["lossy_records"],
+            "; ".join(f"{reason}: {e['count']}" for reason, e in stats["lossy"].items()),
+        )  # fmt: skip
+    layout: dict[str, Any] = {"indent": pool._layout.get("indent", 2), "newline": pool._layout.get("newline", "\n")}
+    if kind.removesuffix(".gz") in ("csv", "tsv"):
+        records, layout["fieldnames"], _ = csv_cells(records)
+    return Pool(
+        ids=[pool.ids[i] for i in rows],
+        messages=[pool.messages[i] for i in rows],
+        format=pool.format,
+        container="memory",
+        source=f"the {out_format} conversion of {pool.source}",
+        fingerprint=pool.fingerprint,
+        store=ListStore(records),
+        layout=layout,
+    )
 
 
 def _check_target(pool: Pool, out: Path) -> None:
