@@ -35,7 +35,8 @@ def test_select_writes_subset_and_run_dir(pool_file, tmp_path):
     assert out_lines == [pool_lines[i] for i in sorted(sel.indices)]  # the pool's order
     table = pq.read_table(tmp_path / "s.run" / "selection.parquet").to_pydict()
     assert table["id"] == sel.ids and table["pool_index"] == sel.indices.tolist()
-    assert set(table) == {"id", "pool_index", "cluster", "quality", "round", "rank", "reason"}
+    assert set(table) == {"id", "pool_index", "cluster", "quality", "round", "rank", "reason", "quota", "cluster_size",
+                          "probability", "score", "cos_centroid", "stratum"}
     manifest = json.loads((tmp_path / "s.run" / "manifest.json").read_text())
     assert manifest["budget"]["resolved"] == 60 and manifest["input"]["records"] == 600
     assert manifest["method"]["params"] == {"allocation": "equal", "within": "softmax", "temperature": 1.0}

@@ -44,8 +44,11 @@ def run_select(
     show_progress: bool | None = None,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
+    report: Any = None,
 ) -> Selection:
     """Run the static pipeline for a resolved config; writes ``cfg.out`` and ``cfg.run_dir`` when set.
+
+    ``report`` (:func:`kmq.report.write_report`) adds ``report.html`` to the run directory, published with it.
 
     The outputs are checked before anything is read (:mod:`kmq.publish`): none may be an input (the pool,
     ``npy:`` files, ``inputs`` such as the config file), and ``cfg.run_dir`` must be new, empty, or a run
@@ -92,6 +95,7 @@ def run_select(
             f"The budget ({budget}) is larger than the pool without duplicates ({len(keep)} of {n} records are "
             f"unique under --dedup {cfg.dedup}). Pass --budget {len(keep)} or less, or --dedup none."
         )
+    full = dict(inputs)
     if len(keep) < n:  # the method sees only the kept rows; its picks are mapped back to pool rows
         inputs = {k: (v if k == "centroids" else v[keep]) for k, v in inputs.items()}
 
@@ -128,12 +132,52 @@ def run_select(
         pool=pool,
         config=cfg,
         duplicates=[(pool.ids[i], pool.ids[j]) for i, j in enumerate(dup_of.tolist()) if j >= 0],
+        explain=dict(getattr(picked, "explain", None) or {}),
     )
+    _explain(selection, run, budget, keep, dup_of, full)
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
     selection.manifest["warnings"] = list(run.warnings)
     if plan is not None:
-        selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan)
+        selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan, report=report)
     return selection
+
+
+def _explain(
+    selection: Selection, run: Stages, budget: int, keep: np.ndarray, dup_of: np.ndarray, inputs: dict[str, Any]
+) -> None:
+    """The pool-level arrays of the run directory's tables, each pick's cosine to its centroid, and the map.
+
+    Uses only what the run computed (``inputs``: the method's pool-level inputs): a method without clusters
+    gets no cluster columns, one without embeddings no map (nothing is embedded for the report's sake).
+    """
+    from kmq.metrics.projection import map_rows, project_2d
+
+    n = len(run.pool)
+    candidate = np.zeros(n, dtype=bool)
+    candidate[keep] = True
+    info: dict[str, Any] = {"dup_of": dup_of, "candidate": candidate, "quality": inputs.get("quality")}
+    X = run.computed_vectors()
+    if run.computed_clusters(budget):
+        labels, centroids = run.clusters(budget).value
+        info["labels"], info["n_clusters"] = labels, int(centroids.shape[0])
+        if X is not None:
+            cos = np.empty(n, dtype=np.float32)
+            for lo in range(0, n, 65536):  # chunks: no (n, d) temporary
+                hi = min(n, lo + 65536)
+                cos[lo:hi] = np.einsum("ij,ij->i", X[lo:hi], centroids[labels[lo:hi]])
+            info["cos_centroid"] = cos
+            selection.explain.setdefault("cos_centroid", cos[selection.indices].astype(np.float64))
+        if "quota" in selection.explain:
+            quota = np.zeros(int(centroids.shape[0]), dtype=np.int64)
+            quota[labels[selection.indices]] = np.asarray(selection.explain["quota"], dtype=np.int64)
+            info["quota"] = quota
+    if X is not None:
+        start = time.perf_counter()
+        rows = map_rows(n, selection.indices, seed=run.cfg.seed)
+        selection.map_xy = (rows, project_2d(X[rows], seed=run.cfg.seed))
+        run.stats["map"] = {"points": int(len(rows)), "projection": "pca",
+                            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+    selection.pool_info = info
 
 
 def _manifest(cfg, pool, budget, method, params, stages, selection, t0) -> dict[str, Any]:

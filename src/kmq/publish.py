@@ -147,6 +147,14 @@ def read_marker(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+#: the files a run directory of ``kmq select`` / ``kmq iterate`` may hold besides the marker; those a run does
+#: not write are removed from the previous run's (when its marker owns them), so no file describes another run
+RUN_FILES = (
+    "config.yaml", "selection.parquet", "duplicates.parquet", "pool.parquet", "clusters.parquet", "map.parquet",
+    "decontaminated.parquet", "report.html", "manifest.json",
+)  # fmt: skip
+
+
 @dataclass
 class OutputPlan:
     """The checked outputs of one run (see the module docstring); build it with :func:`plan_outputs`.
@@ -226,6 +234,16 @@ class OutputPlan:
                 entry.unlink()
         logger.warning("--overwrite: removed the %s run's files from %s", prev.get("command"), self.run_dir)
 
+    def _remove_stale_files(self, written: set[str]) -> None:
+        """Remove the run files of the previous run that this run did not write (only those its marker owned)."""
+        if self.run_dir is None or self.previous is None:
+            return
+        owned = set(self.previous.get("owned", []))
+        for name in self.run_files:
+            entry = self.run_dir / name
+            if name not in written and name in owned and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+
     # -- publishing ---------------------------------------------------------------------------------------
     def publish(
         self,
@@ -234,6 +252,7 @@ class OutputPlan:
         out_writer: Callable[[Path], Any] | None = None,
         manifest: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         argv: str = "",
+        late_writers: dict[str, Callable[[Path], Any]] | None = None,
     ) -> dict[str, Any]:
         """Stage every output, then commit them together (module docstring, rule 3).
 
@@ -245,6 +264,12 @@ class OutputPlan:
             ``write(path)`` of the subset; it must write exactly ``path`` (a file, or a folder for folder formats).
         manifest : callable, optional
             ``manifest(outputs) -> dict`` builds ``manifest.json`` once the staged outputs' digests are known.
+        late_writers : dict of str to callable, optional
+            Files written after ``manifest.json``, into the same stage: ``write(path)`` may read the staged run
+            directory ``path.parent`` (the report reads the run's tables and manifest).
+
+        Files of :attr:`run_files` that this run does not write, and that the previous marker owned, are removed
+        once the new outputs are in place (a report of an earlier run must not sit beside this run's tables).
 
         Returns
         -------
@@ -282,11 +307,15 @@ class OutputPlan:
                     body = redact(manifest(outputs))
                     _guard_write(self.run_dir / "manifest.json", lambda: _write_json(stage / "manifest.json", body))
                     moves.append((stage / "manifest.json", self.run_dir / "manifest.json"))
+                for name, write in (late_writers or {}).items():
+                    _guard_write(self.run_dir / name, lambda w=write, n=name: w(stage / n))
+                    moves.append((stage / name, self.run_dir / name))
                 _write_json(stage / MARKER, self._marker(outputs, argv))
                 moves.append((stage / MARKER, self.run_dir / MARKER))
             _commit(self.run_dir, moves)
             committed = True
             self._remove_foreign_kmq_entries()  # only after the new outputs are in place
+            self._remove_stale_files({dst.name for _, dst in moves if dst.parent == self.run_dir})
         finally:
             for stage in stages:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -304,7 +333,7 @@ def plan_outputs(
     out: str | os.PathLike | None,
     run_dir: str | os.PathLike | None,
     inputs: Iterable[Path] = (),
-    run_files: Iterable[str] = ("config.yaml", "selection.parquet", "duplicates.parquet", "manifest.json"),
+    run_files: Iterable[str] = RUN_FILES,
     owned: Iterable[str] = (),
     overwrite: bool = False,
     out_is_kmq: Callable[[Path], bool] | None = None,

@@ -3,8 +3,14 @@
 A run directory holds (design.md §4)::
 
     config.yaml         the resolved RunConfig: load it with --config to rerun
-    manifest.json       versions, seed, input fingerprint, per-stage stats and timings, counts, outputs
-    selection.parquet   id, pool_index, cluster, quality, round, rank, reason: one row per selected record
+    manifest.json       versions, seed, input fingerprint, per-stage stats and timings, counts, diagnostics
+    selection.parquet   one row per selected record: id, pool_index, cluster, quality, round, rank, reason and
+                        why it was picked (quota, cluster_size, probability, score, cos_centroid, stratum)
+    pool.parquet        one row per pool record: id, cluster, quality, selected, rank, duplicate_of,
+                        contaminated, stratum, preview, cos_centroid ("why wasn't X picked?" is one lookup)
+    clusters.parquet    one row per cluster: size, quota, picks, mean quality, mean cosine to the centroid
+    map.parquet         pool_index, x, y: a 2-D projection of a seeded sample of the pool (with the picks)
+    duplicates.parquet  id, duplicate_of: what deduplication removed
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,13 @@ from kmq.publish import OutputPlan, input_paths, plan_outputs
 
 #: random stream of the subset's order with ``shuffle`` (the pipeline's are 1-4)
 STREAM_SHUFFLE = 5
+#: characters of the first user turn kept in pool.parquet's ``preview``
+PREVIEW_CHARS = 160
+#: the per-pick explanation columns of selection.parquet and their Arrow types' names
+EXPLAIN_COLUMNS = {
+    "quota": "int64", "cluster_size": "int64", "probability": "float64", "score": "float64",
+    "cos_centroid": "float64", "stratum": "string",
+}  # fmt: skip
 
 
 @dataclass
@@ -59,6 +73,12 @@ class Selection:
     manifest: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    #: per-pick explanation arrays aligned with ``indices`` (keys of :data:`EXPLAIN_COLUMNS`)
+    explain: dict[str, Any] = field(default_factory=dict)
+    #: pool-level arrays (n,): labels, quality, dup_of, contaminated, stratum, cos_centroid (each optional)
+    pool_info: dict[str, Any] = field(default_factory=dict)
+    #: the map: (pool rows (m,), coordinates (m, 2)), or None when the method used no embeddings
+    map_xy: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -115,15 +135,101 @@ class Selection:
         import pyarrow as pa
 
         b = len(self.indices)
+        columns = {
+            "id": pa.array(self.ids, pa.string()),
+            "pool_index": pa.array(self.indices, pa.int64()),
+            "cluster": _column(self.clusters, b, pa.int64()),
+            "quality": _column(self.quality, b, pa.float64()),
+            "round": pa.array(np.zeros(b, dtype=np.int32), pa.int32()),
+            "rank": pa.array(np.arange(b, dtype=np.int64), pa.int64()),
+            "reason": pa.array(self.reason, pa.string()),
+        }
+        for name, kind in EXPLAIN_COLUMNS.items():
+            columns[name] = _column(self.explain.get(name), b, getattr(pa, kind)())
+        return pa.table(columns)
+
+    def pool_table(self) -> Any:
+        """One row per pool record (``pool.parquet``): where it went and why (see the module docstring)."""
+        import pyarrow as pa
+
+        n = len(self.pool)
+        info = self.pool_info
+        selected = np.zeros(n, dtype=bool)
+        selected[self.indices] = True
+        rank = np.full(n, -1, dtype=np.int64)
+        rank[self.indices] = np.arange(len(self.indices))
+        ids = self.pool.ids
+        dup_of = info.get("dup_of")
+        dup_ids = None
+        if dup_of is not None:
+            dup_ids = [ids[j] if j >= 0 else None for j in np.asarray(dup_of).tolist()]
+        previews = [t[:PREVIEW_CHARS] for t in self.pool.texts("prompt")]
         return pa.table(
             {
-                "id": pa.array(self.ids, pa.string()),
-                "pool_index": pa.array(self.indices, pa.int64()),
-                "cluster": pa.array(self.clusters if self.clusters is not None else [None] * b, pa.int64()),
-                "quality": pa.array(self.quality if self.quality is not None else [None] * b, pa.float64()),
-                "round": pa.array(np.zeros(b, dtype=np.int32), pa.int32()),
-                "rank": pa.array(np.arange(b, dtype=np.int64), pa.int64()),
-                "reason": pa.array(self.reason, pa.string()),
+                "id": pa.array(ids, pa.string()),
+                "pool_index": pa.array(np.arange(n, dtype=np.int64), pa.int64()),
+                "cluster": _column(info.get("labels"), n, pa.int64()),
+                "quality": _column(info.get("quality"), n, pa.float64()),
+                "selected": pa.array(selected, pa.bool_()),
+                "rank": pa.array(rank, pa.int64(), mask=~selected),
+                "duplicate_of": pa.array(dup_ids if dup_ids is not None else [None] * n, pa.string()),
+                "contaminated": _column(info.get("contaminated"), n, pa.string()),
+                "stratum": _column(info.get("stratum"), n, pa.string()),
+                "preview": pa.array(previews, pa.string()),
+                "cos_centroid": _column(info.get("cos_centroid"), n, pa.float32()),
+            }
+        )
+
+    def clusters_table(self) -> Any:
+        """One row per cluster (``clusters.parquet``): size, quota, picks, mean quality, mean cosine to the centroid.
+
+        ``size`` counts the selectable rows (after deduplication and decontamination); ``pool_size`` all rows.
+        """
+        import pyarrow as pa
+
+        labels = self.pool_info.get("labels")
+        names = ("cluster", "size", "pool_size", "quota", "picks", "mean_quality", "centroid_cos_mean")
+        if labels is None:
+            types = (pa.int64(),) * 5 + (pa.float64(),) * 2
+            return pa.table({c: pa.array([], t) for c, t in zip(names, types, strict=True)})
+        labels = np.asarray(labels, dtype=np.int64)
+        k = int(self.pool_info.get("n_clusters") or (labels.max() + 1 if len(labels) else 0))
+        candidate = np.asarray(self.pool_info.get("candidate", np.ones(len(labels), dtype=bool)), dtype=bool)
+        size = np.bincount(labels[candidate], minlength=k)
+        picks = np.bincount(labels[self.indices], minlength=k) if len(self.indices) else np.zeros(k, np.int64)
+        quota = np.asarray(self.pool_info.get("quota", picks), dtype=np.int64)
+
+        def mean_of(values: Any) -> Any:
+            if values is None:
+                return pa.array([None] * k, pa.float64())
+            v = np.asarray(values, dtype=np.float64)
+            ok = candidate & np.isfinite(v)
+            total = np.bincount(labels[ok], weights=v[ok], minlength=k)
+            count = np.bincount(labels[ok], minlength=k)
+            return pa.array(np.divide(total, count, out=np.zeros(k), where=count > 0), pa.float64(), mask=count == 0)
+
+        return pa.table(
+            {
+                "cluster": pa.array(np.arange(k, dtype=np.int64)),
+                "size": pa.array(size.astype(np.int64)),
+                "pool_size": pa.array(np.bincount(labels, minlength=k).astype(np.int64)),
+                "quota": pa.array(quota),
+                "picks": pa.array(picks.astype(np.int64)),
+                "mean_quality": mean_of(self.pool_info.get("quality")),
+                "centroid_cos_mean": mean_of(self.pool_info.get("cos_centroid")),
+            }
+        )
+
+    def map_table(self) -> Any:
+        """``pool_index``, ``x``, ``y`` of the map's rows (``map.parquet``; empty without embeddings)."""
+        import pyarrow as pa
+
+        rows, xy = self.map_xy if self.map_xy is not None else (np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
+        return pa.table(
+            {
+                "pool_index": pa.array(np.asarray(rows, dtype=np.int64)),
+                "x": pa.array(np.asarray(xy[:, 0], dtype=np.float32)),
+                "y": pa.array(np.asarray(xy[:, 1], dtype=np.float32)),
             }
         )
 
@@ -146,8 +252,13 @@ class Selection:
         run_dir: str | Path | None,
         overwrite: bool = False,
         plan: OutputPlan | None = None,
+        report: Callable[..., Any] | None = None,
     ) -> dict[str, Any]:
-        """Write the subset and the run directory so that they become visible together (:mod:`kmq.publish`)."""
+        """Write the subset and the run directory so that they become visible together (:mod:`kmq.publish`).
+
+        ``report(run_dir, out=path)`` (:func:`kmq.report.write_report`) writes ``report.html`` into the staged
+        run directory, after its tables and manifest, so the report is published with the run it shows.
+        """
         import pyarrow.parquet as pq
 
         from kmq.data import output_container, write_subset
@@ -161,6 +272,9 @@ class Selection:
                 "config.yaml": lambda p: p.write_text(dump_yaml(redact(self.config.to_dict())), encoding="utf-8"),
                 "selection.parquet": lambda p: pq.write_table(self.table(), p),
                 "duplicates.parquet": lambda p: pq.write_table(self.duplicates_table(), p),
+                "pool.parquet": lambda p: pq.write_table(self.pool_table(), p),
+                "clusters.parquet": lambda p: pq.write_table(self.clusters_table(), p),
+                "map.parquet": lambda p: pq.write_table(self.map_table(), p),
             }
 
         def manifest(outputs: dict[str, Any]) -> dict[str, Any]:
@@ -178,12 +292,24 @@ class Selection:
             else None,
             manifest=manifest if plan.run_dir is not None else None,
             argv=versions()["argv"],
+            late_writers={"report.html": lambda p: report(p.parent, out=p)} if report and plan.run_dir else None,
         )
         if plan.run_dir is None:
             self.manifest.setdefault("outputs", {}).update(written)
         else:
             self.run_dir = plan.run_dir
         return written
+
+
+def _column(values: Any, n: int, kind: Any) -> Any:
+    """An Arrow column of ``values`` (NaN and None become nulls), or ``n`` nulls when ``values`` is None."""
+    import pyarrow as pa
+
+    if values is None:
+        return pa.nulls(n, kind)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f" and pa.types.is_floating(kind):
+        return pa.array(values, kind, mask=~np.isfinite(values))
+    return pa.array(values.tolist() if isinstance(values, np.ndarray) else values, kind, from_pandas=True)
 
 
 def plan_run(

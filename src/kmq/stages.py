@@ -318,6 +318,15 @@ class Stages:
             self._vectors[view] = st
         return self._vectors[view]
 
+    def computed_vectors(self) -> np.ndarray | None:
+        """The clustering view's vectors if this run computed them (never encodes), else None."""
+        st = self._vectors.get(self.cfg.embed.embed_on)
+        return None if st is None else st.value
+
+    def computed_clusters(self, budget: int) -> bool:
+        """Whether this run clustered the pool for ``budget`` (never clusters)."""
+        return budget in self._clusters
+
     def k(self, budget: int) -> tuple[int, dict[str, Any]]:
         return resolve_k(self.vectors(), self.cfg.cluster, budget, seed=self.cfg.seed, store=self.store,
                          show_progress=self.show_progress)  # fmt: skip
