@@ -196,6 +196,10 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = da
     return field(default=default, metadata={"help": help, **meta})
 
 
+#: the subset's formats (``same`` keeps the input's records; see :mod:`kmq.data.convert`)
+OutFormat = Literal["same", "messages", "sharegpt", "alpaca", "prompt-completion"]
+
+
 @dataclass
 class EmbedConfig(Validated):
     """How texts become vectors."""
@@ -324,6 +328,16 @@ class RunConfig(RunSettings):
     dedup: str = opt(
         "exact", "none | exact (identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
     )
+    decontaminate: list[str] = opt(
+        help="eval sets whose prompts must not be in the subset: files or datakit folders, PATH:FIELD to name "
+        "the prompt field",
+        factory=list,
+    )
+    decontaminate_ngram: int = opt(13, "decontaminate: words per n-gram that counts as overlap", min=1)
+    out_format: OutFormat = opt(
+        "same", "the subset's format: same (the input's records) | messages | sharegpt | alpaca | prompt-completion"
+    )
+    report: bool = opt(False, "also write report.html (kmq report) into the run directory")
     embed: EmbedConfig = opt(factory=EmbedConfig)
     cluster: ClusterConfig = opt(factory=ClusterConfig)
     score: ScoreConfig = opt(factory=ScoreConfig)

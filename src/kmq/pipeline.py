@@ -89,11 +89,17 @@ def run_select(
         inputs["quality"] = require_scored(run.quality().value, pool.ids, scorer=cfg.score.scorer)
 
     dup_of = run.duplicates(budget)
-    keep = np.flatnonzero(dup_of < 0)
+    found = run.contamination()
+    clean = ~found.mask if found is not None else np.ones(n, dtype=bool)
+    keep = np.flatnonzero((dup_of < 0) & clean)
     if len(keep) < budget:
+        unique = int((dup_of < 0).sum())
         raise InvalidParameterError(
-            f"The budget ({budget}) is larger than the pool without duplicates ({len(keep)} of {n} records are "
-            f"unique under --dedup {cfg.dedup}). Pass --budget {len(keep)} or less, or --dedup none."
+            f"The budget ({budget}) is larger than the candidates: {unique} of {n} records are unique under "
+            f"--dedup {cfg.dedup}"
+            + (f", {len(keep)} of them also clean of the --decontaminate sets" if found is not None else "")
+            + f". Pass --budget {len(keep)} or less"
+            + (", or --dedup none." if unique < n else ".")
         )
     full = dict(inputs)
     if len(keep) < n:  # the method sees only the kept rows; its picks are mapped back to pool rows
@@ -133,9 +139,11 @@ def run_select(
         config=cfg,
         duplicates=[(pool.ids[i], pool.ids[j]) for i, j in enumerate(dup_of.tolist()) if j >= 0],
         explain=dict(getattr(picked, "explain", None) or {}),
+        contamination=found,
     )
     _explain(selection, run, budget, keep, dup_of, full)
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
+    selection.manifest["diagnostics"] = run_diagnostics(selection, run.computed_vectors(), keep, seed=cfg.seed)
     selection.manifest["warnings"] = list(run.warnings)
     if plan is not None:
         selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan, report=report)
@@ -156,6 +164,8 @@ def _explain(
     candidate = np.zeros(n, dtype=bool)
     candidate[keep] = True
     info: dict[str, Any] = {"dup_of": dup_of, "candidate": candidate, "quality": inputs.get("quality")}
+    if selection.contamination is not None:
+        info["contaminated"] = first_match(selection.contamination, run.pool.ids)
     X = run.computed_vectors()
     if run.computed_clusters(budget):
         labels, centroids = run.clusters(budget).value
@@ -178,6 +188,42 @@ def _explain(
         run.stats["map"] = {"points": int(len(rows)), "projection": "pca",
                             "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
     selection.pool_info = info
+
+
+#: record fields whose mix the diagnostics count, when the pool has them
+MIX_FIELDS = ("source", "category")
+
+
+def run_diagnostics(selection: Selection, X: np.ndarray | None, candidates: np.ndarray, *, seed: int) -> dict:
+    """:func:`kmq.metrics.diagnostics` of a selection (the manifest's ``diagnostics``), from what the run computed."""
+    from kmq.config import DEDUP_TAU, parse_dedup
+    from kmq.metrics import diagnostics, prompt_keys
+
+    pool, info = selection.pool, selection.pool_info
+    first = (next((t["content"] for t in turns if t["role"] == "user"), "") for turns in pool.messages)
+    columns = pool.columns()
+    fields = {f: [None if v is None else str(v) for v in pool.column(f)] for f in MIX_FIELDS if f in columns}
+    stratify = getattr(selection.config, "stratify", None)
+    if stratify and stratify in columns and stratify not in fields:
+        fields[stratify] = [None if v is None else str(v) for v in pool.column(stratify)]
+    mode, tau = parse_dedup(getattr(selection.config, "dedup", "none"))
+    return diagnostics(
+        picks=selection.indices, n=len(pool), embeddings=X, labels=info.get("labels"), quality=info.get("quality"),
+        candidates=candidates, prompt_keys=prompt_keys(first), fields=fields or None, seed=seed,
+        near_tau=tau if mode == "near" else DEDUP_TAU,
+    )  # fmt: skip
+
+
+def first_match(found: Any, ids: list[str]) -> list[str | None]:
+    """Per pool row, the first eval set its prompt matched (``pool.parquet``'s ``contaminated``), or None."""
+    out: list[str | None] = [None] * len(ids)
+    matched = found.matches.select(["id", "eval_set"]).to_pylist()
+    if matched:
+        row = {rid: i for i, rid in enumerate(ids)}
+        for m in matched:
+            i = row[m["id"]]
+            out[i] = out[i] or m["eval_set"]
+    return out
 
 
 def _manifest(cfg, pool, budget, method, params, stages, selection, t0) -> dict[str, Any]:

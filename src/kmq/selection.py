@@ -77,6 +77,8 @@ class Selection:
     explain: dict[str, Any] = field(default_factory=dict)
     #: pool-level arrays (n,): labels, quality, dup_of, contaminated, stratum, cos_centroid (each optional)
     pool_info: dict[str, Any] = field(default_factory=dict)
+    #: what decontamination found (:class:`kmq.shape.decontam.Contamination`), or None without eval sets
+    contamination: Any = None
     #: the map: (pool rows (m,), coordinates (m, 2)), or None when the method used no embeddings
     map_xy: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -261,17 +263,23 @@ class Selection:
         """
         import pyarrow.parquet as pq
 
-        from kmq.data import output_container, write_subset
+        from kmq.data import conversion_stats, output_container, write_subset
         from kmq.redact import redact
 
         plan = plan or self.plan(out=out, run_dir=run_dir, overwrite=overwrite)
         container = output_container(self.pool, out if out is not None else plan.out) if plan.out is not None else None
+        out_format = getattr(self.config, "out_format", "same")
         writers = {}
         if plan.run_dir is not None:
             writers = {
                 "config.yaml": lambda p: p.write_text(dump_yaml(redact(self.config.to_dict())), encoding="utf-8"),
                 "selection.parquet": lambda p: pq.write_table(self.table(), p),
                 "duplicates.parquet": lambda p: pq.write_table(self.duplicates_table(), p),
+                **(
+                    {"decontaminated.parquet": lambda p: pq.write_table(self.contamination.matches, p)}
+                    if self.contamination is not None
+                    else {}
+                ),
                 "pool.parquet": lambda p: pq.write_table(self.pool_table(), p),
                 "clusters.parquet": lambda p: pq.write_table(self.clusters_table(), p),
                 "map.parquet": lambda p: pq.write_table(self.map_table(), p),
@@ -282,12 +290,20 @@ class Selection:
             if "subset" in outputs:
                 order = "seeded shuffle" if getattr(self.config, "shuffle", False) else "pool order"
                 self.manifest["outputs"]["subset"]["order"] = order
-                self.manifest["outputs"]["subset"].update(container=container, format=self.pool.format)
+                self.manifest["outputs"]["subset"].update(
+                    container=container, format=self.pool.format if out_format == "same" else out_format
+                )
+                if out_format != "same":
+                    self.manifest["outputs"]["subset"]["conversion"] = conversion_stats(
+                        self.pool, self.output_rows(), out_format, container=container
+                    )
             return self.manifest
 
         written = plan.publish(
             writers,
-            out_writer=(lambda p: write_subset(self.pool, self.output_rows(), p, container=container))
+            out_writer=(
+                lambda p: write_subset(self.pool, self.output_rows(), p, container=container, out_format=out_format)
+            )
             if plan.out is not None
             else None,
             manifest=manifest if plan.run_dir is not None else None,
@@ -335,10 +351,19 @@ def plan_run(
 
 
 def run_inputs(cfg: Any) -> list[str]:
-    """The input paths a config names: the pool, ``npy:`` embeddings, and (for iterate) the base model."""
+    """The input paths a config names: the pool, ``npy:`` embeddings, eval sets, (for iterate) the base model."""
     found = [cfg.pool, cfg.embed.embedder, getattr(cfg.score, "relevance_embedder", None)]
     found.append(getattr(cfg, "model", None))
+    found += [_eval_path(spec) for spec in getattr(cfg, "decontaminate", None) or []]
     return [f for f in found if f]
+
+
+def _eval_path(spec: str) -> str:
+    """The file or folder of a ``--decontaminate PATH[:FIELD]`` spec."""
+    if Path(spec).expanduser().exists():
+        return spec
+    head, sep, _ = spec.rpartition(":")
+    return head if sep and head else spec
 
 
 def input_summary(pool: Any) -> dict[str, Any]:

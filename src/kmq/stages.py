@@ -395,6 +395,17 @@ class Stages:
                         self.cfg.dedup, removed, n, exact)  # fmt: skip
         return dup_of
 
+    def contamination(self) -> Any:
+        """What ``decontaminate`` finds in the pool's prompts (:func:`kmq.shape.decontaminate`), or None without it."""
+        specs = list(getattr(self.cfg, "decontaminate", None) or [])
+        if not specs:
+            return None
+        from kmq.shape import decontaminate
+
+        found = decontaminate(self.pool.ids, self.pool.texts("prompt"), specs, ngram=self.cfg.decontaminate_ngram)
+        self.stats["decontaminate"] = found.stats()
+        return found
+
     def check_responses(self) -> int:
         """Count records with an empty response; warn, and refuse when all are empty and the scorer reads them.
 

@@ -57,6 +57,8 @@ def setting(
     text = help or f.metadata.get("help", "")
     if base is bool:
         kwargs["action"] = "store_true"
+    elif typing.get_origin(base) is list and typing.get_args(base) == (str,):  # --flag A B, or --flag A --flag B
+        kwargs.update(nargs="+", action="extend", metavar=metavar or key.rsplit(".", 1)[-1].upper())
     else:
         kwargs["type"], choices = _parser(base, key, flag)
         if choices:

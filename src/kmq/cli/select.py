@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
     setting(p, C, "dedup", "--dedup")
+    setting(p, C, "decontaminate", "--decontaminate", metavar="PATH[:FIELD]")
+    setting(p, C, "decontaminate_ngram", "--decontaminate-ngram")
+    setting(p, C, "out_format", "--out-format")
+    setting(p, C, "report", "--report")
     setting(p, C, "select.method", "--method", help="kmq (default) | random | kmeans-random | kmeans-closest | "
             "kcenter | deita | qdit | top-quality")  # fmt: skip
     g = p.add_argument_group("clustering")
@@ -108,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
     require(cfg, "select", "pool", "budget", "out")
     if not cfg.run_dir:
         cfg = cfg.updated({"run_dir": str(default_run_dir(cfg.out))})
-    sel = run_select(cfg, show_progress=show_progress(args), overwrite=args.overwrite, inputs=config_inputs(args))
+    report = None
+    if cfg.report:
+        from kmq.report import write_report as report
+    sel = run_select(
+        cfg, show_progress=show_progress(args), overwrite=args.overwrite, inputs=config_inputs(args), report=report
+    )
     sys.stdout.write("\n".join(summary(sel)) + "\n")
     return 0
 
@@ -117,13 +126,19 @@ def summary(sel) -> list[str]:
     """The stdout lines of a finished selection: what was written where, with what, and what to look at."""
     m = sel.manifest
     subset = m.get("outputs", {}).get("subset", {})
+    files = sorted(p.name for p in sel.run_dir.iterdir() if p.is_file()) if sel.run_dir else []
+    files = [f for f in files if f not in ("kmq-run.json", "duplicates.parquet")]
     lines = [
-        f"subset    {subset.get('path', sel.config.out)}  ({len(sel)} records, {m['input']['format']} as "
+        f"subset    {subset.get('path', sel.config.out)}  ({len(sel)} records, "
+        f"{subset.get('format', m['input']['format'])} as "
         f"{subset.get('container', m['input']['container'])}, {subset.get('order', 'pool order')})",
-        f"run dir   {sel.run_dir}  (config.yaml, manifest.json, selection.parquet)",
+        f"run dir   {sel.run_dir}  ({', '.join(files)})",
         f"pool      {m['input']['source']}  ({m['input']['records']} records)",
         f"method    {m['method']['name']}  " + " ".join(f"{k}={v}" for k, v in (m["method"]["params"] or {}).items()),
     ]
+    conv = subset.get("conversion")
+    if conv:
+        lines.append("convert   " + _conversion_line(conv))
     for view, st in m["stages"].get("embed", {}).items():
         lines.append(f"embedder  {st['embedder']} on {view}s: " + _embed_counts(st))
     dd = m["stages"].get("dedup")
@@ -131,6 +146,13 @@ def summary(sel) -> list[str]:
         lines.append(
             f"dedup     {dd['mode']}: {dd['records'] - dd['kept']} of {dd['records']} records are duplicates "
             f"({dd['exact_duplicates']} exact), not candidates; listed in duplicates.parquet"
+        )
+    dc = m["stages"].get("decontaminate")
+    if dc:
+        per = ", ".join(f"{k}={v}" for k, v in dc["per_set"].items())
+        lines.append(
+            f"decontam  {dc['contaminated']} of {dc['pool_records']} records overlap the eval sets "
+            f"({dc['ngram']}-grams or exact prompt: {per}), not candidates; listed in decontaminated.parquet"
         )
     sc = m["stages"].get("score")
     if sc:
@@ -160,3 +182,9 @@ def _embed_counts(st: dict) -> str:
         parts.append(f"{st['empty']} empty")
     return f"{texts} texts ({', '.join(parts)})"
 
+
+
+def _conversion_line(conv: dict) -> str:
+    """What the --out-format conversion kept and lost, in one line."""
+    keys = {k: v for k, v in conv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return ", ".join(f"{k}={v}" for k, v in keys.items()) or str(conv)

@@ -1,9 +1,12 @@
-"""Shaping the pool around selection: deduplication (and, later, decontamination, quotas, token budgets).
+"""Shaping the pool around selection: deduplication and decontamination.
 
 Pure functions over texts and arrays; the pipeline (:mod:`kmq.stages`) wires them in.
 """
 
 from kmq.config import parse_dedup
+from kmq.shape.decontam import Contamination, EvalSet, decontaminate, load_eval_set
 from kmq.shape.dedup import exact_duplicates, near_duplicates
 
-__all__ = ["exact_duplicates", "near_duplicates", "parse_dedup"]
+__all__ = [
+    "Contamination", "EvalSet", "decontaminate", "exact_duplicates", "load_eval_set", "near_duplicates", "parse_dedup",
+]  # fmt: skip

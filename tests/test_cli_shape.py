@@ -1,0 +1,97 @@
+"""Shaping the pool through the CLI: --decontaminate, --out-format, and the diagnostics of every run."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from kmq.cli.main import main
+
+
+@pytest.fixture
+def leaky_pool(datakit, tmp_path):
+    """400 dolly records plus 5 gsm8k_test questions (3 verbatim, 2 with changed case and spacing) and 1 MMLU one."""
+    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text().splitlines()[:400]
+    gsm = [json.loads(x) for x in (datakit / "gsm8k_test" / "gsm8k_test.jsonl").read_text().splitlines()[:5]]
+    for i, r in enumerate(gsm):
+        prompt = r["prompt"] if i < 3 else "  ".join(r["prompt"].upper().split())
+        lines.append(json.dumps({"id": f"leak-{i}", "messages": [
+            {"role": "user", "content": prompt}, {"role": "assistant", "content": r["answer"]}]}))  # fmt: skip
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_decontaminate_removes_eval_prompts_and_says_where(leaky_pool, datakit, tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    evals = [str(datakit / "gsm8k_test"), str(datakit / "arc")]
+    args = ["select", str(leaky_pool), "--budget", "400", "--out", str(out), "--embedder", "hashing", "-q"]
+    assert main([*args, "--decontaminate", *evals]) == 0
+    stdout = capsys.readouterr().out
+    assert "5 of 405 records overlap the eval sets" in stdout and "gsm8k_test=5" in stdout
+    ids = {json.loads(x)["id"] for x in out.read_text().splitlines()}
+    assert len(ids) == 400 and not any(i.startswith("leak-") for i in ids)  # every clean record, no leak
+    run = tmp_path / "s.jsonl.kmq-run"
+    matches = pq.read_table(run / "decontaminated.parquet").to_pydict()
+    assert sorted(set(matches["id"])) == [f"leak-{i}" for i in range(5)]
+    assert set(matches["eval_set"]) == {"gsm8k_test"}
+    pool = pq.read_table(run / "pool.parquet").to_pydict()
+    flagged = {i: c for i, c in zip(pool["id"], pool["contaminated"], strict=True) if c}
+    assert flagged == {f"leak-{i}": "gsm8k_test" for i in range(5)}
+    manifest = json.loads((run / "manifest.json").read_text())
+    dc = manifest["stages"]["decontaminate"]
+    assert dc["contaminated"] == 5 and dc["per_set"] == {"gsm8k_test": 5, "arc": 0} and dc["ngram"] == 13
+    assert manifest["diagnostics"]["pool"]["candidates"] == 400
+
+
+def test_decontaminate_budget_above_clean_records_names_both(leaky_pool, datakit, tmp_path, capsys):
+    args = ["select", str(leaky_pool), "--budget", "402", "--out", str(tmp_path / "s.jsonl"), "--embedder", "hashing"]
+    assert main([*args, "--decontaminate", str(datakit / "gsm8k_test"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "402" in err and "400 of them also clean" in err and not (tmp_path / "s.jsonl").exists()
+
+
+def test_decontaminate_bad_spec_and_eval_as_output_are_refused(leaky_pool, datakit, tmp_path, capsys):
+    base = ["select", str(leaky_pool), "--budget", "10", "--embedder", "hashing", "-q"]
+    assert main([*base, "--out", str(tmp_path / "a.jsonl"), "--decontaminate", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text(json.dumps({"question": "What is two plus two, written as a word?"}) + "\n")
+    before = evals.read_bytes()
+    assert main([*base, "--out", str(evals), "--decontaminate", f"{evals}:question", "--overwrite"]) == 2
+    assert "input" in capsys.readouterr().err and evals.read_bytes() == before
+    assert main([*base, "--out", str(tmp_path / "b.jsonl"), "--decontaminate", f"{evals}:nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_out_format_converts_alpaca_to_messages(datakit, tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    pool = datakit / "alpaca_random9k" / "alpaca_random9k.jsonl"
+    args = ["select", str(pool), "--budget", "40", "--out", str(out), "--embedder", "hashing", "-q"]
+    assert main([*args, "--out-format", "messages"]) == 0
+    assert "40 records, messages as jsonl" in capsys.readouterr().out
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert all(r["messages"][0]["role"] in ("system", "user") and r["messages"][-1]["role"] == "assistant"
+               for r in rows)  # fmt: skip
+    assert all("instruction" not in r and r["id"] for r in rows)
+    manifest = json.loads((tmp_path / "s.jsonl.kmq-run" / "manifest.json").read_text())
+    assert manifest["outputs"]["subset"]["format"] == "messages"
+    assert manifest["outputs"]["subset"]["conversion"]["records"] == 40
+    with pytest.raises(SystemExit) as stop:  # not a format: argparse names the choices
+        main([*args, "--out-format", "chatml"])
+    assert stop.value.code == 2 and "prompt-completion" in capsys.readouterr().err
+
+
+def test_every_run_has_diagnostics_with_a_random_reference(datakit, tmp_path):
+    out = tmp_path / "s.jsonl"
+    pool = datakit / "dolly_3k" / "dolly_3k.jsonl"
+    assert main(["select", str(pool), "--budget", "150", "--out", str(out), "--embedder", "hashing", "-q"]) == 0
+    d = json.loads((tmp_path / "s.jsonl.kmq-run" / "manifest.json").read_text())["diagnostics"]
+    for block in ("selected", "random"):
+        assert d[block]["n"] == 150 and d[block]["vendi"] > 1 and 0 <= d[block]["coverage_mean"] <= 2
+        assert sum(d[block]["mix"]["category"].values()) == 150
+    assert d["selected"]["empty_clusters"] == 0
+    assert d["selected"]["quality"]["mean"] > d["random"]["quality"]["mean"]  # kMQ draws by quality
+    assert sum(d["pool"]["mix"]["category"].values()) == 2996
