@@ -168,18 +168,32 @@ def test_prompt_only_records_get_an_empty_response_and_are_counted(datakit, tmp_
         assert convert_subset(pool, [0], target)[1]["lossy_records"] == 0
 
 
-def test_mt_bench_user_turns_to_alpaca_are_merged_and_the_prompt_field_is_renamed(datakit):
+def test_mt_bench_user_turns_are_merged_for_alpaca_and_its_prompt_field_renamed_for_messages(datakit):
     pool = read_pool(datakit / "mt_bench/mt_bench.jsonl", fields=FieldMap(messages="turns"))
     raw = pool.records([0])[0]
     (record,), stats = convert_subset(pool, [0], "alpaca")
     assert record["instruction"] == "\n\n".join(raw["turns"]) and record["output"] == ""
-    assert record["prompt_original"] == raw["prompt"] and "prompt" not in record  # TRL would read "prompt"
-    assert set(stats["lossy"]) == {"merged_turns", "no_response"}
+    assert record["prompt"] == raw["prompt"]  # alpaca readers take the instruction
+    assert set(stats["lossy"]) == {"merged_turns", "no_response"} and stats["kept"] == {}
     assert stats["lossy"]["merged_turns"]["ids"] == ["mt_bench-81"]
-    assert stats["kept"]["renamed_field"]["count"] == 1
     (record,), stats = convert_subset(pool, [0], "messages")
     assert [t["content"] for t in record["messages"]] == raw["turns"] and stats["lossy"] == {}
-    assert "prompt" not in record and record["prompt_original"] == raw["prompt"]
+    assert "prompt" not in record and record["prompt_original"] == raw["prompt"]  # TRL would read "prompt"
+    assert stats["kept"]["renamed_field"]["count"] == 1
+
+
+def test_extra_fields_a_reader_would_take_are_renamed_per_target():
+    record = {"q": "Hi", "history": "seen", "input": "x", "prompt": "p", "prompt_original": "kept"}
+    pool = Pool.from_records([record], fields={"prompt": "q"})
+    (messages,), stats = convert_subset(pool, [0], "messages")
+    assert messages == {"messages": [{"role": "user", "content": "Hi"}], "history": "seen", "input": "x",
+                        "prompt_original_": "p", "prompt_original": "kept"}  # fmt: skip
+    assert stats["kept"]["renamed_field"]["ids"] == ["0"]
+    (alpaca,), _ = convert_subset(pool, [0], "alpaca")
+    assert list(alpaca) == ["instruction", "input", "output", "history_original", "input_original", "prompt",
+                            "prompt_original"]  # fmt: skip
+    plain = Pool.from_records([{"q": "Hi", "tag": 1}], fields={"prompt": "q"})
+    assert conversion_stats(plain, [0], "alpaca")["kept"] == {}
 
 
 def test_irregular_conversations_to_alpaca_name_what_was_lost():

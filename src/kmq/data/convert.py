@@ -37,9 +37,10 @@ when the subset is written, prompt-only selections are a normal input to respons
 counts and ids tell which records to fill or drop (a trainer would learn an empty answer from them).
 messages and sharegpt need no response.
 
-An extra field named like a field these formats or TRL read (:data:`RESERVED`: ``prompt`` next to
+An extra field that a reader would take for part of the conversation (:data:`RESERVED`: ``prompt`` next to
 ``messages`` makes TRL read prompt-completion, ``messages`` next to ``conversations`` makes kmq read
-messages) is kept as ``<name>_original`` and counted under ``kept`` (``renamed_field``). The record's
+messages, ``history`` next to ``instruction`` is alpaca's history) is kept as ``<name>_original`` and counted
+under ``kept`` (``renamed_field``). The record's
 ``id`` is kept as it is; records without one get none.
 """
 
@@ -60,11 +61,16 @@ OutFormat = Literal["same", "messages", "sharegpt", "alpaca", "prompt-completion
 #: What :func:`kmq.data.write_subset` can write (``--out-format``).
 OUT_FORMATS = ("same", "messages", "sharegpt", "alpaca", "prompt-completion")
 
-#: Fields that kmq's format detection or TRL's SFTTrainer read: an extra field of that name is renamed.
-RESERVED = frozenset(
-    {"messages", "conversations", "instruction", "input", "output", "system", "history", "prompt", "completion"}
-    | {"chosen", "rejected"}
-)
+#: Per target, the fields a reader would take instead of (or on top of) the converted ones: the target's own,
+#: those kmq's format detection tries first, and those that switch TRL's SFTTrainer to another dataset type.
+#: An extra field of such a name is renamed.
+_TRL = {"prompt", "completion", "chosen", "rejected"}
+RESERVED = {
+    "messages": frozenset({"messages", "conversations"} | _TRL),
+    "sharegpt": frozenset({"conversations", "messages"} | _TRL),
+    "alpaca": frozenset({"instruction", "input", "output", "system", "history", "messages", "conversations"}),
+    "prompt-completion": frozenset({"messages", "conversations", "instruction"} | _TRL),
+}
 
 #: How many ids each reason lists (the count covers all records).
 SHOWN_IDS = 5
@@ -135,7 +141,7 @@ def convert_subset(pool: Pool, indices: Iterable[int], out_format: str) -> tuple
         chunk = rows[start : start + 65536]
         for i, raw in zip(chunk, pool.records(chunk), strict=True):
             fields, reasons = convert(pool.messages[i], raw, pool.format)
-            record, renamed = _assemble(raw, fields, _consumed(raw, pool))
+            record, renamed = _assemble(raw, fields, _consumed(raw, pool), RESERVED[out_format])
             records.append(record)
             _count(stats, pool.ids[i], reasons + (["renamed_field"] if renamed else []))
     return records, stats
@@ -218,8 +224,11 @@ def _first_answer(record: Mapping[str, Any], names: tuple[str, ...]) -> set[str]
     return seen
 
 
-def _assemble(raw: Mapping[str, Any], fields: dict[str, Any], consumed: set[str]) -> tuple[dict[str, Any], bool]:
-    """``raw``'s extra fields in order, with ``fields`` where the first consumed one was; (record, renamed any)."""
+def _assemble(
+    raw: Mapping[str, Any], fields: dict[str, Any], consumed: set[str], reserved: frozenset[str]
+) -> tuple[dict[str, Any], bool]:
+    """``raw``'s extra fields in order, with ``fields`` where the first consumed one was, those in ``reserved``
+    renamed; (record, whether any was renamed)."""
     out: dict[str, Any] = {}
     taken = set(raw) | set(fields)
     renamed = placed = False
@@ -228,7 +237,7 @@ def _assemble(raw: Mapping[str, Any], fields: dict[str, Any], consumed: set[str]
             if not placed:
                 out.update(fields)
                 placed = True
-        elif key in RESERVED:
+        elif key in reserved:
             name = f"{key}_original"
             while name in taken:
                 name += "_"
