@@ -162,6 +162,15 @@ def test_words_fold_case_and_split_at_punctuation():
     ]
 
 
+def test_upper_cased_copies_match_caselessly():
+    # mmlu's "How much work is required to charge a 10 µF capacitor ...": upper() turns the micro sign into a
+    # Greek capital mu, whose lower case is not the micro sign; case folding maps both to one letter
+    text = "How much work is required to charge a 10 µF capacitor to a potential difference of 100 V ?"
+    assert words([text.upper()]) == words([text]) and words(["STRASSE"]) == words(["Straße"])
+    ev = EvalSet("mmlu", ["q"], [text], "<inline>")
+    assert decontaminate(["p"], [f"Answer this question. {text.upper()} Answer:"], [ev]).mask.tolist() == [True]
+
+
 # ----------------------------------------------------------------------------------------------- matching
 
 
