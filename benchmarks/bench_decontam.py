@@ -22,11 +22,14 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from benchmarks._datakit import DATAKIT
 
 from kmq.shape.decontam import _tokenise, decontaminate, load_eval_set, words
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _datakit import DATAKIT  # noqa: E402
 
 EVAL_SETS = (
     "mmlu", "arc", "gsm8k_test", "truthfulqa", "bbh", "humaneval", "mbpp_test", "alpaca_eval", "mt_bench",
@@ -124,7 +127,7 @@ def main() -> None:
           "pool RSS (MB) | peak RSS (MB) | planted found / findable | other records flagged |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
-        cmd = [sys.executable, "-m", "benchmarks.bench_decontam", "--one", str(n), "--ngram", str(args.ngram)]
+        cmd = [sys.executable, __file__, "--one", str(n), "--ngram", str(args.ngram)]
         cmd += ["--planted", str(args.planted)]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         print(
