@@ -40,8 +40,7 @@ messages and sharegpt need no response.
 An extra field that a reader would take for part of the conversation (:data:`RESERVED`: ``prompt`` next to
 ``messages`` makes TRL read prompt-completion, ``messages`` next to ``conversations`` makes kmq read
 messages, ``history`` next to ``instruction`` is alpaca's history) is kept as ``<name>_original`` and counted
-under ``kept`` (``renamed_field``). The record's
-``id`` is kept as it is; records without one get none.
+under ``kept`` (``renamed_field``). The record's ``id`` is kept as it is; records without one get none.
 """
 
 from __future__ import annotations
@@ -54,7 +53,15 @@ from kmq.data.formats import COMPLETION_FIELDS, PROMPT_FIELDS, Turn
 from kmq.data.pool import Pool, check_indices
 from kmq.errors import invalid_parameter
 
-__all__ = ["OUT_FORMATS", "RESERVED", "check_out_format", "conversion_stats", "convert_subset", "csv_cells"]
+__all__ = [
+    "OUT_FORMATS",
+    "RESERVED",
+    "OutFormat",
+    "check_out_format",
+    "conversion_stats",
+    "convert_subset",
+    "csv_cells",
+]
 
 OutFormat = Literal["same", "messages", "sharegpt", "alpaca", "prompt-completion"]
 
@@ -97,7 +104,9 @@ def check_out_format(out_format: str, owner: str = "write_subset") -> str:
     return out_format
 
 
-def convert_subset(pool: Pool, indices: Iterable[int], out_format: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def convert_subset(
+    pool: Pool, indices: Iterable[int], out_format: OutFormat
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Convert the records of ``pool`` at ``indices`` (in that order) to ``out_format``.
 
     Parameters
@@ -106,13 +115,14 @@ def convert_subset(pool: Pool, indices: Iterable[int], out_format: str) -> tuple
         The pool the indices refer to.
     indices : sequence or ndarray of shape (m,), int
         Row indices in [0, len(pool)).
-    out_format : {"messages", "sharegpt", "alpaca", "prompt-completion"}
-        The target (see the module docstring); ``"same"`` returns the raw records unchanged.
+    out_format : {"messages", "sharegpt", "alpaca", "prompt-completion", "same"}
+        The target (see the module docstring); ``"same"`` returns the raw records themselves.
 
     Returns
     -------
     records : list of dict, length m
-        New dicts (the pool's own records are not changed).
+        New dicts; their values (a messages pool's turn list, extra fields) may be the pool's own objects:
+        do not mutate them.
     stats : dict
         ``out_format``, ``source_format``, ``records`` (m), ``lossy_records`` (records with at least one lossy
         reason), and ``lossy`` / ``kept``: ``{reason: {"count", "ids" (the first few), "what"}}``.
@@ -148,7 +158,7 @@ def convert_subset(pool: Pool, indices: Iterable[int], out_format: str) -> tuple
 
 
 def conversion_stats(
-    pool: Pool, indices: Iterable[int], out_format: str, *, container: str | None = None
+    pool: Pool, indices: Iterable[int], out_format: OutFormat, *, container: str | None = None
 ) -> dict[str, Any]:
     """The ``stats`` of :func:`convert_subset` (for a manifest), without keeping the records.
 

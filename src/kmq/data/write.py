@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kmq._deps import require
-from kmq.data.convert import check_out_format, convert_subset, csv_cells
+from kmq.data.convert import OutFormat, check_out_format, convert_subset, csv_cells
 from kmq.data.formats import LONE_SURROGATE
 from kmq.data.io import HF_MARKERS, split_suffix
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, check_indices
@@ -186,7 +186,7 @@ def write_subset(
     out: str | os.PathLike,
     *,
     container: str | None = None,
-    out_format: str = "same",
+    out_format: OutFormat = "same",
 ) -> Path:
     """Write the records of ``pool`` at ``indices`` (in that order) to ``out``, atomically.
 
