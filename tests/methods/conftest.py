@@ -38,6 +38,7 @@ def dolly_arrays(datakit, tmp_path_factory) -> PoolArrays:
 @dataclass(frozen=True)
 class MixedArrays(PoolArrays):
     source: list  # (n,) the datakit's ``source`` of every row
+    tokens: np.ndarray  # (n,) int64: words of the conversation + 4 per turn, a stand-in for a tokenizer's count
 
 
 MIXED_SOURCES = ("lima", "gsm8k_train", "code_alpaca_2k", "dolly_3k", "fastchat_dummy")
@@ -68,4 +69,7 @@ def mixed_arrays(datakit, tmp_path_factory) -> MixedArrays:
         labels, centroids = stages.clusters(150).value
         stages.check_responses()
         quality = np.asarray(stages.quality().value, dtype=np.float64)
-    return MixedArrays(X=X, labels=labels, centroids=centroids, quality=quality, source=pool.column("source"))
+    tokens = np.array([sum(len(t["content"].split()) + 4 for t in turns) for turns in pool.messages], dtype=np.int64)
+    return MixedArrays(
+        X=X, labels=labels, centroids=centroids, quality=quality, source=pool.column("source"), tokens=tokens
+    )
