@@ -283,6 +283,18 @@ def test_parquet_and_save_to_disk_hold_the_turns_as_lists(datakit, tmp_path):
     assert datasets.load_from_disk(str(folder))[0]["conversations"][0]["from"] == "human"
 
 
+@pytest.mark.parametrize("out_format", ["same", "messages"])
+def test_an_empty_subset_is_written_with_its_columns(datakit, tmp_path, out_format):
+    datasets = pytest.importorskip("datasets")
+    pool = _pool(datakit, "fastchat")  # a JSON pool: its records are in memory, not in an Arrow table
+    folder = write_subset(pool, [], str(tmp_path / "disk") + "/", out_format=out_format)
+    loaded = datasets.load_from_disk(str(folder))
+    assert len(loaded) == 0
+    assert loaded.column_names == (["id", "conversations"] if out_format == "same" else ["messages"])
+    out = write_subset(pool, [], tmp_path / "sub.csv", out_format="prompt-completion")
+    assert out.read_text(encoding="utf-8") == "prompt,completion\n"
+
+
 def test_unknown_out_format_lists_the_choices(datakit, tmp_path):
     pool = _pool(datakit, "lima")
     with pytest.raises(InvalidParameterError, match=r"'out_format' parameter of write_subset.*'prompt-completion'"):

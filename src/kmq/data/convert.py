@@ -56,6 +56,7 @@ from kmq.errors import invalid_parameter
 __all__ = [
     "OUT_FORMATS",
     "RESERVED",
+    "TARGET_FIELDS",
     "OutFormat",
     "check_out_format",
     "conversion_stats",
@@ -67,6 +68,14 @@ OutFormat = Literal["same", "messages", "sharegpt", "alpaca", "prompt-completion
 
 #: What :func:`kmq.data.write_subset` can write (``--out-format``).
 OUT_FORMATS = ("same", "messages", "sharegpt", "alpaca", "prompt-completion")
+
+#: The fields each target always writes (alpaca adds ``system`` and ``history`` where a record needs them).
+TARGET_FIELDS = {
+    "messages": ("messages",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "input", "output"),
+    "prompt-completion": ("prompt", "completion"),
+}
 
 #: Per target, the fields a reader would take instead of (or on top of) the converted ones: the target's own,
 #: those kmq's format detection tries first, and those that switch TRL's SFTTrainer to another dataset type.

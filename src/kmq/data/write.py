@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kmq._deps import require
-from kmq.data.convert import OutFormat, check_out_format, convert_subset, csv_cells
+from kmq.data.convert import TARGET_FIELDS, OutFormat, check_out_format, convert_subset, csv_cells
 from kmq.data.formats import LONE_SURROGATE
 from kmq.data.io import HF_MARKERS, split_suffix
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, check_indices
@@ -248,6 +248,8 @@ def _converted(pool: Pool, rows: list[int], out_format: str, kind: str) -> Pool:
     layout: dict[str, Any] = {"indent": pool._layout.get("indent", 2), "newline": pool._layout.get("newline", "\n")}
     if kind.removesuffix(".gz") in ("csv", "tsv"):
         records, layout["fieldnames"], _ = csv_cells(records)
+    if not records:  # an empty subset still has the target's columns
+        layout["fieldnames"] = list(TARGET_FIELDS[out_format])
     return Pool(
         ids=[pool.ids[i] for i in rows],
         messages=[pool.messages[i] for i in rows],
@@ -366,6 +368,8 @@ def _arrow_table(pool: Pool, rows: list[int], container: str) -> pa.Table:
         return store.table.take(pa.array(rows, type=pa.int64()))
     records = store.get(rows)
     fields = dict.fromkeys(key for record in records for key in record)  # every field, not the first record's
+    if not fields:  # no rows: the columns still make a schema (save_to_disk refuses a table without one)
+        fields = dict.fromkeys(pool._layout.get("fieldnames") or pool.columns())
     try:
         return pa.Table.from_pydict({key: [record.get(key) for record in records] for key in fields})
     except UnicodeEncodeError as err:
