@@ -174,3 +174,17 @@ def test_select_stratified_errors(mixed_arrays):
     with pytest.raises(InvalidParameterError, match=r"unknown strata \['nope'\]"):
         select_stratified("kmq", strata=codes, names=names, counts={"nope": 1}, random_state=0,
                           inputs=method_inputs(a, "kmq"))  # fmt: skip
+
+
+def test_select_stratified_token_quota_errors(mixed_arrays):
+    a = mixed_arrays
+    codes, names = stratum_codes(a.source)
+    lima_tokens = int(a.tokens[codes == names.index("lima")].sum())
+    inputs = method_inputs(a, "kmq")
+    with pytest.raises(InvalidParameterError, match=rf"count {lima_tokens + 1} of stratum 'lima' is larger than its "
+                                                    rf"{lima_tokens} tokens"):  # fmt: skip
+        select_stratified("kmq", strata=codes, names=names, counts={"lima": lima_tokens + 1}, random_state=0,
+                          inputs=inputs, tokens=a.tokens)  # fmt: skip
+    with pytest.raises(InvalidParameterError, match=r"codes up to 4 but 'names' names only 2 strata"):
+        select_stratified("kmq", strata=codes, names=names[:2], counts=np.zeros(2, np.int64), random_state=0,
+                          inputs=inputs)  # fmt: skip

@@ -234,47 +234,59 @@ def select_stratified(
     method = get_method(method) if isinstance(method, str) else method
     params = dict(params or {})
     strata = _check_strata(strata)
-    n = strata.shape[0]
-    n_strata = max(len(names) if names is not None else 0, int(strata.max()) + 1 if n else 0)
-    names = [str(i) for i in range(n_strata)] if names is None else [str(s) for s in names]
+    n_strata = int(strata.max()) + 1 if strata.size else 0
+    if names is None:
+        names = [str(i) for i in range(n_strata)]
+    names = [str(s) for s in names]
+    if n_strata > len(names):
+        raise InvalidParameterError(
+            f"'strata' has codes up to {n_strata - 1} but 'names' names only {len(names)} strata. Pass the names of "
+            f"stratum_codes."
+        )
     quota = _counts_array(counts, names)
-    sizes = np.bincount(strata, minlength=len(names))
-    if tokens is None:
-        short = np.flatnonzero(quota > sizes)
-        if short.size:
-            j = short[0]
-            raise InvalidParameterError(
-                f"The count {quota[j]} of stratum {names[j]!r} is larger than its {sizes[j]} rows. Allocate the "
-                f"counts with allocate_strata."
-            )
+    if tokens is not None:
+        tokens = np.asarray(tokens)
+        if tokens.shape != strata.shape:
+            raise InvalidParameterError(f"'tokens' has shape {tokens.shape} but 'strata' has {strata.shape}.")
+    room = np.bincount(strata, weights=tokens, minlength=len(names)).round().astype(np.int64)
+    short = np.flatnonzero(quota > room)
+    if short.size:
+        j, unit = short[0], "rows" if tokens is None else "tokens"
+        raise InvalidParameterError(
+            f"The count {quota[j]} of stratum {names[j]!r} is larger than its {room[j]} {unit}. Allocate the "
+            f"counts with allocate_strata."
+        )
     streams = check_random_state(random_state, "select_stratified").spawn(len(names))
     order = np.argsort(strata, kind="stable")
-    groups = np.split(order, np.cumsum(sizes)[:-1])
+    groups = np.split(order, np.cumsum(np.bincount(strata, minlength=len(names)))[:-1])
     parts: list[tuple[int, np.ndarray, Picked]] = []
     table: dict[str, Any] = {}
-    carry = 0
+    carry = 0  # token mode: what the earlier strata left unused (less than one of their rows each)
     for j, rows in enumerate(groups):
-        want = int(quota[j]) + carry
         sub = {k: (v if k == "centroids" else np.asarray(v)[rows]) for k, v in inputs.items()}
-        if tokens is not None:
-            from kmq.methods.tokens import select_tokens
-
-            t = np.asarray(tokens)[rows]
-            want = min(want, int(t.sum()))
-            picked = select_tokens(method, tokens=t, token_budget=want, random_state=streams[j], inputs=sub,
-                                   params=params) if want else None  # fmt: skip
-            used = int(picked.stats["tokens"]["achieved"]) if picked else 0
-            carry = want - used
-        else:
-            picked = method.fn(n=rows.size, budget=want, random_state=streams[j], **sub, **params) if want else None
+        want = min(int(quota[j]) + carry, int(room[j]))
+        picked = _run_stratum(method, rows, want, streams[j], sub, params, tokens)
         entry = {"size": int(rows.size), "quota": int(quota[j]), "picked": int(picked.indices.size) if picked else 0}
         if tokens is not None:
-            entry["tokens"] = used
+            entry["tokens"] = int(picked.stats["tokens"]["achieved"]) if picked else 0
+            carry = int(quota[j]) + carry - entry["tokens"]
         if picked is not None:
             entry["method"] = picked.stats
             parts.append((j, rows, picked))
         table[names[j]] = entry
     return _concat(parts, names, table, tokens is not None)
+
+
+def _run_stratum(method: Method, rows, want: int, stream, inputs: dict, params: dict, tokens) -> Picked | None:
+    """The method on one stratum's rows: ``want`` records, or ``want`` tokens with ``tokens``; None for 0."""
+    if want == 0:
+        return None
+    if tokens is None:
+        return method.fn(n=rows.size, budget=want, random_state=stream, **inputs, **params)
+    from kmq.methods.tokens import select_tokens
+
+    return select_tokens(method, tokens=tokens[rows], token_budget=want, random_state=stream, inputs=inputs,
+                         params=params)  # fmt: skip
 
 
 def _concat(parts: list[tuple[int, np.ndarray, Picked]], names: list[str], table: dict, by_tokens: bool) -> Picked:
