@@ -2,7 +2,7 @@
 pool.parquet, map.parquet, clusters.parquet, selection.parquet), of any size, for the report tests and
 benchmarks. Everything is drawn from ``default_rng(seed)``: the same arguments give the same bytes.
 
-    python tests/report/synthetic.py OUT_DIR --rows 100000 --budget 10000 --clusters 200
+    python tests/report/synthetic_run.py OUT_DIR --rows 100000 --budget 10000 --clusters 200
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+#: a prompt that runs script wherever it is pasted into HTML unescaped
+XSS = '</script><script>window.__kmq_xss=1;alert(1)</script><img src=x onerror="window.__kmq_xss=2">&amp;'
 WORDS = ("river mountain python function recipe garden violin planet market history poem engine protein "
          "election football winter coffee algebra neuron castle desert ocean theorem chess camera bridge "
          "forest lawyer vaccine galaxy harvest sonnet tariff glacier comet sculpture migration satire").split()

@@ -90,10 +90,10 @@ def _valid(table: Any, name: str) -> np.ndarray:
 
 def cluster_bars(run: RunData) -> str:
     cl = run.clusters
-    if cl is None:
+    if cl is None or cl.num_rows == 0:
         return section("clusters", "Clusters: size, quota and picks", missing(
-            "clusters", f"No clusters.parquet: the method {run.manifest.get('method', {}).get('name', '?')} used no "
-            "clusters (or this run directory predates the file)."))  # fmt: skip
+            "clusters", f"No clusters: the method {run.manifest.get('method', {}).get('name', '?')} used none "
+            "(clusters.parquet absent or empty)."))  # fmt: skip
     cols = {c: np.asarray(cl.column(c).fill_null(0).to_numpy(), dtype=np.int64)
             for c in ("cluster", "size", "quota", "picks") if c in cl.column_names}  # fmt: skip
     order = np.argsort(cols["cluster"], kind="stable")
@@ -117,10 +117,10 @@ def map_section(run: RunData, pv: PoolView | None) -> tuple[str, str | None]:
     """The map section and the JSON text of its data block (None without a map)."""
     mp = run.map
     title = "Map of the pool (2-D projection of the clustering embeddings)"
-    if mp is None:
+    if mp is None or mp.num_rows == 0:
         name = run.manifest.get("method", {}).get("name", "?")
         return section("map", title, missing(
-            "map", f"No map: the method {name} used no embeddings (map.parquet absent).")), None  # fmt: skip
+            "map", f"No map: the method {name} used no embeddings (map.parquet absent or empty).")), None  # fmt: skip
     idx = np.asarray(mp.column("pool_index").to_numpy(), dtype=np.int64)
     xy = np.stack([np.asarray(mp.column(c).to_numpy(), dtype=np.float64) for c in ("x", "y")], axis=1)
     sel, cl = _map_labels(run, pv, idx)
