@@ -20,6 +20,10 @@ JSON Lines to JSON Lines copies the original line bytes; every other path writes
 JSON value; a ``save_to_disk`` pool (or an in-memory ``datasets.Dataset``) written as a folder keeps its
 features. CSV keeps the input's line endings (``\\n`` from any other container). Writes are atomic.
 
+``out_format`` other than ``"same"`` converts the records first (:mod:`kmq.data.convert`) and writes them
+as plain JSON values in the same containers: a ``.json`` file holds a list, and a CSV/TSV cell holds the
+JSON text of each value that is not a string (the turns, ``history``, numbers).
+
 What a container cannot hold is refused with the record, its field and the fix, and nothing is written:
 JSON output is strict (``allow_nan=False``: no ``NaN``/``Infinity``, which ``1e400`` becomes when read);
 a lone surrogate (``"\\ud800"``) stays a ``\\uXXXX`` escape in JSON but is refused by Parquet and CSV,
