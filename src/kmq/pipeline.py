@@ -153,41 +153,92 @@ def run_select(
 def _explain(
     selection: Selection, run: Stages, budget: int, keep: np.ndarray, dup_of: np.ndarray, inputs: dict[str, Any]
 ) -> None:
-    """The pool-level arrays of the run directory's tables, each pick's cosine to its centroid, and the map.
+    """Fill the selection's run tables from what this run computed (``inputs``: the method's pool-level inputs).
 
-    Uses only what the run computed (``inputs``: the method's pool-level inputs): a method without clusters
-    gets no cluster columns, one without embeddings no map (nothing is embedded for the report's sake).
+    A method without clusters gets no cluster columns, one without embeddings no map: nothing is embedded
+    or clustered for the report's sake.
+    """
+    labels = centroids = None
+    if run.computed_clusters(budget):
+        labels, centroids = run.clusters(budget).value
+    quota = None
+    if labels is not None and "quota" in selection.explain:
+        quota = np.zeros(int(centroids.shape[0]), dtype=np.int64)
+        quota[labels[selection.indices]] = np.asarray(selection.explain["quota"], dtype=np.int64)
+    start = time.perf_counter()
+    fill_run_tables(
+        selection, X=run.computed_vectors(), labels=labels, centroids=centroids, quality=inputs.get("quality"),
+        candidates=keep, dup_of=dup_of, quota=quota, seed=run.cfg.seed,
+    )  # fmt: skip
+    if selection.map_xy is not None:
+        run.stats["map"] = {"points": int(len(selection.map_xy[0])), "projection": "pca",
+                            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+
+
+def fill_run_tables(
+    selection: Selection,
+    *,
+    X: np.ndarray | None,
+    labels: np.ndarray | None,
+    centroids: np.ndarray | None,
+    quality: np.ndarray | None,
+    candidates: np.ndarray,
+    dup_of: np.ndarray | None,
+    quota: np.ndarray | None,
+    seed: int,
+) -> None:
+    """The pool-level arrays of pool.parquet and clusters.parquet, each pick's cosine to its centroid, the map.
+
+    Parameters
+    ----------
+    X : ndarray (n, d) or None
+        The clustering vectors (L2-normalised), if the run has them: the map and ``cos_centroid``.
+    labels, centroids : ndarray or None
+        The clusters; ``centroids`` None with labels: the normalised mean of each cluster's vectors.
+    candidates : ndarray of int
+        The rows the method could pick (after deduplication and decontamination).
+    quota : ndarray (k,) or None
+        Each cluster's allocated count (None: its picks).
     """
     from kmq.metrics.projection import map_rows, project_2d
 
-    n = len(run.pool)
+    n = len(selection.pool)
     candidate = np.zeros(n, dtype=bool)
-    candidate[keep] = True
-    info: dict[str, Any] = {"dup_of": dup_of, "candidate": candidate, "quality": inputs.get("quality")}
+    candidate[candidates] = True
+    info: dict[str, Any] = {"dup_of": dup_of, "candidate": candidate, "quality": quality}
     if selection.contamination is not None:
-        info["contaminated"] = first_match(selection.contamination, run.pool.ids)
-    X = run.computed_vectors()
-    if run.computed_clusters(budget):
-        labels, centroids = run.clusters(budget).value
-        info["labels"], info["n_clusters"] = labels, int(centroids.shape[0])
+        info["contaminated"] = first_match(selection.contamination, selection.pool.ids)
+    if labels is not None:
+        k = int(centroids.shape[0]) if centroids is not None else int(labels.max()) + 1
+        info["labels"], info["n_clusters"] = labels, k
         if X is not None:
+            if centroids is None:
+                centroids = mean_directions(X, labels, k)
             cos = np.empty(n, dtype=np.float32)
             for lo in range(0, n, 65536):  # chunks: no (n, d) temporary
                 hi = min(n, lo + 65536)
                 cos[lo:hi] = np.einsum("ij,ij->i", X[lo:hi], centroids[labels[lo:hi]])
             info["cos_centroid"] = cos
             selection.explain.setdefault("cos_centroid", cos[selection.indices].astype(np.float64))
-        if "quota" in selection.explain:
-            quota = np.zeros(int(centroids.shape[0]), dtype=np.int64)
-            quota[labels[selection.indices]] = np.asarray(selection.explain["quota"], dtype=np.int64)
+        if quota is not None:
             info["quota"] = quota
     if X is not None:
-        start = time.perf_counter()
-        rows = map_rows(n, selection.indices, seed=run.cfg.seed)
-        selection.map_xy = (rows, project_2d(X[rows], seed=run.cfg.seed))
-        run.stats["map"] = {"points": int(len(rows)), "projection": "pca",
-                            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+        rows = map_rows(n, selection.indices, seed=seed)
+        selection.map_xy = (rows, project_2d(X[rows], seed=seed))
     selection.pool_info = info
+
+
+def mean_directions(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The normalised mean vector of each cluster (spherical k-means centroids), (k, d) float32, in O(n d)."""
+    order = np.argsort(labels, kind="stable")
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    for lo in range(0, len(order), 65536):  # sorted chunks: one reduceat per chunk, no (n, d) copy
+        rows = order[lo : lo + 65536]
+        lab = labels[rows]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        sums[lab[starts]] += np.add.reduceat(X[rows].astype(np.float64), starts, axis=0)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 #: record fields whose mix the diagnostics count, when the pool has them

@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
     setting(p, C, "dedup", "--dedup")
+    setting(p, C, "out_format", "--out-format")
+    setting(p, C, "report", "--report")
     p.add_argument("--restart-from", default=None, metavar="STEP",
                    help="delete STEP (prepare, rNN-select|train|generate|judge|reweight) and all later")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the plan (rounds, sizes, work) and write nothing")
@@ -129,18 +131,22 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"dry run: nothing is written ({where})\n{plan.format()}\n")
         return 0
     with hf.library_output(show_progress(args)):  # -q: no library bars, info logs or warnings either
+        report = None
+        if cfg.report:
+            from kmq.report import write_report as report
         sel = run_iterate(
             cfg,
             show_progress=show_progress(args),
             restart_from=args.restart_from,
             overwrite=args.overwrite,
             inputs=config_inputs(args),
+            report=report,
         )
     m = sel.manifest
     lines = [
         f"subset    {cfg.out}  ({len(sel)} records, {m['input']['format']} as "
         f"{m.get('outputs', {}).get('subset', {}).get('container', m['input']['container'])})",
-        f"run dir   {sel.run_dir}  (config.yaml, manifest.json, selection.parquet, rounds/)",
+        f"run dir   {sel.run_dir}  ({', '.join(_run_files(sel.run_dir))}, rounds/)",
         f"pool      {m['input']['source']}  ({m['input']['records']} records)",
         f"rounds    {cfg.rounds}: " + " + ".join(str(s) for s in m["budget"]["sizes"])
         + f"  (judge {cfg.judge.scorer}, {cfg.reweight.method} reweighting)",
@@ -158,3 +164,9 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"time      {m['seconds']:.1f}s")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _run_files(run_dir) -> list[str]:
+    """The run directory's result files (not the marker or the duplicates list)."""
+    skip = ("kmq-run.json", "duplicates.parquet", "DONE-prepare", ".lock")
+    return sorted(p.name for p in run_dir.iterdir() if p.is_file() and p.name not in skip)

@@ -26,6 +26,7 @@ from kmq.config import (
     ClusterConfig,
     EmbedConfig,
     FieldsConfig,
+    OutFormat,
     RunConfig,
     RunSettings,
     ScoreConfig,
@@ -127,6 +128,10 @@ class IterateConfig(RunSettings):
     dedup: str = opt(
         "exact", "none | exact (identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
     )
+    out_format: OutFormat = opt(
+        "same", "the subset's format: same (the input's records) | messages | sharegpt | alpaca | prompt-completion"
+    )
+    report: bool = opt(False, "also write report.html (kmq report) into the run directory")
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -145,7 +150,7 @@ class IterateConfig(RunSettings):
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
         return RunConfig(
             pool=self.pool, budget=self.budget, format=self.format, split=self.split, seed=self.seed,
-            shuffle=self.shuffle, dedup=self.dedup,
+            shuffle=self.shuffle, dedup=self.dedup, out_format=self.out_format,
             embed=self.embed, cluster=self.cluster, score=self.score,
             select=SelectConfig(method="kmq", params=dict(self.select.params)),
             fields=self.fields,

@@ -43,6 +43,7 @@ from kmq.loop.reweight import update_weights
 from kmq.loop.rundir import RunDir, StepResult, read_json, step_id
 from kmq.loop.signal import cluster_signal, instance_scores
 from kmq.publish import OutputPlan, input_paths
+from kmq.pipeline import fill_run_tables, run_diagnostics
 from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class _Loop:
         self.steps: dict[str, StepResult] = {}
         self.picked: list[np.ndarray] = []
         self.dup_of: np.ndarray | None = None  # from prepare (None: a run folder from before deduplication)
+        self.vectors: np.ndarray | None = None  # the clustering vectors, read at the end for the run tables
         p = {"allocation": "equal", "within": "softmax", "temperature": 1.0, **cfg.select.params}
         self.allocation, self.within, self.kmq_temperature = p["allocation"], p["within"], float(p["temperature"])
 
@@ -337,8 +339,11 @@ def run_iterate(
     restart_from: str | None = None,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
+    report: Any = None,
 ) -> IterSelection:
     """Run (or resume) iterative kMQ for a resolved config; see the module docstring.
+
+    ``report`` (:func:`kmq.report.write_report`) adds ``report.html`` to the run directory, published with it.
 
     The outputs are checked first (:mod:`kmq.publish`): the run directory must be new, empty, or a ``kmq
     iterate`` run directory (``overwrite`` lifts that), and no output may be an input (``inputs`` adds files
@@ -358,7 +363,7 @@ def run_iterate(
         if restart_from:
             loop.rd.restart_from(restart_from)
         loop.run()
-        return _finish(cfg, pool, loop, t0, outputs)
+        return _finish(cfg, pool, loop, t0, outputs, report)
 
 
 def plan_iterate_outputs(
@@ -376,7 +381,9 @@ def plan_iterate_outputs(
     )
 
 
-def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: OutputPlan) -> IterSelection:
+def _finish(
+    cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: OutputPlan, report: Any = None
+) -> IterSelection:
     """The union of the rounds as a selection, written like ``kmq select`` writes one."""
     idx = np.concatenate(loop.picked)
     rounds = np.concatenate([np.full(len(p), r, dtype=np.int32) for r, p in enumerate(loop.picked, start=1)])
@@ -390,9 +397,29 @@ def _finish(cfg: IterateConfig, pool: Any, loop: _Loop, t0: float, outputs: Outp
             (pool.ids[i], pool.ids[j]) for i, j in enumerate(loop.dup_of.tolist()) if j >= 0
         ],
     )  # fmt: skip
+    _run_tables(cfg, pool, loop, sel)
     sel.manifest = _manifest(cfg, pool, loop, sel, t0)
-    sel.publish(out=cfg.out, run_dir=cfg.run_dir, plan=outputs)
+    sel.manifest["diagnostics"] = run_diagnostics(sel, loop.vectors, sel.pool_info["candidate"].nonzero()[0],
+                                                  seed=cfg.seed)  # fmt: skip
+    sel.publish(out=cfg.out, run_dir=cfg.run_dir, plan=outputs, report=report)
     return sel
+
+
+def _run_tables(cfg: IterateConfig, pool: Any, loop: _Loop, sel: IterSelection) -> None:
+    """pool.parquet, clusters.parquet and the map of the union of the rounds (as ``kmq select`` writes them).
+
+    The clustering vectors come from the cache (the prepare step computed them); centroids are the clusters'
+    normalised mean vectors, each cluster's quota what the rounds drew from it.
+    """
+    from kmq.stages import Stages
+
+    loop.vectors = Stages(cfg.run_config(), pool, loop.show_progress).vectors().value
+    n = len(pool)
+    candidates = np.flatnonzero(loop.dup_of < 0) if loop.dup_of is not None else np.arange(n)
+    fill_run_tables(
+        sel, X=loop.vectors, labels=loop.labels, centroids=None, quality=loop.quality, candidates=candidates,
+        dup_of=loop.dup_of, quota=None, seed=cfg.seed,
+    )  # fmt: skip
 
 
 def plan_iterate(cfg: IterateConfig, *, pool: Any = None) -> Plan:
