@@ -42,8 +42,8 @@ from kmq.loop.plan import Plan, make_plan
 from kmq.loop.reweight import update_weights
 from kmq.loop.rundir import RunDir, StepResult, read_json, step_id
 from kmq.loop.signal import cluster_signal, instance_scores
-from kmq.publish import OutputPlan, input_paths
 from kmq.pipeline import fill_run_tables, run_diagnostics
+from kmq.publish import OutputPlan, input_paths
 from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 
 logger = logging.getLogger(__name__)
