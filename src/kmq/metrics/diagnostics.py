@@ -23,10 +23,10 @@ import numpy as np
 
 from kmq.errors import InvalidParameterError
 from kmq.methods.validation import check_number
-from kmq.metrics._search import nearest_similarity
+from kmq.metrics._search import PickIndex
 from kmq.metrics.balance import cluster_balance
 from kmq.metrics.diversity import coverage_from_similarity, vendi_score
-from kmq.metrics.duplicates import exact_duplicates, near_duplicate_mask
+from kmq.metrics.duplicates import exact_duplicates
 from kmq.metrics.mix import mix_counts, quantiles
 
 __all__ = ["STREAM_DIAGNOSTICS", "diagnostics"]
@@ -190,11 +190,12 @@ def _diversity(
         sample = np.sort(rng.choice(len(picked), size=vendi_sample, replace=False))
     out["vendi"] = _finite(vendi_score(picked[sample]))
     out["vendi_sample"] = len(sample)
-    similarity, out["coverage_search"] = nearest_similarity(picked, X, rows=cov_rows, seed=seed)
+    index = PickIndex(picked, seed=seed)  # one structure for both searches
+    similarity, out["coverage_search"] = index.search(X, rows=cov_rows)
     out["coverage_mean"], out["coverage_p95"] = coverage_from_similarity(similarity)
     out["facility_location"] = float(np.mean(similarity, dtype=np.float64))
-    near, out["near_search"] = near_duplicate_mask(picked, tau, seed=seed)
-    out["duplicates_near"] = int(near.sum())
+    nearest_other, out["near_search"] = index.search(picked, exclude_self=True)
+    out["duplicates_near"] = int((nearest_other > tau).sum())
     return out
 
 
