@@ -44,7 +44,7 @@ class MixedArrays(PoolArrays):
 MIXED_SOURCES = ("lima", "gsm8k_train", "code_alpaca_2k", "dolly_3k", "fastchat_dummy")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mixed_arrays(datakit, tmp_path_factory) -> MixedArrays:
     """A slice of the datakit's mixed pool (the first 300 rows of 5 of its sources, 1,500 records) through kmq's
     own stages: hashing vectors, k-means with k = 30, heuristic quality."""
