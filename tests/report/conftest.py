@@ -8,6 +8,7 @@ binary is a failure (``.ci/run`` installs Debian's ``chromium``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,10 +31,14 @@ def _select(tmp: Path, pool: Path, *flags: str) -> Path:
 
 @pytest.fixture(scope="session")
 def mixed_pool(datakit, tmp_path_factory) -> Path:
-    """900 real records: 300 each of dolly_3k, gsm8k_train and code_alpaca_2k (source and category labels)."""
+    """901 real records: 300 each of dolly_3k, gsm8k_train and code_alpaca_2k (source and category labels), and
+    ``copy-of-dolly_3k-0005``, an exact copy of dolly_3k-0005 under another id (dedup removes it)."""
     lines = []
     for name in ("dolly_3k", "gsm8k_train", "code_alpaca_2k"):
         lines += (datakit / name / f"{name}.jsonl").read_text().splitlines()[:300]
+    copy = json.loads(lines[5])
+    assert copy["id"] == "dolly_3k-0005"
+    lines.append(json.dumps({**copy, "id": "copy-of-dolly_3k-0005"}))
     path = tmp_path_factory.mktemp("pool") / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path

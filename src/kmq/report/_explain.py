@@ -46,13 +46,21 @@ def _find(pool: Any, record_id: str, run: RunData) -> int:
 
 
 def closest_ids(ids: list[Any], query: str, n: int = 5) -> list[str]:
-    """Up to ``n`` ids near ``query``: its neighbours in sorted order, then (pools up to 50k) by similarity."""
+    """Up to ``n`` ids near ``query``, most similar first (ties: the longer common prefix).
+
+    The candidates are its neighbours in sorted order and, for pools up to 50k ids, difflib's closest matches.
+    """
     strs = sorted({str(i) for i in ids if i is not None})
     at = bisect.bisect_left(strs, query)
-    near = strs[max(0, at - 2) : at + 2]
+    near = set(strs[max(0, at - 2) : at + 2])
     if len(strs) <= 50_000:
-        near = difflib.get_close_matches(query, strs, n=n, cutoff=0.5) + near
-    return list(dict.fromkeys(near))[:n]
+        near |= set(difflib.get_close_matches(query, strs, n=4 * n, cutoff=0.5))
+
+    def key(s: str) -> tuple[float, int, str]:
+        prefix = len(os.path.commonprefix([s, query]))
+        return (-difflib.SequenceMatcher(None, query, s).ratio(), -prefix, s)
+
+    return sorted(near, key=key)[:n]
 
 
 def explain(run_dir: str | os.PathLike, record_id: str) -> dict[str, Any]:
@@ -84,9 +92,22 @@ def explain(run_dir: str | os.PathLike, record_id: str) -> dict[str, Any]:
     rank = _quality_rank(pool, row, cl, clusters)
     others = _other_picks(pool, row, cl, clusters)
     out = {"record": rec, "pick": pick, "cluster": cluster, "quality_rank": rank, "other_picks": others,
-           "method": dig(run.manifest, "method.name")}  # fmt: skip
+           "method": dig(run.manifest, "method.name"), "duplicate_picked": _dup_picked(pool, rec, run)}  # fmt: skip
     out["why"] = _why(out)
     return out
+
+
+def _dup_picked(pool: Any, rec: dict[str, Any], run: RunData) -> bool | None:
+    """Whether the record this one duplicates was picked (None when it is no duplicate or not found)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    of = rec.get("duplicate_of")
+    if of is None or "selected" not in pool.column_names:
+        return None
+    ids = pool.column("id")
+    row = pc.index(ids, pa.scalar(str(of), ids.type)).as_py()
+    return None if row < 0 else bool(pool.column("selected")[row].as_py())
 
 
 def _pick(run: RunData, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,16 +174,19 @@ def _why(e: dict[str, Any]) -> str:
     rec, pick, cl, rank = e["record"], e["pick"], e["cluster"], e["quality_rank"]
     method = e.get("method") or "the method"
     if rec.get("selected"):
-        text = f"picked by {method} (pick {rec.get('rank')} in pick order)"
+        text = f"picked by {method} (rank {rec.get('rank')} in pick order, 0 = first)"
         if pick and pick.get("reason"):
             text += f": {pick['reason']}"
         return text + "."
     if rec.get("duplicate_of") is not None:
-        return f"not picked: removed before selection as a duplicate of {rec['duplicate_of']}."
+        kept = e.get("duplicate_picked")
+        state = "" if kept is None else " (which was picked)" if kept else " (which was not picked either)"
+        return f"not picked: removed before selection as a duplicate of {rec['duplicate_of']}{state}."
     if rec.get("contaminated") is not None:
         return f"not picked: removed before selection as contaminated by the eval set {rec['contaminated']}."
-    where = f"of {rank[1]} candidates in its cluster" if cl else f"of {rank[1]} candidates in the pool"
-    rank_text = f"; its quality ranks {rank[0]} {where}" if rank else ""
+    rank_text = ""
+    if rank:
+        rank_text = f"; its quality ranks {rank[0]} of {rank[1]} candidates in {'its cluster' if cl else 'the pool'}"
     if cl:
         quota, size, picks = cl.get("quota"), cl.get("size"), cl.get("picks")
         quota_text = f"quota {quota} of size {size}" if quota is not None else f"size {size}"
@@ -174,19 +198,20 @@ def _why(e: dict[str, Any]) -> str:
 def format_explanation(e: dict[str, Any]) -> list[str]:
     """The lines ``kmq explain`` prints."""
     rec = e["record"]
-    lines = [f"id            {rec.get('id')}"]
+    lines = [f"{'id':<18}{rec.get('id')}"]
     for f in POOL_FIELDS[1:]:
         if f in rec and f != "preview":
-            lines.append(f"{f:<13} {_show(rec[f])}")
+            lines.append(f"{f:<18}{_show(rec[f])}")
     if e["quality_rank"]:
         r, m = e["quality_rank"]
-        lines.append(f"quality rank  {r} of {m} candidates ({'in its cluster' if e['cluster'] else 'in the pool'})")
+        where = "in its cluster" if e["cluster"] else "in the pool"
+        lines.append(f"{'quality rank':<18}{r} of {m} candidates ({where})")
     if e["pick"]:
-        lines += [f"pick.{k:<8} {_show(v)}" for k, v in e["pick"].items()]
+        lines += [f"{'pick.' + k:<18}{_show(v)}" for k, v in e["pick"].items()]
     if e["cluster"]:
-        lines.append("cluster       " + ", ".join(f"{k}={_show(v)}" for k, v in e["cluster"].items()))
-    lines.append(f"preview       {rec.get('preview', '')!r}")
-    lines.append(f"why           {e['why']}")
+        lines.append(f"{'cluster info':<18}" + ", ".join(f"{k}={_show(v)}" for k, v in e["cluster"].items()))
+    lines.append(f"{'preview':<18}{rec.get('preview', '')!r}")
+    lines.append(f"{'why':<18}{e['why']}")
     if e["other_picks"]:
         lines.append(f"other picks of cluster {rec.get('cluster')} (by pick order):")
         lines += [f"  {i}  {p[:100]!r}" for i, p in e["other_picks"]]
