@@ -98,7 +98,8 @@ def test_cluster_methods_exact_and_each_cluster_within_one_row(seed, frac, name,
     labels = inputs["labels"]
     sizes = np.bincount(labels)
     capacity = np.bincount(labels, weights=tokens).astype(np.int64)
-    quota = allocate_budget(capacity, cluster_weights(sizes, allocation), budget)
+    weights = cluster_weights(capacity if allocation == "proportional" else sizes, allocation)  # by token mass
+    quota = allocate_budget(capacity, weights, budget)
     got = np.bincount(labels[picked.indices], weights=tokens[picked.indices], minlength=len(sizes))
     longest = np.array([tokens[labels == c].max() for c in range(len(sizes))])
     assert (np.abs(got - quota) <= longest).all()  # each cluster's token quota within one of its rows
@@ -127,6 +128,19 @@ def test_one_token_per_row_is_the_record_budget(name, global_random_seed):
     by_records = get_method(name).fn(n=600, budget=137, random_state=np.random.default_rng(3), **sub)
     assert np.array_equal(by_tokens.indices, by_records.indices)  # the same picks, in the same order
     assert by_tokens.stats["tokens"]["achieved"] == 137
+
+
+@pytest.mark.parametrize("name", CLUSTER_METHODS)
+def test_one_token_per_row_is_the_record_budget_with_proportional_allocation(name):
+    inputs, _ = pool(5)
+    sub = needs(name, inputs)
+    params = {"allocation": "proportional"}
+    by_tokens = select_tokens(name, tokens=np.ones(600, np.int64), token_budget=211, random_state=8, inputs=sub,
+                              params=params)  # fmt: skip
+    by_records = get_method(name).fn(n=600, budget=211, random_state=8, **sub, **params)
+    assert np.array_equal(by_tokens.indices, by_records.indices)
+    for key in ("quota", "cluster_size", "probability"):
+        np.testing.assert_array_equal(by_tokens.explain[key], by_records.explain[key])
 
 
 def test_ordered_methods_grow_their_record_budget_and_cut_at_t():

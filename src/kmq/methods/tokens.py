@@ -7,9 +7,10 @@ token budget ``T`` (:func:`parse_token_budget` reads ``2M-tokens``, ``40k-tokens
 
 1. Allocation by tokens: the exact water-filling and largest-remainder rounding of
    :func:`~kmq.methods.allocate.allocate_budget` with each cluster's capacity its total tokens and the
-   method's allocation weights (``equal``: the same for every non-empty cluster, ``proportional``: by
-   the cluster's record count, the weights of the record budget). So every cluster gets an integer token
-   quota, they sum to ``T``, and none exceeds its cluster's tokens.
+   method's allocation weights: ``equal``, the same for every non-empty cluster; ``proportional``, the
+   cluster's share of the pool's tokens (what a uniform sample of ``T`` tokens gives it on average, as
+   the record weights are what a uniform sample of records gives). So every cluster gets an integer
+   token quota, they sum to ``T``, and none exceeds its cluster's tokens.
 2. Inside each cluster, its rows in the draw's order (the same keys as :mod:`kmq.methods.draw`, so
    common random numbers hold): first fit, i.e. a row is taken iff it fits in what the rows taken before
    it left of the quota. That is the longest prefix within the quota, then the next rows that still fit.
@@ -208,7 +209,8 @@ def _cluster_tokens(name: str, tokens, budget: int, rng, inputs: dict, params: d
     labels = inputs["labels"]
     sizes = np.bincount(labels)
     capacity = np.bincount(labels, weights=tokens, minlength=sizes.shape[0]).round().astype(np.int64)
-    quota, alloc = allocate_budget_with_stats(capacity, cluster_weights(sizes, spec.allocation), budget)
+    weights = cluster_weights(capacity if spec.allocation == "proportional" else sizes, spec.allocation)
+    quota, alloc = allocate_budget_with_stats(capacity, weights, budget)
     order, cluster, probability = spec.draw(labels, np.where(quota > 0, sizes, 0), rng)  # every row, draw order
     t = tokens[order]
     taken, gap = first_fit(t, cluster, quota)
