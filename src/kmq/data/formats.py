@@ -21,9 +21,19 @@ Formats and the fields they read (detection looks at the first record, in this o
     means no assistant turn. Optional ``system`` (string) and ``history`` (``[[user, assistant], ...]``,
     LLaMA-Factory) come first.
 ``prompt_completion``
-    a prompt field, ``prompt`` or else ``question``, plus an optional response field, the first present
-    of ``completion``, ``response``, ``answer``, ``output`` (so gsm8k's ``question``/``answer`` works).
-    ``alpaca`` wins over this format when ``instruction`` exists. Optional ``system`` string.
+    a prompt field, ``prompt`` or else ``question``, plus an optional response field, the first
+    non-null of ``completion``, ``response``, ``answer``, ``output`` (so gsm8k's ``question``/``answer``
+    works). ``alpaca`` wins over this format when ``instruction`` exists. Optional ``system`` string,
+    which becomes the first turn. Each record is one of TRL's two shapes, told apart by the prompt's type:
+
+    - standard: the prompt is a string (the user turn) and the response a string (the assistant turn);
+    - conversational: the prompt is a non-empty list of ``{role, content}`` turns, which may hold system
+      turns and earlier exchanges, and the response a list of turns (TRL writes
+      ``completion = [{"role": "assistant", "content": ...}]``, as kmq's ``--out-format prompt-completion``
+      does); the conversation is the prompt's turns then the completion's, checked like ``messages``.
+
+    A record that mixes the shapes (a list prompt with a string completion, or the reverse) is an error:
+    TRL cannot read it either.
 
 A ``None`` value counts as absent for optional fields. Errors raised here name the field and what was
 expected; the reader adds the file and line or record.
@@ -61,7 +71,7 @@ PROMPT_FIELDS = ("prompt", "question")
 COMPLETION_FIELDS = ("completion", "response", "answer", "output")
 SUPPORTED = (
     "messages (messages), sharegpt (conversations), alpaca (instruction/input/output), "
-    "prompt_completion (prompt/completion|response, question/answer)"
+    "prompt_completion (prompt/completion|response as strings or lists of turns, question/answer)"
 )
 
 
@@ -121,15 +131,20 @@ def _from_messages(record: Mapping[str, Any]) -> list[Turn]:
     turns = _require(record, "messages", list, "a non-empty list of {role, content} objects")
     if not turns:
         raise DataFormatError("field 'messages' is an empty list; expected at least one {role, content} turn.")
+    return _chat_turns(turns, "messages")
+
+
+def _chat_turns(turns: list[Any], name: str) -> list[Turn]:
+    """Check a list of ``{role, content}`` turns from field ``name`` and return them as normalized turns."""
     out = []
     for k, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise DataFormatError(f"field 'messages'[{k}] is {_type_name(turn)}; expected a {{role, content}} object.")
+            raise DataFormatError(f"field {name!r}[{k}] is {_type_name(turn)}; expected a {{role, content}} object.")
         role, content = turn.get("role"), turn.get("content")
         if role not in MESSAGE_ROLES:
-            raise DataFormatError(f"field 'messages'[{k}].role is {role!r}; expected one of {list(MESSAGE_ROLES)}.")
+            raise DataFormatError(f"field {name!r}[{k}].role is {role!r}; expected one of {list(MESSAGE_ROLES)}.")
         if not isinstance(content, str):
-            raise DataFormatError(f"field 'messages'[{k}].content is {_type_name(content)}; expected a string.")
+            raise DataFormatError(f"field {name!r}[{k}].content is {_type_name(content)}; expected a string.")
         out.append({"role": role, "content": content})
     return out
 
@@ -190,14 +205,48 @@ def _alpaca_history(record: Mapping[str, Any]) -> list[Turn]:
 
 def _from_prompt_completion(record: Mapping[str, Any]) -> list[Turn]:
     name = next((f for f in PROMPT_FIELDS if f in record), PROMPT_FIELDS[0])
-    prompt = _require(record, name, str, "a string (prompt_completion reads 'prompt' or 'question')")
+    if isinstance(record.get(name), list):
+        return _system_turn(record) + _conversational(record, name)
+    what = "a string or a list of {role, content} turns (prompt_completion reads 'prompt' or 'question')"
+    prompt = _require(record, name, str, what)
     turns = _system_turn(record) + [{"role": "user", "content": prompt}]
-    for field in COMPLETION_FIELDS:
-        response = _optional_str(record, field)
-        if response is not None:
-            turns.append({"role": "assistant", "content": response})
-            break
+    field, response = _response(record)
+    if isinstance(response, list):
+        raise DataFormatError(
+            f"field {field!r} is a list, but field {name!r} is a string; expected a string or null (in TRL's "
+            f"conversational prompt-completion both are lists of {{role, content}} turns: make {name!r} one too)."
+        )
+    if response is not None:
+        if not isinstance(response, str):
+            raise DataFormatError(f"field {field!r} is {_type_name(response)}; expected a string or null.")
+        turns.append({"role": "assistant", "content": response})
     return turns
+
+
+def _conversational(record: Mapping[str, Any], name: str) -> list[Turn]:
+    """TRL's conversational shape: the prompt's turns, then the completion's (see the module docstring)."""
+    prompt = record[name]
+    if not prompt:
+        raise DataFormatError(f"field {name!r} is an empty list; expected at least one {{role, content}} turn.")
+    turns = _chat_turns(prompt, name)
+    field, response = _response(record)
+    if response is None:
+        return turns
+    if not isinstance(response, list):
+        raise DataFormatError(
+            f"field {field!r} is {_type_name(response)}, but field {name!r} is a list of turns; expected a list of "
+            f'{{role, content}} turns or null, as TRL writes it: [{{"role": "assistant", "content": ...}}].'
+        )
+    return turns + _chat_turns(response, field)
+
+
+def _response(record: Mapping[str, Any]) -> tuple[str, Any]:
+    """(name, value) of the first non-null response field of a prompt_completion record; value None when none."""
+    for field in COMPLETION_FIELDS:
+        value = record.get(field)
+        if value is not None:
+            return field, value
+    return COMPLETION_FIELDS[0], None
 
 
 _CONVERTERS = {
