@@ -21,7 +21,7 @@ from kmq.report._terms import top_terms
 MAP_MAX = 100_000
 MAP_W, MAP_H = 760, 520
 CARDS_MAX = 200
-TERMS_SAMPLE = 100_000
+TERMS_SAMPLE = 200_000
 NONE = 65535
 
 
@@ -270,7 +270,9 @@ def _terms(pv: PoolView, k: int) -> dict[int, list[str]]:
     rows = np.arange(pv.n)
     if pv.n > TERMS_SAMPLE:
         rows = np.sort(np.random.default_rng(0).choice(pv.n, size=TERMS_SAMPLE, replace=False))
-    return top_terms(pv.previews(rows), pv.cluster[rows], k)
+    if "preview" not in pv.table.column_names:
+        return {}
+    return top_terms(pv.table.column("preview").take(rows).fill_null(""), pv.cluster[rows], k)
 
 
 def _examples(pv: PoolView, k: int) -> tuple[dict[int, list[int]], dict[int, list[int]]]:

@@ -77,9 +77,9 @@ class RunData:
         if not path.is_file():
             return None
         try:
-            schema = pq.read_schema(path)
-            cols = None if columns is None else [c for c in columns if c in schema.names]
-            return pq.read_table(path, columns=cols)
+            pf = pq.ParquetFile(path)  # not pq.read_table: its dataset layer imports pandas (seconds)
+            cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+            return pf.read(columns=cols)
         except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses for damaged files
             raise DataFormatError(
                 f"{path}: cannot be read as Parquet ({type(err).__name__}: {err}). Rerun the selection to write it."
