@@ -73,12 +73,12 @@ def mix_counts(
     Returns
     -------
     counts : dict of str to int
-        Without ``keys``: by count, largest first, equal counts by value.
+        Without ``keys``: by count, largest first, equal counts by value, ``"(missing)"`` last.
 
     Examples
     --------
     >>> mix_counts(["a", "b", "b", None])
-    {'b': 2, '(missing)': 1, 'a': 1}
+    {'b': 2, 'a': 1, '(missing)': 1}
     >>> mix_counts(["a", "b", "b", None], np.array([0]), keys=["b", "a"])
     {'b': 0, 'a': 1}
     """
@@ -96,8 +96,9 @@ def mix_counts(
             counter = Counter(map(_key, values[rows].tolist()))
         else:
             counter = Counter(_key(values[i]) for i in rows.tolist())
+    ordered = sorted(counter.items(), key=lambda kv: (kv[0] == MISSING, -kv[1], kv[0]))
     if keys is None:
-        return {key: int(c) for key, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))}
-    out = {key: int(counter.pop(key, 0)) for key in keys}
-    out.update((key, int(c)) for key, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+        return {key: int(c) for key, c in ordered}
+    out = {key: int(counter.get(key, 0)) for key in keys}
+    out.update((key, int(c)) for key, c in ordered if key not in out)
     return out
