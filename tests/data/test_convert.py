@@ -60,15 +60,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _turns_of(record: dict[str, Any], target: str) -> list[dict[str, str]]:
-    """The conversation a converted record holds, read by hand from the target's own fields."""
-    if target == "messages":
-        return [{"role": t["role"], "content": t["content"]} for t in record["messages"]]
-    if target == "prompt-completion":
-        return record["prompt"] + record["completion"]
-    raise AssertionError(target)
-
-
 def _expected_back(turns: list[dict[str, str]], target: str) -> list[dict[str, str]]:
     """What kmq reads back from a lossless conversion: the same turns (alpaca's reader strips the instruction)."""
     if target != "alpaca":
@@ -94,19 +85,16 @@ def test_converted_file_reads_back_with_ids_and_fields(datakit, tmp_path, name, 
     consumed = set(pool.field_map.mapped().values()) if pool.field_map else {
         "alpaca": {"instruction", "input", "output"}, "sharegpt": {"conversations"}, "messages": {"messages"}
     }[pool.format]  # fmt: skip
-    for source, record, i in zip(raw, written, rows, strict=True):
+    for source, record in zip(raw, written, strict=True):
         extras = {k: v for k, v in source.items() if k not in consumed}
         assert {k: v for k, v in record.items() if k not in TARGET_FIELDS[target]} == extras  # id and the rest
         assert [k for k in record if k in extras] == list(extras)  # in their own order
         if "id" in source:
             assert next(iter(record)) == "id"
-        if target == "prompt-completion":  # kmq reads prompt/completion strings only: compare by hand
-            assert _turns_of(record, target) == pool.messages[i]
-    if target != "prompt-completion":
-        back = read_pool(out)
-        assert back.format == {"messages": "messages", "sharegpt": "sharegpt", "alpaca": "alpaca"}[target]
-        assert back.messages == [_expected_back(pool.messages[i], target) for i in rows]
-        assert back.ids == ([pool.ids[i] for i in rows] if pool.id_source == "field" else ["0", "1", "2"][: len(rows)])
+    back = read_pool(out)
+    assert back.format == target.replace("-", "_")
+    assert back.messages == [_expected_back(pool.messages[i], target) for i in rows]
+    assert back.ids == ([pool.ids[i] for i in rows] if pool.id_source == "field" else ["0", "1", "2"][: len(rows)])
     stats = conversion_stats(pool, rows, target)
     assert stats["records"] == len(rows) and stats["lossy_records"] == 0 and stats["lossy"] == {}
 
@@ -264,6 +252,7 @@ def test_csv_output_json_encodes_the_turns_and_says_so(datakit, tmp_path):
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["id", "messages"]
     assert json.loads(rows[1]["messages"]) == pool.messages[1] and rows[1]["id"] == "identity_1"
+    assert read_pool(out).messages == [pool.messages[0], pool.messages[1]]  # kmq decodes the JSON cells back
     stats = conversion_stats(pool, [0, 1], "messages", container="csv")
     assert stats["csv_json_fields"] == ["messages"]
     assert "csv_json_fields" not in conversion_stats(pool, [0], "messages", container="jsonl")
@@ -271,6 +260,10 @@ def test_csv_output_json_encodes_the_turns_and_says_so(datakit, tmp_path):
     out = write_subset(tqa, [0], tmp_path / "tqa.tsv", out_format="alpaca")
     header, row = out.read_text(encoding="utf-8").splitlines()
     assert header.split("\t")[:5] == ["Type", "Category", "instruction", "input", "output"]
+    assert read_pool(out).messages == [_expected_back(tqa.messages[0], "alpaca")]
+    for target in ("prompt-completion", "sharegpt"):
+        back = read_pool(write_subset(tqa, [0, 2], tmp_path / f"tqa-{target}.csv", out_format=target))
+        assert back.messages == [tqa.messages[0], tqa.messages[2]] and back.column("Type") == tqa.column("Type")[:3:2]
 
 
 def test_parquet_and_save_to_disk_hold_the_turns_as_lists(datakit, tmp_path):
@@ -366,3 +359,5 @@ def test_trl_reads_prompt_only_and_parquet_outputs(datakit, tmp_path, tiny_llama
     prepared = _sft_dataset(tiny_llama, out, tmp_path)
     assert len(prepared) == 2  # an empty completion is not dropped: the stats name these records
     assert tok.decode(prepared[0]["input_ids"]).endswith("<|im_start|>assistant\n<|im_end|>\n")
+    empty = {"role": "assistant", "content": ""}  # kmq reads the empty completion back as it was written
+    assert read_pool(out).messages == [[*pool.messages[0], empty], [*pool.messages[1], empty]]
