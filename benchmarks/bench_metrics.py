@@ -8,10 +8,11 @@ random reference the diagnostics draw. Quality is uniform, the prompt keys repea
 share a key), and a 12-valued ``source`` field is counted.
 
 For every size: the wall time of one ``diagnostics(...)`` call with every input given, its peak RSS
-(sampled every 10 ms, and above the RSS before the call), the search plans it chose, and the times of
-its two searches for the selected block alone. ``--exact-check`` also runs the exact search on the same
-rows and prints how far the cell search is from it; ``--ivfflat`` times faiss's ``IndexIVFFlat`` with
-the same cells for the near-duplicate search, for comparison.
+(sampled every 10 ms, and above the RSS before the call), its CPU time (all threads) and the 1-minute
+load average when it started (other processes on the machine slow the wall time), the search plans it
+chose, and the wall times of its two searches for the selected block alone. ``--exact-check`` also
+runs the exact search on the same rows and prints how far the cell search is from it; ``--ivfflat``
+times faiss's ``IndexIVFFlat`` with the same cells for the near-duplicate search, for comparison.
 
     .venv/bin/python benchmarks/bench_metrics.py [--sizes 100000:10000,1000000:100000] [--d 384]
         [--exact-check] [--ivfflat]
@@ -116,9 +117,9 @@ def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
     inputs = {"picks": picks, "n": n, "embeddings": X, "labels": labels, "quality": quality, "prompt_keys": keys,
               "fields": {"source": source}}  # fmt: skip
     with PeakRSS() as mem:
-        start = time.perf_counter()
+        start, cpu_start, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         out = diagnostics(**inputs)
-        wall = time.perf_counter() - start
+        wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     sel, ran = out["selected"], out["random"]
     rows = np.sort(np.random.default_rng([0, 7, 1]).choice(n, size=50000, replace=False)) if n > 50000 else None
     P = np.ascontiguousarray(X[np.sort(picks)])
@@ -129,10 +130,12 @@ def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
     near, near_plan = nearest_similarity(P, P, exclude_self=True)
     near_s = time.perf_counter() - t
     print(
-        f"| {n:,} | {d} | {b:,} | {out['settings']['coverage_rows']:,} | {wall:.1f} | {cov_s:.1f} | {near_s:.1f} "
+        f"| {n:,} | {d} | {b:,} | {out['settings']['coverage_rows']:,} | {wall:.1f} | {cpu_s:.1f} | {load:.1f} "
+        f"| {cov_s:.1f} | {near_s:.1f} "
         f"| {mem.peak / 2**30:.2f} | {(mem.peak - mem.start) / 2**30:.2f} | `{plan}` / `{near_plan}` "
         f"| {sel['vendi']:.0f} vs {ran['vendi']:.0f} | {sel['coverage_mean']:.4f} vs {ran['coverage_mean']:.4f} "
-        f"| {sel['cluster_kl']:.4f} vs {ran['cluster_kl']:.4f} | {sel['duplicates_near']:,} vs {ran['duplicates_near']:,} |"
+        f"| {sel['cluster_kl']:.4f} vs {ran['cluster_kl']:.4f} "
+        f"| {sel['duplicates_near']:,} vs {ran['duplicates_near']:,} |"
     )  # fmt: skip
     print(f"  (inputs generated in {gen_s:.1f} s; diagnostics' own 'seconds': {out['seconds']})")
     if exact_check:
@@ -142,13 +145,13 @@ def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
             exact, _ = nearest_similarity(P, base_q, index="exact", **kwargs)
             s = time.perf_counter() - t
             miss = exact - approx
-            tau_flip = int(((exact > 0.95) != (approx > 0.95)).sum()) if name == "near" else 0
+            flips = f"; near flags changed: {int(((exact > 0.95) != (approx > 0.95)).sum())}" if name == "near" else ""
             print(
                 f"  exact {name}: {s:.1f} s; rows where the cell search found a lower maximum "
                 f"(> 1e-5): {(miss > 1e-5).mean():.2%}, mean shortfall {miss.mean():.2e}, max {miss.max():.3f}; "
                 f"mean 1 - cos exact {np.mean(1 - exact.astype(np.float64)):.5f} vs cells "
-                f"{np.mean(1 - approx.astype(np.float64)):.5f}" + (f"; near flags changed: {tau_flip}" if tau_flip or name == "near" else "")
-            )  # fmt: skip
+                f"{np.mean(1 - approx.astype(np.float64)):.5f}{flips}"
+            )
     if ivfflat:
         import faiss
 
@@ -173,10 +176,12 @@ def main() -> None:
     ap.add_argument("--ivfflat", action="store_true")
     args = ap.parse_args()
     print(f"CPU: {cpu()}\n")
-    print("| n | d | picks | coverage rows | diagnostics (s) | of which coverage search, selected (s) "
-          "| near search, selected (s) | peak RSS (GiB) | above inputs (GiB) | plans (coverage / near) "
-          "| Vendi sel vs random | coverage sel vs random | cluster KL sel vs random | near dups sel vs random |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|")  # fmt: skip
+    print(
+        "| n | d | picks | coverage rows | diagnostics (s) | of which coverage search, selected (s) "
+        "| near search, selected (s) | peak RSS (GiB) | above inputs (GiB) | plans (coverage / near) "
+        "| Vendi sel vs random | coverage sel vs random | cluster KL sel vs random | near dups sel vs random |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|")  # fmt: skip
     for size in args.sizes.split(","):
         n, b = (int(x) for x in size.split(":"))
         run(n, b, args.d, args.exact_check, args.ivfflat)
