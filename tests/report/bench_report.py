@@ -45,10 +45,30 @@ def parts(page: str) -> dict[str, int]:
     return {"map_data": map_bytes, "svg": svg, "rest": len(page) - map_bytes - svg}
 
 
+def browser_times(page: Path) -> dict[str, float]:
+    """Best of three loads in headless Chromium: ms to DOMContentLoaded and to the end of the load event
+    (the inline map script runs before it), and ms of the map script alone."""
+    from cdp import chromium, find_chromium
+
+    best: dict[str, float] = {}
+    with chromium(find_chromium()) as b:
+        for _ in range(3):
+            b.open(page, settle=0)
+            nav = b.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
+            nav = json.loads(nav)
+            t = {"dom_ms": nav["domContentLoadedEventEnd"], "load_ms": nav["loadEventEnd"]}
+            best = {k: min(v, best.get(k, v)) for k, v in t.items()}
+        code = b.evaluate("document.querySelector('body > script:not([type])').textContent")
+        ms = b.evaluate(f"(() => {{ const t = performance.now(); {code}; return performance.now() - t; }})()")
+        best["map_script_ms"] = ms
+    return {k: round(v, 1) for k, v in best.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--chromium", action="store_true", help="also time loading the page in headless Chromium")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from synthetic_run import make_run
@@ -70,6 +90,8 @@ def main() -> None:
                    "peak_rss_mb": mb["peak_rss"], "import_rss_mb": mb["import_rss"],
                    "page_kb": round(best["bytes"] / 1024)}  # fmt: skip
             row.update({f"{p}_kb": round(b / 1024) for p, b in parts(page).items()})
+            if args.chromium:
+                row.update(browser_times(run / "report.html"))
             print(json.dumps(row))
 
 

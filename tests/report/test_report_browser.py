@@ -113,7 +113,8 @@ def test_iterate_run_shows_weights_and_signal(browser, iterate_run):
     names = {p["name"] for p in plots}
     assert {"weights", "signal"} <= names
     assert_drawn(browser, [p for p in plots if p["name"] in ("weights", "signal")])
-    assert_numbers_match(browser, iterate_run, at_least=10)
+    shown = assert_numbers_match(browser, iterate_run, at_least=60)
+    assert ["stages", "prepare", "cluster", "n_clusters"] in [s["key"] for s in shown]  # k of an iterate run
 
 
 def test_synthetic_iterate_run_dir(browser, tmp_path):

@@ -11,7 +11,7 @@ from typing import Any
 from kmq.errors import InvalidParameterError, OutputConflictError
 from kmq.report._html import dig, esc, num, page, table, value
 from kmq.report._rundir import RunData
-from kmq.report._sections import params_text
+from kmq.report._sections import params_text, stage
 
 #: diagnostics compared, each with its random reference (``<name>_random``)
 METRICS = ("vendi", "coverage_mean", "coverage_p95", "facility_location", "cluster_kl", "cluster_entropy",
@@ -49,7 +49,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
             "method": dig(m, "method.name"),
             "params": params_text(dig(m, "method.params")),
             "budget": dig(m, "budget.resolved"),
-            "k": dig(m, "stages.cluster.n_clusters") or dig(m, "stages.prepare.n_clusters"),
+            "k": stage(m, "cluster")[1].get("n_clusters"),
             "n": dig(diag, "selected.n") if diag else dig(m, "counts.selected"),
         }
         for name in METRICS:

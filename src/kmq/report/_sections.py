@@ -24,6 +24,15 @@ METRICS = (
 QUANTS = ("mean", "min", "q05", "q25", "q50", "q75", "q95", "max")
 
 
+def stage(m: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """The manifest path and stats of a stage: ``stages.<name>`` (select) or ``stages.prepare.<name>`` (iterate)."""
+    for path in (f"stages.{name}", f"stages.prepare.{name}"):
+        found = dig(m, path)
+        if isinstance(found, dict):
+            return path, found
+    return f"stages.{name}", {}
+
+
 def params_text(params: Any) -> str:
     if not isinstance(params, dict) or not params:
         return ""
@@ -33,8 +42,8 @@ def params_text(params: Any) -> str:
 def summary(m: dict[str, Any], command: str) -> str:
     inp, budget, counts = m.get("input") or {}, m.get("budget") or {}, m.get("counts") or {}
     method = m.get("method") or {}
-    cl = dig(m, "stages.cluster") or {}
-    dd = dig(m, "stages.dedup") or {}
+    cp, cl = stage(m, "cluster")
+    dp, dd = stage(m, "dedup")
     rows = [
         ("command", f"<code>kmq {esc(command)}</code>"),
         ("method", f"<b>{esc(method.get('name', '?'))}</b> <code>{esc(params_text(method.get('params')))}</code>"),
@@ -45,12 +54,12 @@ def summary(m: dict[str, Any], command: str) -> str:
     ]
     if cl:
         with_picks = value("counts.clusters_with_picks", counts.get("clusters_with_picks"))
-        rows.append(("clusters", f"k = {value('stages.cluster.n_clusters', cl.get('n_clusters'))} "
+        rows.append(("clusters", f"k = {value(f'{cp}.n_clusters', cl.get('n_clusters'))} "
                                  f"({esc(cl.get('k_source', ''))}), {with_picks} with picks"))  # fmt: skip
     if dd:
         removed = num((dd.get("records") or 0) - (dd.get("kept") or 0))
         rows.append(("dedup", f"{esc(dd.get('mode'))}: {removed} duplicates of "
-                              f"{value('stages.dedup.records', dd.get('records'))} records removed"))  # fmt: skip
+                              f"{value(f'{dp}.records', dd.get('records'))} records removed"))  # fmt: skip
     rows += [("seed", value("seed", m.get("seed"))),
              ("time", f"{value('seconds', m.get('seconds'))} s (" + ", ".join(
                  f"{esc(k)} {num(v.get('seconds'))} s" for k, v in sorted((m.get('stages') or {}).items())
@@ -149,7 +158,7 @@ def mix(m: dict[str, Any], *, top: int = 20) -> str:
 
 
 def silhouette(m: dict[str, Any]) -> str:
-    cl = dig(m, "stages.cluster") or {}
+    cp, cl = stage(m, "cluster")
     rows = cl.get("silhouette")
     if not isinstance(rows, list) or not rows:
         why = ("k was not chosen by silhouette (no --clusters auto): no silhouette curve."
@@ -162,10 +171,10 @@ def silhouette(m: dict[str, Any]) -> str:
                        title="cosine silhouette per candidate k", xlabel="k", ylabel="silhouette",
                        mark_x=cl.get("n_clusters"), legend=False, xticks=[(k, f"{k:g}") for k in ks])  # fmt: skip
     tab = table(["k", "silhouette", "empty clusters", "seconds"],
-                [[value(("stages", "cluster", "silhouette", str(i), "k"), r["k"]),
-                  value(("stages", "cluster", "silhouette", str(i), "silhouette"), r.get("silhouette")),
+                [[value((*cp.split("."), "silhouette", str(i), "k"), r["k"]),
+                  value((*cp.split("."), "silhouette", str(i), "silhouette"), r.get("silhouette")),
                   num(r.get("empty_clusters")), num(r.get("seconds"))] for i, r in indexed])  # fmt: skip
-    chosen = value("stages.cluster.n_clusters", cl.get("n_clusters"))
+    chosen = value(f"{cp}.n_clusters", cl.get("n_clusters"))
     text = f"<p>--clusters auto chose k = {chosen} (dashed line).</p>"
     return section("silhouette", "Choice of k", text + chart + tab)
 
