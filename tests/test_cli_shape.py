@@ -95,3 +95,82 @@ def test_every_run_has_diagnostics_with_a_random_reference(datakit, tmp_path):
     assert d["selected"]["empty_clusters"] == 0
     assert d["selected"]["quality"]["mean"] > d["random"]["quality"]["mean"]  # kMQ draws by quality
     assert sum(d["pool"]["mix"]["category"].values()) == 2996
+
+
+@pytest.fixture
+def mixed_pool(datakit, tmp_path):
+    """600 dolly, 300 lima and 300 gsm8k_train records, each with its datakit ``source``."""
+    rows = []
+    for name, k in (("dolly_3k", 600), ("lima", 300), ("gsm8k_train", 300)):
+        for line in (datakit / name / f"{name}.jsonl").read_text().splitlines()[:k]:
+            record = json.loads(line)
+            record["source"] = name
+            rows.append(json.dumps(record))
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_stratify_keeps_pool_shares_and_quota_fixes_one(mixed_pool, tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    base = ["select", str(mixed_pool), "--out", str(out), "--embedder", "hashing", "-q"]
+    assert main([*base, "--budget", "120", "--stratify", "source"]) == 0
+    sources = [json.loads(x)["source"] for x in out.read_text().splitlines()]
+    assert {s: sources.count(s) for s in set(sources)} == {"dolly_3k": 60, "lima": 30, "gsm8k_train": 30}
+    assert main([*base, "--budget", "120", "--quota", "source=lima:50", "--overwrite"]) == 0  # --quota implies it
+    assert "strata    by source: dolly_3k=47/600, gsm8k_train=23/300, lima=50/300" in capsys.readouterr().out
+    pool = pq.read_table(tmp_path / "s.jsonl.kmq-run" / "pool.parquet").to_pydict()
+    picked = [s for s, sel in zip(pool["stratum"], pool["selected"], strict=True) if sel]
+    assert picked.count("lima") == 50 and len(picked) == 120
+    table = pq.read_table(tmp_path / "s.jsonl.kmq-run" / "selection.parquet").to_pydict()
+    assert sorted(set(table["stratum"])) == ["dolly_3k", "gsm8k_train", "lima"]
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--quota", "source=lima:301"], ["301", "300"]),  # larger than its stratum: both numbers
+        (["--quota", "source=alpaca:10"], ["alpaca", "dolly_3k"]),  # no such value: the values
+        (["--stratify", "source", "--quota", "category=x:3"], ["category", "source"]),
+        (["--stratify", "flavour"], ["flavour", "fields found"]),
+        (["--quota", "source=lima"], ["FIELD=VALUE:N"]),
+    ],
+)
+def test_bad_strata_and_quotas_are_refused_before_anything_is_written(mixed_pool, tmp_path, capsys, flags, words):
+    out = tmp_path / "s.jsonl"
+    assert main(["select", str(mixed_pool), "--budget", "120", "--out", str(out), "--embedder", "hashing", *flags]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+    assert not out.exists() and not (tmp_path / "s.jsonl.kmq-run").exists()
+
+
+def test_token_budget_is_met_as_exactly_as_records_allow(datakit, tmp_path, capsys):
+    from tiny_models import make_tokenizer
+
+    import kmq.data
+    from kmq.embed.tokens import count_tokens
+
+    tok_dir = tmp_path / "tok"
+    make_tokenizer().save_pretrained(tok_dir)
+    pool = datakit / "dolly_3k" / "dolly_3k.jsonl"
+    out = tmp_path / "s.jsonl"
+    args = ["select", str(pool), "--budget", "60k-tokens", "--tokenizer", str(tok_dir), "--out", str(out)]
+    assert main([*args, "--embedder", "hashing", "-q"]) == 0
+    assert "tokens    " in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "s.jsonl.kmq-run" / "manifest.json").read_text())
+    got = manifest["budget"]["tokens"]
+    assert manifest["budget"]["requested"] == "60000-tokens" and got["budget"] == 60_000
+    subset = kmq.data.read_pool(out)
+    counted, stats = count_tokens(subset.messages, str(tok_dir), cache=False)
+    assert stats["template"] == "model" and int(counted.sum()) == got["achieved"] <= 60_000
+    everything, _ = count_tokens(kmq.data.read_pool(pool).messages, str(tok_dir))
+    assert 60_000 - got["achieved"] < everything.max()  # the gap is less than one record
+    assert len(subset) == got["records"] == manifest["budget"]["resolved"]
+
+
+def test_token_budget_above_the_pool_names_its_tokens(datakit, tmp_path, capsys):
+    pool = datakit / "lima" / "lima.jsonl"
+    args = ["select", str(pool), "--budget", "50M-tokens", "--out", str(tmp_path / "s.jsonl"), "--embedder", "hashing"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "50000000 tokens" in err and "-tokens or less" in err

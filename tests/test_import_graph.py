@@ -37,7 +37,7 @@ STAGES = [
 # method module, so the package __init__ can import them all in any order).
 METHOD_HELPERS = {
     f"kmq.methods.{name}"
-    for name in ("registry", "validation", "allocate", "draw", "partition", "_arrays", "_clustered")
+    for name in ("registry", "validation", "allocate", "draw", "partition", "_arrays", "_clustered", "tokens")
 }
 
 # Imports found when this test was written, in files of other work in progress: (importer, imported).

@@ -318,7 +318,9 @@ class RunConfig(RunSettings):
     """Everything a ``kmq select`` run depends on."""
 
     pool: str = opt("", "a JSON/JSONL(.gz)/Parquet/CSV/TSV file (or a .zip of one), a save_to_disk folder, a hub name")
-    budget: int | float = opt(0, "a count (1000) or a fraction of the pool (0.1)", min=0)
+    budget: int | float | str = opt(
+        0, "a count (1000), a fraction of the pool (0.1) or training tokens (2M-tokens, 40k-tokens)", min=0
+    )
     out: str | None = opt(None, "where to write the subset")
     run_dir: str | None = opt(None, "run directory (config.yaml, manifest.json, selection.parquet)")
     format: str = opt("auto", "auto | messages | sharegpt | alpaca | prompt_completion")
@@ -327,6 +329,13 @@ class RunConfig(RunSettings):
     shuffle: bool = opt(False, "write the subset in a seeded random order (default: the pool's order)")
     dedup: str = opt(
         "exact", "none | exact (identical normalised conversations) | near[:TAU] (also cosine > TAU, 0.95)"
+    )
+    tokenizer: str | None = opt(
+        None, "tokenizer that counts a token budget's tokens: your model's (hub name or folder); default the encoder's"
+    )
+    stratify: str | None = opt(None, "record field whose values keep their pool share of the budget, e.g. source")
+    quota: list[str] = opt(
+        help="fixed shares of strata: FIELD=VALUE:N or FIELD=VALUE:FRACTION (e.g. source=lima:500)", factory=list
     )
     decontaminate: list[str] = opt(
         help="eval sets whose prompts must not be in the subset: files or datakit folders, PATH:FIELD to name "
@@ -343,6 +352,10 @@ class RunConfig(RunSettings):
     score: ScoreConfig = opt(factory=ScoreConfig)
     select: SelectConfig = opt(factory=SelectConfig)
     fields: FieldsConfig = opt(factory=FieldsConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_quotas(self.stratify, self.quota)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
@@ -369,10 +382,82 @@ def parse_dedup(spec: str) -> tuple[str, float | None]:
     return m.group(1), tau if m.group(1) == "near" else None
 
 
+_TOKEN_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmbg]?)\s*-?\s*tokens?\s*$", re.IGNORECASE)
+_TOKEN_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_token_budget(text: Any) -> int | None:
+    """The token count of a budget such as ``2M-tokens``, ``40k-tokens`` or ``1500000-tokens``.
+
+    Suffixes ``k`` (10^3), ``M`` (10^6), ``B``/``G`` (10^9), any case; decimals are allowed when the
+    result is a whole number (``1.5M-tokens``). Text that does not end in ``tokens`` returns None (a
+    record budget); text that does but is not such a number raises InvalidParameterError.
+
+    Examples
+    --------
+    >>> parse_token_budget("2M-tokens"), parse_token_budget("40k-tokens"), parse_token_budget("1500000-tokens")
+    (2000000, 40000, 1500000)
+    >>> parse_token_budget("300") is None
+    True
+    """
+    from decimal import Decimal, InvalidOperation
+
+    if not isinstance(text, str) or not text.strip().lower().endswith(("token", "tokens")):
+        return None
+    match = _TOKEN_BUDGET.match(text)
+    try:
+        value = Decimal(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()] if match else None
+    except InvalidOperation:
+        value = None
+    if value is None or value != value.to_integral_value() or value <= 0:
+        raise InvalidParameterError(
+            "The token budget must be a positive whole number of tokens such as 2M-tokens, 40k-tokens or "
+            f"1500000-tokens. Got {text!r} instead."
+        )
+    return int(value)
+
+
+def parse_quotas(stratify: str | None, quotas: list[str]) -> tuple[str | None, dict[str, int | float]]:
+    """``stratify`` and ``["source=lima:500", "source=gsm8k:0.1"]`` -> ``("source", {"lima": 500, "gsm8k": 0.1})``.
+
+    A quota without ``stratify`` stratifies by its field; every quota must name the same field. A count is an
+    int, a fraction has a decimal point (``0.1``, ``1.0``).
+    """
+    field = stratify or None
+    fixed: dict[str, int | float] = {}
+    for item in quotas:
+        name, eq, rest = str(item).partition("=")
+        value, colon, share = rest.rpartition(":")
+        name, share = name.strip(), share.strip()
+        try:
+            amount: int | float = float(share) if any(c in share for c in ".eE") else int(share)
+        except ValueError:
+            amount = -1
+        if not eq or not colon or not name or not value or amount < 0:
+            raise InvalidParameterError(
+                "A quota (--quota) must be FIELD=VALUE:N (a count) or FIELD=VALUE:FRACTION (e.g. source=lima:500, "
+                f"source=gsm8k:0.1). Got {item!r} instead."
+            )
+        if field is not None and name != field:
+            raise InvalidParameterError(
+                f"The quota {item!r} is for the field {name!r}, but the strata are by {field!r}"
+                f"{' (--stratify)' if stratify else ' (the first quota)'}; quotas must name that field."
+            )
+        field = name
+        if value in fixed:
+            raise InvalidParameterError(f"Two quotas for {name}={value}; give one.")
+        fixed[value] = amount
+    return field, fixed
+
+
 def parse_budget(budget: Any) -> Any:
-    """``"300"`` -> 300, ``"0.1"`` -> 0.1 (what a flag or YAML string means); other values are returned as they are."""
+    """``"300"`` -> 300, ``"0.1"`` -> 0.1, ``"2M-tokens"`` -> ``"2000000-tokens"`` (what a flag or YAML string
+    means); other values are returned as they are."""
     if not isinstance(budget, str):
         return budget
+    tokens = parse_token_budget(budget)
+    if tokens is not None:
+        return f"{tokens}-tokens"
     text = budget.strip()
     try:
         return float(text) if any(c in text for c in ".eE") else int(text)
@@ -552,6 +637,11 @@ def resolve_budget(budget: int | float | str, n: int) -> int:
     the pool size, or non-integral counts above 1 are errors: kmq never returns fewer than asked.
     """
     value: int | float
+    if parse_token_budget(budget) is not None:
+        raise InvalidParameterError(
+            f"The budget {budget!r} is in tokens, and this command takes a count of records (1000) or a fraction "
+            "(0.1); token budgets are for kmq select."
+        )
     if isinstance(budget, str):
         text = budget.strip()
         try:

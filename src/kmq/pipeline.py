@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from kmq.config import RunConfig, absolute_paths, build, resolve_budget
+from kmq.config import RunConfig, absolute_paths, build, parse_token_budget, resolve_budget
 from kmq.errors import InvalidParameterError
 from kmq.selection import Selection, input_summary, plan_run, source_counts, versions
 from kmq.stages import STREAM_SELECT, Stages
@@ -73,11 +73,14 @@ def run_select(
         check_output_path(pool.container if pool is not None else source_container(cfg.pool), cfg.out)
     pool = load_pool(cfg, pool)
     n = len(pool)
-    budget = resolve_budget(cfg.budget, n)
-    logger.info("pool %s: %d records (%s, %s); budget %d; method %s", pool.source, n, pool.format, pool.container,
-                budget, method.name)  # fmt: skip
     run = Stages(cfg, pool, show_progress)
     run.stats["read"] = {"seconds": round(time.perf_counter() - t0, 3)}
+    token_budget = parse_token_budget(cfg.budget)
+    strata = run.strata()  # before any heavy stage: an unknown field or quota fails fast
+    tokens = run.tokens() if token_budget is not None else None
+    budget = resolve_budget(cfg.budget, n) if tokens is None else records_for_tokens(token_budget, tokens)
+    logger.info("pool %s: %d records (%s, %s); budget %s; method %s", pool.source, n, pool.format, pool.container,
+                cfg.budget, method.name)  # fmt: skip
     inputs: dict[str, Any] = {}
     if "embeddings" in method.needs:
         inputs["embeddings"] = run.vectors().value
@@ -92,7 +95,14 @@ def run_select(
     found = run.contamination()
     clean = ~found.mask if found is not None else np.ones(n, dtype=bool)
     keep = np.flatnonzero((dup_of < 0) & clean)
-    if len(keep) < budget:
+    if tokens is not None and token_budget > int(tokens[keep].sum()):
+        raise InvalidParameterError(
+            f"The token budget ({token_budget} tokens) is larger than the candidates' {int(tokens[keep].sum())} "
+            f"tokens ({len(keep)} of {n} records after --dedup {cfg.dedup}"
+            + (" and --decontaminate" if found is not None else "")
+            + f"). Pass --budget {int(tokens[keep].sum())}-tokens or less."
+        )
+    if tokens is None and len(keep) < budget:
         unique = int((dup_of < 0).sum())
         raise InvalidParameterError(
             f"The budget ({budget}) is larger than the candidates: {unique} of {n} records are unique under "
@@ -106,10 +116,30 @@ def run_select(
         inputs = {k: (v if k == "centroids" else v[keep]) for k, v in inputs.items()}
 
     start = time.perf_counter()
-    picked = method.fn(
-        n=len(keep), budget=budget, random_state=np.random.default_rng([cfg.seed, STREAM_SELECT]), **inputs, **params
-    )
+    rng = np.random.default_rng([cfg.seed, STREAM_SELECT])
+    kept_tokens = tokens[keep] if tokens is not None else None
+    if strata is not None:
+        from kmq.methods.strata import allocate_strata, select_stratified
+
+        codes, names, fixed = strata[0][keep], strata[1], strata[2]
+        unit = "tokens" if tokens is not None else "rows"
+        sizes = np.bincount(codes, weights=kept_tokens, minlength=len(names)).round().astype(np.int64)
+        counts = allocate_strata(
+            dict(zip(names, sizes.tolist(), strict=True)), token_budget if tokens is not None else budget, fixed,
+            field=cfg.stratify, unit=unit,
+        )  # fmt: skip
+        picked = select_stratified(method, strata=codes, counts=counts, random_state=rng, inputs=inputs,
+                                   params=params, names=names, tokens=kept_tokens)  # fmt: skip
+    elif tokens is not None:
+        from kmq.methods.tokens import select_tokens
+
+        picked = select_tokens(method, tokens=kept_tokens, token_budget=token_budget, random_state=rng,
+                               inputs=inputs, params=params)  # fmt: skip
+    else:
+        picked = method.fn(n=len(keep), budget=budget, random_state=rng, **inputs, **params)
     local = np.asarray(picked.indices, dtype=np.int64)
+    if tokens is not None:
+        budget = len(local)  # what the token budget bought
     if len(local) != budget or len(np.unique(local)) != budget or (
         len(local) and (local.min() < 0 or local.max() >= len(keep))
     ):
@@ -117,6 +147,8 @@ def run_select(
             f"method {method.name} returned {len(local)} indices for budget {budget} (bug: please report)"
         )
     idx = keep[local]
+    if strata is not None:
+        picked.explain["stratum"] = [strata[1][c] for c in np.asarray(picked.explain["stratum"]).tolist()]
     run.stats["select"] = {**picked.stats, "seconds": round(time.perf_counter() - start, 3)}
     labels = inputs.get("labels")
     if labels is not None:
@@ -142,12 +174,20 @@ def run_select(
         contamination=found,
     )
     _explain(selection, run, budget, keep, dup_of, full)
+    if strata is not None:
+        selection.pool_info["stratum"] = [strata[1][c] for c in strata[0].tolist()]
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
     selection.manifest["diagnostics"] = run_diagnostics(selection, run.computed_vectors(), keep, seed=cfg.seed)
     selection.manifest["warnings"] = list(run.warnings)
     if plan is not None:
         selection.publish(out=cfg.out, run_dir=cfg.run_dir, plan=plan, report=report)
     return selection
+
+
+def records_for_tokens(token_budget: int, tokens: np.ndarray) -> int:
+    """The record count a token budget buys at the pool's mean length (k's default rule and warnings use it)."""
+    mean = float(tokens.mean()) if len(tokens) else 1.0
+    return int(min(len(tokens), max(1, round(token_budget / max(mean, 1.0)))))
 
 
 def _explain(
@@ -162,7 +202,8 @@ def _explain(
     if run.computed_clusters(budget):
         labels, centroids = run.clusters(budget).value
     quota = None
-    if labels is not None and "quota" in selection.explain:
+    if labels is not None and "quota" in selection.explain and "stratum" not in selection.explain:
+        # (with strata a pick's quota is its cluster's within its stratum: clusters.parquet then counts picks)
         quota = np.zeros(int(centroids.shape[0]), dtype=np.int64)
         quota[labels[selection.indices]] = np.asarray(selection.explain["quota"], dtype=np.int64)
     start = time.perf_counter()
@@ -290,7 +331,8 @@ def _manifest(cfg, pool, budget, method, params, stages, selection, t0) -> dict[
         "versions": versions(),
         "seed": cfg.seed,
         "input": input_summary(pool),
-        "budget": {"requested": cfg.budget, "resolved": budget},
+        "budget": {"requested": cfg.budget, "resolved": budget,
+                   **({"tokens": stages["select"]["tokens"]} if "tokens" in stages.get("select", {}) else {})},
         "method": {"name": method, "params": params},
         "stages": stages,
         "counts": counts,

@@ -395,6 +395,38 @@ class Stages:
                         self.cfg.dedup, removed, n, exact)  # fmt: skip
         return dup_of
 
+    def tokens(self) -> np.ndarray:
+        """Training tokens of every record (:func:`kmq.embed.tokens.count_tokens`), for a token budget."""
+        from kmq.embed.tokens import count_tokens, tokenizer_source
+
+        source = tokenizer_source(getattr(self.cfg, "tokenizer", None), self.cfg.embed.embedder)
+        tokens, stats = count_tokens(self.pool.messages, source, trust_remote_code=self.cfg.embed.trust_remote_code,
+                                     show_progress=self.show_progress)  # fmt: skip
+        self.stats["tokens"] = stats
+        return tokens
+
+    def strata(self) -> tuple[np.ndarray, list[str], dict[str, int | float]] | None:
+        """``(codes (n,), names, fixed quotas)`` of ``stratify`` / ``quota``, or None without them."""
+        from kmq.config import parse_quotas
+        from kmq.methods.strata import stratum_codes
+
+        field, fixed = parse_quotas(getattr(self.cfg, "stratify", None), getattr(self.cfg, "quota", None) or [])
+        if field is None:
+            return None
+        if field not in self.pool.columns():
+            raise InvalidParameterError(
+                f"--stratify {field}: the records of {self.pool.source} have no field {field!r}; fields found: "
+                f"{self.pool.columns()}."
+            )
+        codes, names = stratum_codes(self.pool.column(field))
+        unknown = sorted(set(fixed) - set(names))
+        if unknown:
+            raise InvalidParameterError(
+                f"--quota {field}={unknown[0]}: no record has {field} = {unknown[0]!r}; the values are {names}."
+            )
+        self.stats["strata"] = {"field": field, "values": len(names), "fixed": dict(fixed)}
+        return codes, names, fixed
+
     def contamination(self) -> Any:
         """What ``decontaminate`` finds in the pool's prompts (:func:`kmq.shape.decontaminate`), or None without it."""
         specs = list(getattr(self.cfg, "decontaminate", None) or [])

@@ -45,13 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_pool_options(p, C)
-    p.add_argument("--budget", default=None, help="a count (1000) or a fraction of the pool (0.1)")
+    p.add_argument("--budget", default=None,
+                   help="a count (1000), a fraction of the pool (0.1) or training tokens (2M-tokens, 40k-tokens)")
     p.add_argument("--out", default=None, metavar="SUBSET",
                    help="the subset: .jsonl .json .parquet .csv (.gz), or DIR/ for a save_to_disk folder")  # fmt: skip
     p.add_argument("--run-dir", default=None, help="run directory (default: SUBSET.kmq-run beside the subset)")
     add_overwrite_option(p)
     setting(p, C, "shuffle", "--shuffle")
     setting(p, C, "dedup", "--dedup")
+    setting(p, C, "stratify", "--stratify", metavar="FIELD")
+    setting(p, C, "quota", "--quota", metavar="FIELD=VALUE:N|FRACTION")
+    setting(p, C, "tokenizer", "--tokenizer", metavar="NAME")
     setting(p, C, "decontaminate", "--decontaminate", metavar="PATH[:FIELD]")
     setting(p, C, "decontaminate_ngram", "--decontaminate-ngram")
     setting(p, C, "out_format", "--out-format")
@@ -136,6 +140,17 @@ def summary(sel) -> list[str]:
         f"pool      {m['input']['source']}  ({m['input']['records']} records)",
         f"method    {m['method']['name']}  " + " ".join(f"{k}={v}" for k, v in (m["method"]["params"] or {}).items()),
     ]
+    tk = m["budget"].get("tokens")
+    if tk:
+        st = m["stages"].get("tokens", {})
+        lines.append(
+            f"tokens    {tk['achieved']} of a budget of {tk['budget']} tokens in {tk['records']} records "
+            f"(counted with {st.get('tokenizer')}{', its chat template' if st.get('template') == 'model' else ''})"
+        )
+    sa = m["stages"].get("select", {}).get("strata")
+    if sa:
+        parts = [f"{name}={v['picked']}/{v['size']}" for name, v in list(sa.items())[:12] if isinstance(v, dict)]
+        lines.append(f"strata    by {m['stages'].get('strata', {}).get('field')}: " + ", ".join(parts))
     conv = subset.get("conversion")
     if conv:
         lines.append("convert   " + _conversion_line(conv))

@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
 
+from kmq.config import parse_token_budget  # the one parser of token budgets (config validates them)
 from kmq.errors import InvalidParameterError, SelectionShortfallError
 from kmq.methods._clustered import CLUSTER_DRAWS, cluster_stats
 from kmq.methods.allocate import allocate_budget_with_stats, cluster_weights
@@ -55,39 +54,6 @@ from kmq.methods.registry import Method, Picked, _checked_inputs, get_method
 from kmq.methods.validation import check_random_state
 
 __all__ = ["first_fit", "parse_token_budget", "select_tokens"]
-
-_TOKEN_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmbg]?)\s*-?\s*tokens?\s*$", re.IGNORECASE)
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
-
-
-def parse_token_budget(text: str) -> int | None:
-    """The token count of a budget such as ``2M-tokens``, ``40k-tokens`` or ``1500000-tokens``.
-
-    Suffixes ``k`` (10^3), ``M`` (10^6), ``B``/``G`` (10^9), any case; decimals are allowed when the
-    result is a whole number (``1.5M-tokens``). Text that does not end in ``tokens`` returns None (a
-    record budget); text that does but is not such a number raises InvalidParameterError.
-
-    Examples
-    --------
-    >>> parse_token_budget("2M-tokens"), parse_token_budget("40k-tokens"), parse_token_budget("1500000-tokens")
-    (2000000, 40000, 1500000)
-    >>> parse_token_budget("300") is None
-    True
-    """
-    if not isinstance(text, str) or not text.strip().lower().endswith(("token", "tokens")):
-        return None
-    match = _TOKEN_BUDGET.match(text)
-    try:
-        value = Decimal(match.group(1)) * _SCALE[match.group(2).lower()] if match else None
-    except InvalidOperation:
-        value = None
-    if value is None or value != value.to_integral_value():
-        raise InvalidParameterError(
-            f"The token budget must be a whole number of tokens such as 2M-tokens, 40k-tokens or 1500000-tokens. "
-            f"Got {text!r} instead."
-        )
-    return int(value)
-
 
 def first_fit(
     tokens: np.ndarray, groups: np.ndarray, gap: np.ndarray, taken: np.ndarray | None = None
