@@ -133,9 +133,9 @@ def map_section(run: RunData, pv: PoolView | None) -> tuple[str, str | None]:
     xy, sel, cl = xy[order], sel[order], cl[order]
     finite = np.isfinite(xy).all(axis=1)
     xy, sel, cl = xy[finite], sel[finite], cl[finite]
-    lo = xy.min(axis=0) if len(xy) else np.zeros(2)
-    span = np.maximum(xy.max(axis=0) - lo, 1e-12) if len(xy) else np.ones(2)
-    q = np.round((xy - lo) / span * 65534).astype("<u2")
+    lo, hi = _view(xy)
+    span = np.maximum(hi - lo, 1e-12)
+    q = np.round(np.clip((xy - lo) / span, 0.0, 1.0) * 65534).astype("<u2")
     cq = np.where(cl < 0, NONE, cl % NONE).astype("<u2")
     blob = q[:, 0].tobytes() + q[:, 1].tobytes() + cq.tobytes() + sel.astype(np.uint8).tobytes()
     data = {"n": int(len(q)), "span": [float(span[0]), float(span[1])], "palette": list(_svg.PALETTE),
@@ -147,6 +147,16 @@ def map_section(run: RunData, pv: PoolView | None) -> tuple[str, str | None]:
             '<p class="legend"><span><i class="sw pool"></i>pool rows, coloured by cluster</span>'
             f'<span><i class="sw pick"></i>picks</span><span class="mute">{note}</span></p>')  # fmt: skip
     return section("map", title, body), json_block(data)
+
+
+def _view(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The map's bounds: every point, but at most a third of the 0.5-99.5th percentile range beyond it on each
+    side (a few far outliers would squash the map; they are drawn on its edge)."""
+    if not len(xy):
+        return np.zeros(2), np.ones(2)
+    q_lo, q_hi = np.quantile(xy, [0.005, 0.995], axis=0)
+    reach = (q_hi - q_lo) / 3
+    return np.maximum(xy.min(axis=0), q_lo - reach), np.minimum(xy.max(axis=0), q_hi + reach)
 
 
 def _map_labels(run: RunData, pv: PoolView | None, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

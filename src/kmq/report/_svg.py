@@ -110,12 +110,12 @@ def bars(name: str, values: Sequence[float], *, color: str, title: str, ylabel: 
     base = fr.py(0)
     for i, v in enumerate(values):
         x = fr.px(i) - bw / 2
-        if outline is not None:
-            y = fr.py(outline[i])
-            fr.add(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(bw)}" height="{_f(base - y)}" fill="none" '
-                   f'stroke="{outline_color}" stroke-width="1"/>')  # fmt: skip
         y = fr.py(v)
         fr.add(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(bw)}" height="{_f(base - y)}" fill="{color}"/>')
+        if outline is not None:  # drawn over the bar, so a full quota still shows its outline
+            y = fr.py(outline[i])
+            fr.add(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(bw)}" height="{_f(base - y)}" fill="none" '
+                   f'stroke="{outline_color}" stroke-width="1.5"/>')  # fmt: skip
     for label, c in keys:
         fr.key(label, c)
     return fr.svg()
