@@ -252,8 +252,11 @@ def test_csv_cell_that_is_not_json_names_file_line_and_column(tmp_path, rows, co
     with pytest.raises(DataFormatError) as info:
         read_pool(path)
     message = str(info.value)
-    assert message.startswith(f"{path} line {line}, column {column!r}: the cell is not valid JSON (")
+    where = f"{path} line {line}" + (" (id 'b')" if column == "messages" else "")
+    assert message.startswith(f"{where}, column {column!r}: the cell is not valid JSON (")
     assert "write the cell as JSON, such as [" in message and "or leave it empty for none" in message
+    if column in ("prompt", "completion"):
+        assert "the first row's prompt is a JSON list of turns" in message
 
 
 def test_csv_line_numbers_count_multi_line_cells(tmp_path):

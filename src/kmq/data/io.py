@@ -462,18 +462,23 @@ def _read_csv(path: Src, builder: PoolBuilder, container: str | None, *, delimit
 
 
 #: The CSV/TSV columns that hold JSON text (as kmq's converted CSV output writes them), by the format that reads
-#: them, each with an example cell for the error message.
+#: them, each with (why it is JSON, an example cell) for the error message.
 _JSON_COLUMNS = {
-    "messages": {"messages": '[{"role": "user", "content": "Hi"}]'},
-    "sharegpt": {"conversations": '[{"from": "human", "value": "Hi"}]'},
-    "alpaca": {"history": '[["Hi", "Hello!"]]'},
+    "messages": {
+        "messages": ("the messages format reads it as a list of turns", '[{"role": "user", "content": "Hi"}]')
+    },
+    "sharegpt": {
+        "conversations": ("the sharegpt format reads it as a list of turns", '[{"from": "human", "value": "Hi"}]')
+    },
+    "alpaca": {"history": ("the alpaca format reads it as [user, assistant] pairs", '[["Hi", "Hello!"]]')},
 }
-_PROMPT_TURNS = '[{"role": "user", "content": "Hi"}]'
-_COMPLETION_TURNS = '[{"role": "assistant", "content": "Hello!"}]'
+_CONVERSATIONAL = "the first row's prompt is a JSON list of turns (TRL's conversational prompt-completion)"
+_PROMPT_TURNS = (_CONVERSATIONAL, '[{"role": "user", "content": "Hi"}]')
+_COMPLETION_TURNS = (_CONVERSATIONAL, '[{"role": "assistant", "content": "Hello!"}]')
 
 
-def _json_columns(first: dict[str, str], fmt: str | None) -> dict[str, str]:
-    """The columns of a CSV pool whose cells are decoded as JSON, each with an example cell.
+def _json_columns(first: dict[str, str], fmt: str | None) -> dict[str, tuple[str, str]]:
+    """The columns of a CSV pool whose cells are decoded as JSON, each with (why, an example cell).
 
     Only the columns the pool's format reads as lists: ``messages``, ``conversations``, alpaca's ``history``,
     and the prompt and completion of TRL's conversational prompt-completion, told from the plain-string
@@ -500,13 +505,16 @@ def _is_turn_list(text: str) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 
 
-def _decode_cells(row: dict[str, str], columns: dict[str, str], path: Src, line: int, kind: str) -> dict[str, Any]:
+def _decode_cells(
+    row: dict[str, str], columns: dict[str, tuple[str, str]], path: Src, line: int, kind: str
+) -> dict[str, Any]:
     """``row`` with the cells of ``columns`` decoded from JSON text (an empty cell is null); the row itself when
-    there are none. A cell that is not JSON is an error naming the file, line and column."""
+    there are none. A cell that is not JSON is an error naming the file, line, record id and column."""
     if not columns:
         return row
     out: dict[str, Any] = dict(row)
-    for name, example in columns.items():
+    where = f"{path} line {line}" + (f" (id {row['id']!r})" if row.get("id") else "")
+    for name, (reason, example) in columns.items():
         text = row[name]
         if text == "":
             out[name] = None
@@ -516,13 +524,13 @@ def _decode_cells(row: dict[str, str], columns: dict[str, str], path: Src, line:
         except ValueError as err:
             why = f"{err.msg} at character {err.pos}" if isinstance(err, json.JSONDecodeError) else str(err)
             raise DataFormatError(
-                f"{path} line {line}, column {name!r}: the cell is not valid JSON ({why}): {_preview(text)}. "
-                f"kmq reads this {kind} column as JSON text, as it writes it: write the cell as JSON, such as "
-                f"{example}, or leave it empty for none."
+                f"{where}, column {name!r}: the cell is not valid JSON ({why}): {_preview(text)}. kmq reads this "
+                f"{kind} column as JSON text, as it writes it ({reason}): write the cell as JSON, such as {example}, "
+                "or leave it empty for none."
             ) from err
         except RecursionError:
             raise DataFormatError(
-                f"{path} line {line}, column {name!r}: the cell's JSON is nested deeper than kmq's JSON reader "
+                f"{where}, column {name!r}: the cell's JSON is nested deeper than kmq's JSON reader "
                 f"supports (about {sys.getrecursionlimit()} levels). Flatten that cell or remove the row."
             ) from None
     return out
