@@ -138,17 +138,17 @@ def test_stratify_keeps_pool_shares_and_quota_fixes_one(mixed_pool, tmp_path, ca
 )
 def test_bad_strata_and_quotas_are_refused_before_anything_is_written(mixed_pool, tmp_path, capsys, flags, words):
     out = tmp_path / "s.jsonl"
-    assert main(["select", str(mixed_pool), "--budget", "120", "--out", str(out), "--embedder", "hashing", *flags]) == 2
+    args = ["select", str(mixed_pool), "--budget", "120", "--out", str(out), "--embedder", "hashing"]
+    assert main([*args, *flags]) == 2
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
     assert not out.exists() and not (tmp_path / "s.jsonl.kmq-run").exists()
 
 
 def test_token_budget_is_met_as_exactly_as_records_allow(datakit, tmp_path, capsys):
-    from tiny_models import make_tokenizer
-
     import kmq.data
     from kmq.embed.tokens import count_tokens
+    from tiny_models import make_tokenizer
 
     tok_dir = tmp_path / "tok"
     make_tokenizer().save_pretrained(tok_dir)

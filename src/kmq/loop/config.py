@@ -35,6 +35,7 @@ from kmq.config import (
     build_dataclass,
     dump_yaml,
     opt,
+    parse_token_budget,
     read_yaml,
 )
 from kmq.errors import InvalidParameterError
@@ -145,6 +146,14 @@ class IterateConfig(RunSettings):
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> IterateConfig:
         return build_dataclass(cls, data, source, _SECTIONS, {"judge": _judge_default().__dict__})
+
+    def __post_init__(self) -> None:
+        if parse_token_budget(self.budget) is not None:
+            raise InvalidParameterError(
+                f"kmq iterate takes a budget in records (6000) or a fraction (0.1); got the token budget "
+                f"{self.budget!r}. Token budgets are for kmq select."
+            )
+        super().__post_init__()
 
     def run_config(self) -> RunConfig:
         """The static pipeline's view (pool, embedding, clustering, quality, kMQ parameters)."""
