@@ -102,7 +102,7 @@ def test_cell_search_is_a_lower_bound_and_almost_always_exact(rng):
     picks = X[rng.choice(6000, 1500, replace=False)]
     exact, plan_exact = nearest_similarity(picks, X, index="exact")
     cells, plan = nearest_similarity(picks, X, index="ivf", seed=3)
-    assert plan_exact == "exact" and plan == "ivf:nlist=39,nprobe=8"
+    assert plan_exact == "exact" and plan == "ivf:nlist=39,nprobe=8"  # 6000 x 1500 pairs: the fewest probes
     assert (cells <= exact + 1e-5).all()  # a maximum over a subset of the picks
     assert np.mean(np.abs(cells - exact) <= 1e-5) >= 0.97
     # the same result on rows taken one chunk at a time
@@ -128,7 +128,10 @@ def test_nearest_other_row_with_identical_rows(rng, index):
 def test_search_plan_switches_to_cells_above_the_pair_limit():
     assert search_plan(50_000, 5_000) == "exact"  # 2.5e8 pairs <= EXACT_PAIRS
     assert 50_000 * 5_000 <= EXACT_PAIRS < 50_000 * 6_000
-    assert search_plan(50_000, 6_000) == "ivf:nlist=77,nprobe=8"
+    assert search_plan(50_000, 6_000) == "ivf:nlist=77,nprobe=68"  # as many cells as the exact budget pays for
+    assert search_plan(50_000, 100_000) == "ivf:nlist=316,nprobe=16"
+    assert search_plan(100_000, 100_000) == "ivf:nlist=316,nprobe=8"  # never fewer than NPROBE
     assert search_plan(10**6, 32) == "exact"  # too few picks to split
     assert search_plan(10, 10, "ivf") == "ivf:nlist=3,nprobe=3"
+    assert search_plan(6_000, 1_500, "ivf") == "ivf:nlist=39,nprobe=8"  # forced: the fewest probes
     assert search_plan(10**6, 10**5, "exact") == "exact"

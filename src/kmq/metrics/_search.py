@@ -6,7 +6,8 @@ Two plans, chosen by the size of the problem (``index="auto"``):
   itself, so no (queries x base) matrix is ever held).
 - ``ivf``: for large problems (more than ``EXACT_PAIRS`` query-base pairs). The base rows are split into
   ``nlist ~ sqrt(b)`` cells by a seeded spherical faiss k-means (10 iterations on at most 64 rows per
-  cell); every query visits its ``NPROBE`` nearest cells, and each cell is one BLAS product of the
+  cell); every query visits its nearest cells (as many as the exact search's budget of ``EXACT_PAIRS``
+  pairs pays for, at least ``NPROBE``: :func:`search_plan`), and each cell is one BLAS product of the
   queries that visit it with its members. The result is a lower bound of the exact maximum (a maximum
   over a subset of the base), equal to it for almost every row on clustered data (BENCHMARKS.md gives
   the shortfall). faiss's own ``IndexIVFFlat`` scans the lists one query at a time and was about 5x
@@ -36,7 +37,7 @@ Index = Literal["auto", "exact", "ivf"]
 INDEXES = ("auto", "exact", "ivf")
 #: above this many (query, base) pairs ``index="auto"`` uses the cell search (about 2e11 flops at d = 384)
 EXACT_PAIRS = 1 << 28
-#: cells each query visits in the cell search
+#: fewest cells each query visits in the cell search
 NPROBE = 8
 _QUERY_CHUNK = 65536
 
@@ -54,13 +55,20 @@ def _all_threads(faiss: ModuleType) -> Iterator[None]:
 
 
 def search_plan(n_queries: int, n_base: int, index: Index = "auto") -> str:
-    """The plan ``nearest_similarity`` follows: ``"exact"`` or ``"ivf:nlist=L,nprobe=P"``."""
+    """The plan ``nearest_similarity`` follows: ``"exact"`` or ``"ivf:nlist=L,nprobe=P"``.
+
+    ``"auto"`` searches exactly up to ``EXACT_PAIRS`` (query, base) pairs; above, its cell search visits
+    ``P = max(NPROBE, EXACT_PAIRS * L / (queries * base))`` of the ``L`` cells: it spends about what an
+    exact search at the limit would, and never less than ``NPROBE`` cells. ``"ivf"`` forces the cell
+    search with ``NPROBE`` cells whatever the size.
+    """
     check_choice(index, "index", "nearest_similarity", INDEXES)
     small = n_base <= 4 * NPROBE or n_queries * n_base <= EXACT_PAIRS
     if index == "exact" or (index == "auto" and small) or n_base < 2:
         return "exact"
     nlist = _nlist(n_base)
-    return f"ivf:nlist={nlist},nprobe={min(NPROBE, nlist)}"
+    nprobe = min(nlist, NPROBE if index == "ivf" else max(NPROBE, EXACT_PAIRS * nlist // (n_queries * n_base)))
+    return f"ivf:nlist={nlist},nprobe={nprobe}"
 
 
 def _nlist(n_base: int) -> int:
@@ -120,7 +128,8 @@ class PickIndex:
         with _all_threads(faiss):
             if plan == "exact":
                 return self._exact(faiss, queries, rows, exclude_self), plan
-            return self._search_cells(faiss, queries, rows, exclude_self), plan
+            nprobe = int(plan.rpartition("=")[2])
+            return self._search_cells(faiss, queries, rows, exclude_self, nprobe), plan
 
     def _exact(
         self, faiss: ModuleType, queries: np.ndarray, rows: np.ndarray | None, exclude_self: bool
@@ -159,11 +168,10 @@ class PickIndex:
         return self._cells
 
     def _search_cells(
-        self, faiss: ModuleType, queries: np.ndarray, rows: np.ndarray | None, exclude_self: bool
+        self, faiss: ModuleType, queries: np.ndarray, rows: np.ndarray | None, exclude_self: bool, nprobe: int
     ) -> np.ndarray:
         coarse, members, starts, grouped = self._build_cells(faiss)
         nlist = len(starts) - 1
-        nprobe = min(NPROBE, nlist)
         best = np.full(len(queries) if rows is None else len(rows), -np.inf, dtype=np.float32)
         for lo, chunk in _chunks(queries, rows):
             probes = coarse.search(chunk, nprobe)[1].ravel()
