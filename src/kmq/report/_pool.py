@@ -289,13 +289,17 @@ def _examples(pv: PoolView, k: int) -> tuple[dict[int, list[int]], dict[int, lis
     """Per cluster: its first 3 picks (by rank) and 3 candidates not picked (best, median, worst quality)."""
     picked: dict[int, list[int]] = {}
     rows = np.flatnonzero(pv.selected & (pv.cluster >= 0))
-    rows = rows[np.lexsort((rows, pv.rank[rows], pv.cluster[rows]))]
+    rows = rows[np.lexsort((pv.rank[rows], pv.cluster[rows]))]  # stable: ties stay in pool order
     for c, grp in _groups(rows, pv.cluster[rows]):
         picked[c] = grp[:3].tolist()
     passed: dict[int, list[int]] = {}
     rows = np.flatnonzero(~pv.selected & ~pv.removed & (pv.cluster >= 0))
-    q = np.where(np.isfinite(pv.quality[rows]), pv.quality[rows], -np.inf)
-    rows = rows[np.lexsort((rows, -q, pv.cluster[rows]))]
+    q = pv.quality[rows]
+    finite = np.isfinite(q)
+    lo, hi = (float(q[finite].min()), float(q[finite].max())) if finite.any() else (0.0, 1.0)
+    # one float key: cluster first, then quality descending (unscored last); a single sort, not a lexsort
+    key = pv.cluster[rows] * 2.0 + np.where(finite, (hi - q) / max(hi - lo, 1e-300), 1.5)
+    rows = rows[np.argsort(key, kind="stable")]
     for c, grp in _groups(rows, pv.cluster[rows]):
         scored = grp[np.isfinite(pv.quality[grp])]
         grp = scored if len(scored) else grp
