@@ -41,9 +41,10 @@ FLAGS = [
 
 
 def find_chromium() -> str | None:
+    """The Chromium binary to use, or None (also when ``$KMQ_CHROMIUM`` names no executable file)."""
     env = os.environ.get("KMQ_CHROMIUM")
     if env:
-        return env
+        return env if os.path.isfile(env) and os.access(env, os.X_OK) else None
     for name in CANDIDATES:
         path = name if os.path.isabs(name) and os.access(name, os.X_OK) else shutil.which(name)
         if path:

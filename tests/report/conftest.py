@@ -90,9 +90,11 @@ def iterate_run(mixed_pool, tmp_path_factory) -> Path:
 def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
+        where = f"KMQ_CHROMIUM={os.environ['KMQ_CHROMIUM']} is not an executable" if os.environ.get("KMQ_CHROMIUM") \
+            else "no chromium binary found"
         if IN_CI:
-            pytest.fail("CI=true but no chromium binary was found: .ci/run must install Debian's chromium")
-        pytest.skip("no chromium binary (install Debian's `chromium`, or set KMQ_CHROMIUM); CI runs these tests")
+            pytest.fail(f"CI=true but {where}: .ci/run must install Debian's chromium")
+        pytest.skip(f"{where} (install Debian's `chromium`, or set KMQ_CHROMIUM); CI runs these tests")
     return binary
 
 

@@ -160,10 +160,10 @@ def _view(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _map_labels(run: RunData, pv: PoolView | None, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if pv is not None:
-        pos = np.searchsorted(pv.pool_index, idx)
-        pos = np.clip(pos, 0, max(pv.n - 1, 0))
-        ok = pv.n > 0 and (pv.pool_index[pos] == idx)
+    if pv is not None and pv.n:
+        order = np.argsort(pv.pool_index, kind="stable")  # pool order already: a no-op pass
+        pos = order[np.clip(np.searchsorted(pv.pool_index[order], idx), 0, pv.n - 1)]
+        ok = pv.pool_index[pos] == idx
         return np.where(ok, pv.selected[pos], False), np.where(ok, pv.cluster[pos], -1)
     sel = np.zeros(len(idx), bool)
     cl = np.full(len(idx), -1, np.int64)
@@ -232,7 +232,7 @@ def cards(run: RunData, pv: PoolView | None) -> str:
         return section("cards", title, missing("cards", why))
     k = int(pv.cluster.max()) + 1
     stats = _cluster_stats(run, pv, k)
-    order = sorted(range(k), key=lambda c: (-stats[c]["size"], c))[:CARDS_MAX]
+    order = sorted((c for c in range(k) if stats[c]["size"]), key=lambda c: (-stats[c]["size"], c))[:CARDS_MAX]
     order.sort()
     terms = _terms(pv, k)
     picked, passed = _examples(pv, k)
