@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kmq.cli.main import main
+from kmq.errors import InvalidParameterError
 
 
 @pytest.fixture
@@ -174,3 +175,19 @@ def test_token_budget_above_the_pool_names_its_tokens(datakit, tmp_path, capsys)
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "50000000 tokens" in err and "-tokens or less" in err
+
+
+def test_api_takes_the_shaping_options(mixed_pool, datakit, tmp_path):
+    import kmq
+
+    out = tmp_path / "api.jsonl"
+    sel = kmq.select(
+        str(mixed_pool), budget=100, embedder="hashing", stratify="source", quota=["source=lima:40"],
+        decontaminate=[datakit / "gsm8k_train"], dedup="none", out_format="sharegpt", out=out,
+    )  # fmt: skip
+    assert sel.manifest["stages"]["select"]["strata"]["lima"]["picked"] == 40
+    assert sel.manifest["stages"]["decontaminate"]["per_set"]["gsm8k_train"] == 300  # the pool's gsm8k rows
+    assert not any(i.startswith("gsm8k_train") for i in sel.ids)
+    assert all("conversations" in json.loads(x) for x in out.read_text().splitlines())
+    with pytest.raises(InvalidParameterError, match="stratify"):
+        kmq.select(str(mixed_pool), budget=10, embedder="hashing", stratfy="source")  # the close match is named

@@ -351,6 +351,12 @@ def select(
     scorer: str | None = None,
     seed: int | None = None,
     format: str | None = None,
+    dedup: str | None = None,
+    decontaminate: list[str] | None = None,
+    stratify: str | None = None,
+    quota: list[str] | None = None,
+    tokenizer: str | None = None,
+    out_format: str | None = None,
     out: str | os.PathLike | None = None,
     run_dir: str | os.PathLike | None = None,
     config: RunConfig | str | os.PathLike | None = None,
@@ -365,12 +371,23 @@ def select(
     pool : str, path or Pool
         A file, a ``save_to_disk`` folder, a Hugging Face dataset name, or a :class:`kmq.data.Pool`.
     budget : int, float or str
-        A count (``5000``) or a fraction of the pool (``0.1``).
+        A count (``5000``), a fraction of the pool (``0.1``) or training tokens (``"2M-tokens"``).
     method : str, default "kmq"
         Any name in ``kmq.methods.METHODS``.
     clusters : int, "auto" or None
         k for k-means; None uses :func:`kmq.cluster.default_n_clusters`; "auto" picks k by silhouette.
     embedder, embed_on, scorer, seed, format : see :class:`kmq.config.RunConfig`
+    dedup : str, optional
+        ``none``, ``exact`` (default) or ``near[:TAU]``.
+    decontaminate : list of str, optional
+        Eval sets (files or datakit folders, ``PATH:FIELD``) whose prompts the candidates must not overlap.
+    stratify, quota : optional
+        A record field whose values keep their pool share (``"source"``), and fixed shares
+        (``["source=lima:500"]``).
+    tokenizer : str, optional
+        The tokenizer of a token budget (default: the encoder's).
+    out_format : str, optional
+        ``same`` (default), ``messages``, ``sharegpt``, ``alpaca`` or ``prompt-completion``.
     out : path, optional
         Write the subset there, in the pool's format.
     run_dir : path, optional
@@ -401,6 +418,12 @@ def select(
         "score.scorer": scorer,
         "seed": seed,
         "format": format,
+        "dedup": dedup,
+        "decontaminate": [str(d) for d in decontaminate] if decontaminate is not None else None,
+        "stratify": stratify,
+        "quota": list(quota) if quota is not None else None,
+        "tokenizer": tokenizer,
+        "out_format": out_format,
         "out": str(out) if out is not None else None,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "select.params": params or None,

@@ -109,11 +109,6 @@ def test_a_converted_csv_pool_converts_again(datakit, tmp_path):
         assert again.messages == [expected_back(pool.messages[i], target) for i in (1, 0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kmq.data.convert._to_messages copies a messages pool's raw 'messages' value, which a CSV pool holds "
-    "as JSON text: it needs isinstance(raw['messages'], list) (else the turns)",
-)
 def test_a_messages_csv_pool_converts_to_messages_again(datakit, tmp_path):
     pool = _pool(datakit, "lima_messages")
     first = read_pool(write_subset(pool, [3, 1001], tmp_path / "sub.csv", out_format="messages"))

@@ -274,7 +274,8 @@ def _assemble(
 
 
 def _to_messages(turns: list[Turn], raw: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
-    if source == "messages":  # the record's own turn objects: other keys (name...) stay
+    if source == "messages" and isinstance(raw["messages"], list):  # its own turn objects: other keys (name...) stay
+        # (a CSV pool holds its messages as JSON text: those records take the parsed turns below)
         return {"messages": raw["messages"]}, []
     return {"messages": [dict(turn) for turn in turns]}, []
 
