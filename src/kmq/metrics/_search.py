@@ -35,8 +35,8 @@ __all__ = ["EXACT_PAIRS", "NPROBE", "Index", "PickIndex", "nearest_similarity", 
 
 Index = Literal["auto", "exact", "ivf"]
 INDEXES = ("auto", "exact", "ivf")
-#: above this many (query, base) pairs ``index="auto"`` uses the cell search (about 2e11 flops at d = 384)
-EXACT_PAIRS = 1 << 28
+#: above this many (query, base) pairs ``index="auto"`` uses the cell search (about 1e11 flops at d = 384)
+EXACT_PAIRS = 1 << 27
 #: fewest cells each query visits in the cell search
 NPROBE = 8
 _QUERY_CHUNK = 65536

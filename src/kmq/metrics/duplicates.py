@@ -95,7 +95,7 @@ def near_duplicates(X_picks: np.ndarray, tau: float = 0.95, *, index: Index = "a
     tau : float, default=0.95
         Cosine threshold, in [-1, 1].
     index : {"auto", "exact", "ivf"}, default="auto"
-        ``"auto"`` searches exactly up to ``EXACT_PAIRS`` pairs (about 16,000 picks), then by cells.
+        ``"auto"`` searches exactly up to ``EXACT_PAIRS`` pairs (about 11,500 picks), then by cells.
     seed : int, default=0
 
     Returns
