@@ -167,6 +167,10 @@ def test_token_budget_is_met_as_exactly_as_records_allow(datakit, tmp_path, caps
     everything, _ = count_tokens(kmq.data.read_pool(pool).messages, str(tok_dir))
     assert 60_000 - got["achieved"] < everything.max()  # the gap is less than one record
     assert len(subset) == got["records"] == manifest["budget"]["resolved"]
+    d = manifest["diagnostics"]["selected"]
+    assert d["cluster_kl"] is not None and d["empty_clusters"] is not None  # the clusters reach the diagnostics
+    clusters = pq.read_table(tmp_path / "s.jsonl.kmq-run" / "clusters.parquet").to_pydict()
+    assert sum(clusters["picks"]) == got["records"]
 
 
 def test_token_budget_above_the_pool_names_its_tokens(datakit, tmp_path, capsys):

@@ -138,6 +138,7 @@ def run_select(
     else:
         picked = method.fn(n=len(keep), budget=budget, random_state=rng, **inputs, **params)
     local = np.asarray(picked.indices, dtype=np.int64)
+    k_budget = budget  # the clusters were fitted for this budget (a token budget's record estimate)
     if tokens is not None:
         budget = len(local)  # what the token budget bought
     if len(local) != budget or len(np.unique(local)) != budget or (
@@ -173,7 +174,7 @@ def run_select(
         explain=dict(getattr(picked, "explain", None) or {}),
         contamination=found,
     )
-    _explain(selection, run, budget, keep, dup_of, full)
+    _explain(selection, run, k_budget, keep, dup_of, full)
     if strata is not None:
         selection.pool_info["stratum"] = [strata[1][c] for c in strata[0].tolist()]
     selection.manifest = _manifest(cfg, pool, budget, method.name, params, run.stats, selection, t0)
