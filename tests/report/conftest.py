@@ -65,19 +65,23 @@ def auto_run(mixed_pool, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def iterate_run(mixed_pool, tmp_path_factory) -> Path:
-    """A real two-round ``kmq iterate`` run directory (command trainer, loopback generator, relevance judge)."""
+    """A real three-round ``kmq iterate`` run directory on 150 of the records (command trainer, loopback
+    generator, relevance judge)."""
     pytest.importorskip("openai")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from chat_server import ChatServer, echo_words
     from kmq.cli.main import main
 
     tmp = tmp_path_factory.mktemp("iterate-run")
+    lines = mixed_pool.read_text().splitlines()
+    pool = tmp / "pool.jsonl"
+    pool.write_text("\n".join(lines[:50] + lines[300:350] + lines[600:650]) + "\n")
     model = tmp / "model"
     model.mkdir()
     (model / "config.json").write_text("{}\n")
     (tmp / "train.py").write_text("import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2])")
     with ChatServer(echo_words) as srv:
-        code = main(["iterate", str(mixed_pool), "--budget", "36", "--rounds", "3", "--seed", "3", "--embedder",
+        code = main(["iterate", str(pool), "--budget", "36", "--rounds", "3", "--seed", "3", "--embedder",
                      "hashing", "--clusters", "6", "--judge", "relevance", "--model", str(model), "--out",
                      str(tmp / "s.jsonl"), "--trainer", "command", "--train-command",
                      f"{sys.executable} {tmp / 'train.py'} {{base_model}} {{output_dir}}",
