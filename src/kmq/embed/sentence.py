@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kmq import hf
+from kmq._cpu import resolve_precision
 from kmq._deps import require
 from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
@@ -26,7 +27,7 @@ from kmq.errors import InvalidParameterError, MissingArtifactError
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def bundled_minilm_path() -> Path:
@@ -49,9 +50,13 @@ class SentenceTransformerEmbedder(Embedder):
     model : str
         Hub name or local folder. ``"minilm"`` means the bundled all-MiniLM-L6-v2.
     device : str, default "cpu"
-    precision : {"fp32", "bf16"}, default "fp32"
-        bf16 runs about 2x faster on recent CPUs at cosine ~0.9999 to fp32 vectors; it is a different
-        cache entry.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "fp32"
+        ``auto`` picks at run time (:func:`kmq._cpu.resolve_precision`): bf16 on a CPU that multiplies bf16
+        natively (AVX512-BF16 or AMX: about 2x fp32's speed there), fp32 on other CPUs (AVX2 emulates bf16,
+        several times slower), bf16 or else fp16 on a GPU. fp16 is for GPUs only. The precision that ran is in
+        :attr:`stats_` (the manifest) and in the cache key: bf16 vectors differ from fp32 ones beyond float
+        noise (cosine >= 0.9999, i.e. up to 1e-4, where two fp32 runs agree to 1e-6), enough to move k-means
+        assignments, so a cache entry always holds vectors of one precision, reproducible to float32 noise.
     batch_size : int, default 64
         Windows per forward pass.
     trust_remote_code : bool, default False
@@ -77,6 +82,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
+        self._precision: str | None = None  # the resolved precision
         self._files_shape: tuple[int, int] | tuple[()] | None = None  # () once the files did not say
         self._show_progress: bool | None = None
 
@@ -92,11 +98,7 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def model(self) -> Any:
         if self._model is None:
-            if self.precision not in PRECISIONS:
-                raise InvalidParameterError(
-                    f"The 'precision' parameter of {self.name} must be one of {list(PRECISIONS)}. "
-                    f"Got {self.precision!r} instead."
-                )
+            precision = self.resolved_precision
             st = require("sentence_transformers", purpose=f"the {self.name} encoder")
             torch = require("torch", purpose=f"the {self.name} encoder")
             purpose = f"sentence-transformers model {self.model_name!r}"
@@ -109,11 +111,29 @@ class SentenceTransformerEmbedder(Embedder):
                 )
             SentenceTransformerEmbedder.models_loaded += 1
             model.eval()
-            if self.precision == "bf16":
-                model.to(torch.bfloat16)
+            if precision != "fp32":
+                model.to(torch.bfloat16 if precision == "bf16" else torch.float16)
             self._model = model
             self._check_shape(model)
         return self._model
+
+    @property
+    def resolved_precision(self) -> str:
+        """``precision`` with ``auto`` decided for this machine and device (checked, computed once)."""
+        if self._precision is None:
+            if self.precision not in PRECISIONS:
+                raise InvalidParameterError(
+                    f"The 'precision' parameter of {self.name} must be one of {list(PRECISIONS)}. "
+                    f"Got {self.precision!r} instead."
+                )
+            precision = resolve_precision(self.precision, self.device)
+            if precision == "fp16" and str(self.device).split(":", 1)[0] == "cpu":
+                raise InvalidParameterError(
+                    f"The 'precision' parameter of {self.name}: fp16 runs on GPUs only (device {self.device!r}). "
+                    "Use --precision auto, bf16 or fp32."
+                )
+            self._precision = precision
+        return self._precision
 
     def _shape(self) -> tuple[int, int]:
         """``(window, dim)``: from the model's files when they say (:func:`window_and_dim`), else from the model."""
@@ -154,7 +174,7 @@ class SentenceTransformerEmbedder(Embedder):
         ident: dict[str, Any] = {
             "class": type(self).__name__,
             "model": self.model_name,
-            "precision": self.precision,
+            "precision": self.resolved_precision,
             "pooling": "window-mean-v1",
         }
         if Path(source).is_dir():
@@ -164,7 +184,9 @@ class SentenceTransformerEmbedder(Embedder):
 
     def encode(self, texts: Any, *, show_progress: bool | None = None, **kwargs: Any) -> np.ndarray:
         self._show_progress = show_progress  # the model loads inside (on a cache miss): its bars follow this
-        return super().encode(texts, show_progress=show_progress, **kwargs)
+        vectors = super().encode(texts, show_progress=show_progress, **kwargs)
+        self.stats_["precision"] = self.resolved_precision
+        return vectors
 
     # -- encoding ---------------------------------------------------------------------------------
     def embed_batch(self, texts: list[str]) -> np.ndarray:
