@@ -153,7 +153,11 @@ def test_bf16_is_close_to_fp32(models):
     bf16 = emb.encode(TEXTS, show_progress=False)
     assert bf16.dtype == np.float32 and emb.stats_["precision"] == "bf16"
     assert (bf16 * fp32).sum(axis=1).min() > 0.99
-    assert HFEmbedder(str(models["llama"]), precision="auto").resolved_precision == "fp32"  # on the CPU
+    from kmq._cpu import resolve_precision
+
+    auto = HFEmbedder(str(models["llama"]), precision="auto")
+    assert auto.resolved_precision == resolve_precision("auto", "cpu")  # fp32 here (AVX2), bf16 with AMX
+    assert auto.identity()["precision"] == auto.resolved_precision  # the key holds the precision decided
 
 
 def test_spec_parsing(models):

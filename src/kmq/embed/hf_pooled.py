@@ -18,8 +18,9 @@ up to float rounding. Pooling, over the last layer's hidden states in float32:
 ``last``            the hidden state of the last real token: the paper's Llama-2 encoder (paper.md §3.2)
 ``cls``             the hidden state of the first token (BERT-style ``[CLS]``)
 
-then L2-normalised. Precision ``fp32``, ``bf16`` or ``fp16`` (the weights' dtype; ``auto`` picks bf16 on a
-GPU that supports it, else fp16, and fp32 on the CPU); bf16 on a GPU without it is an error. The cache
+then L2-normalised. Precision ``fp32``, ``bf16`` or ``fp16`` (the weights' dtype; ``auto`` is
+:func:`kmq._cpu.resolve_precision`: bf16 on a GPU that supports it, else fp16; on a CPU bf16 where it
+multiplies bf16 natively, else fp32); bf16 on a GPU without it is an error. The cache
 key holds the model (a hub model's commit, a folder's file fingerprint), pooling, precision, window and
 dimension; device and batch size are left out (they change vectors only at rounding level).
 """
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kmq import hf
+from kmq._cpu import resolve_precision
 from kmq._deps import require
 from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
@@ -174,10 +176,8 @@ class HFEmbedder(Embedder):
             torch = require("torch", purpose=f"the {self.name} encoder")
             on_cuda = str(self.device).startswith("cuda")
             bf16_ok = on_cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            precision = self.precision
-            if precision == "auto":
-                precision = ("bf16" if bf16_ok else "fp16") if on_cuda else "fp32"
-            elif precision == "bf16" and on_cuda and torch.cuda.is_available() and not bf16_ok:
+            precision = resolve_precision(self.precision, str(self.device))
+            if precision == "bf16" and on_cuda and torch.cuda.is_available() and not bf16_ok:
                 raise InvalidParameterError(
                     f"The 'precision' parameter of {self.name}: the GPU {torch.cuda.get_device_name(self.device)} "
                     "does not support bf16. Use --precision fp16 or fp32."
