@@ -177,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"CPU: {cpu()}\n")
     print(
-        "| n | d | picks | coverage rows | diagnostics (s) | of which coverage search, selected (s) "
+        "| n | d | picks | coverage rows | diagnostics wall (s) | CPU (s) | load avg | coverage search, selected (s) "
         "| near search, selected (s) | peak RSS (GiB) | above inputs (GiB) | plans (coverage / near) "
         "| Vendi sel vs random | coverage sel vs random | cluster KL sel vs random | near dups sel vs random |"
     )

@@ -128,7 +128,7 @@ def test_nearest_other_row_with_identical_rows(rng, index):
 def test_search_plan_switches_to_cells_above_the_pair_limit():
     assert search_plan(50_000, 2_000) == "exact"  # 1e8 pairs <= EXACT_PAIRS
     assert 50_000 * 2_000 <= EXACT_PAIRS < 50_000 * 3_000
-    assert search_plan(50_000, 3_000) == "ivf:nlist=55,nprobe=49"  # as many cells as the exact budget pays for
+    assert search_plan(50_000, 3_000) == "ivf:nlist=55,nprobe=24"  # as many cells as the exact budget pays for
     assert search_plan(50_000, 100_000) == "ivf:nlist=316,nprobe=8"
     assert search_plan(100_000, 100_000) == "ivf:nlist=316,nprobe=8"  # never fewer than NPROBE
     assert search_plan(10**6, 32) == "exact"  # too few picks to split

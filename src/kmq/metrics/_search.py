@@ -6,8 +6,8 @@ Two plans, chosen by the size of the problem (``index="auto"``):
   itself, so no (queries x base) matrix is ever held).
 - ``ivf``: for large problems (more than ``EXACT_PAIRS`` query-base pairs). The base rows are split into
   ``nlist ~ sqrt(b)`` cells by a seeded spherical faiss k-means (10 iterations on at most 64 rows per
-  cell); every query visits its nearest cells (as many as the exact search's budget of ``EXACT_PAIRS``
-  pairs pays for, at least ``NPROBE``: :func:`search_plan`), and each cell is one BLAS product of the
+  cell); every query visits its nearest cells (as many as the exact search's budget pays for, at least
+  ``NPROBE``: :func:`search_plan`), and each cell is one BLAS product of the
   queries that visit it with its members. The result is a lower bound of the exact maximum (a maximum
   over a subset of the base), equal to it for almost every row on clustered data (BENCHMARKS.md gives
   the shortfall). faiss's own ``IndexIVFFlat`` scans the lists one query at a time and was about 5x
@@ -58,16 +58,18 @@ def search_plan(n_queries: int, n_base: int, index: Index = "auto") -> str:
     """The plan ``nearest_similarity`` follows: ``"exact"`` or ``"ivf:nlist=L,nprobe=P"``.
 
     ``"auto"`` searches exactly up to ``EXACT_PAIRS`` (query, base) pairs; above, its cell search visits
-    ``P = max(NPROBE, EXACT_PAIRS * L / (queries * base))`` of the ``L`` cells: it spends about what an
-    exact search at the limit would, and never less than ``NPROBE`` cells. ``"ivf"`` forces the cell
-    search with ``NPROBE`` cells whatever the size.
+    ``P = max(NPROBE, EXACT_PAIRS / 2 * L / (queries * base))`` of the ``L`` cells: it costs about what
+    an exact search at the limit would (a pair costs it about twice as much: the rows are gathered per
+    cell), and never visits fewer than ``NPROBE`` cells. ``"ivf"`` forces the cell search with ``NPROBE``
+    cells whatever the size.
     """
     check_choice(index, "index", "nearest_similarity", INDEXES)
     small = n_base <= 4 * NPROBE or n_queries * n_base <= EXACT_PAIRS
     if index == "exact" or (index == "auto" and small) or n_base < 2:
         return "exact"
     nlist = _nlist(n_base)
-    nprobe = min(nlist, NPROBE if index == "ivf" else max(NPROBE, EXACT_PAIRS * nlist // (n_queries * n_base)))
+    budget = EXACT_PAIRS // 2  # a pair costs the cell search about twice what it costs faiss (the query gathers)
+    nprobe = min(nlist, NPROBE if index == "ivf" else max(NPROBE, budget * nlist // (n_queries * n_base)))
     return f"ivf:nlist={nlist},nprobe={nprobe}"
 
 
