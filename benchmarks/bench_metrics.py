@@ -103,7 +103,7 @@ def cpu() -> str:
 
 
 def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
-    from kmq.metrics import diagnostics
+    from kmq.metrics import coverage_rows, diagnostics
     from kmq.metrics._search import nearest_similarity
 
     t0 = time.perf_counter()
@@ -121,10 +121,10 @@ def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
         out = diagnostics(**inputs)
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     sel, ran = out["selected"], out["random"]
-    rows = np.sort(np.random.default_rng([0, 7, 1]).choice(n, size=50000, replace=False)) if n > 50000 else None
+    rows = coverage_rows(n, b)  # the rows the diagnostics searched
     P = np.ascontiguousarray(X[np.sort(picks)])
     t = time.perf_counter()
-    cov, plan = nearest_similarity(P, X, rows=rows)
+    cov, plan = nearest_similarity(P, X, rows=rows, index="exact")
     cov_s = time.perf_counter() - t
     t = time.perf_counter()
     near, near_plan = nearest_similarity(P, P, exclude_self=True)
@@ -138,20 +138,28 @@ def run(n: int, b: int, d: int, exact_check: bool, ivfflat: bool) -> None:
         f"| {sel['duplicates_near']:,} vs {ran['duplicates_near']:,} |"
     )  # fmt: skip
     print(f"  (inputs generated in {gen_s:.1f} s; diagnostics' own 'seconds': {out['seconds']})")
-    if exact_check:
-        for name, approx, kwargs in (("coverage", cov, {"rows": rows}), ("near", near, {"exclude_self": True})):
-            base_q = X if name == "coverage" else P
+    if exact_check:  # the cell search against the exact one: coverage on 50,000 rows, near duplicates
+        big = coverage_rows(n, 1, coverage_sample=50_000)
+        R = np.ascontiguousarray(X[np.sort(np.random.default_rng([0, 7]).choice(n, size=b, replace=False))])
+        for label, base in (("selected", P), ("random", R)):
             t = time.perf_counter()
-            exact, _ = nearest_similarity(P, base_q, index="exact", **kwargs)
-            s = time.perf_counter() - t
-            miss = exact - approx
-            flips = f"; near flags changed: {int(((exact > 0.95) != (approx > 0.95)).sum())}" if name == "near" else ""
+            cells, cov_plan = nearest_similarity(base, X, rows=big, index="auto")
+            cells_s, t = time.perf_counter() - t, time.perf_counter()
+            exact, _ = nearest_similarity(base, X, rows=big, index="exact")
+            exact_s = time.perf_counter() - t
+            miss = exact - cells
             print(
-                f"  exact {name}: {s:.1f} s; rows where the cell search found a lower maximum "
-                f"(> 1e-5): {(miss > 1e-5).mean():.2%}, mean shortfall {miss.mean():.2e}, max {miss.max():.3f}; "
-                f"mean 1 - cos exact {np.mean(1 - exact.astype(np.float64)):.5f} vs cells "
-                f"{np.mean(1 - approx.astype(np.float64)):.5f}{flips}"
+                f"  {label}: coverage mean on {len(big):,} rows: exact {np.mean(1 - exact.astype(np.float64)):.5f} "
+                f"({exact_s:.1f} s), cells `{cov_plan}` {np.mean(1 - cells.astype(np.float64)):.5f} ({cells_s:.1f} s; "
+                f"{(miss > 1e-5).mean():.2%} of rows lower, max shortfall {miss.max():.3f})"
             )
+        t = time.perf_counter()
+        exact, _ = nearest_similarity(P, P, exclude_self=True, index="exact")
+        print(
+            f"  near duplicates, selected: exact search {time.perf_counter() - t:.1f} s; `{near_plan}` found a lower "
+            f"maximum for {(exact - near > 1e-5).mean():.2%} of picks; flags above 0.95 changed: "
+            f"{int(((exact > 0.95) != (near > 0.95)).sum())} of {int((exact > 0.95).sum())}"
+        )
     if ivfflat:
         import faiss
 

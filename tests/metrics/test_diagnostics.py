@@ -125,6 +125,19 @@ def test_same_seed_same_numbers_and_the_random_stream(rng):
     assert first["pool"]["candidates"] == 500
 
 
+def test_coverage_rows_shrink_for_large_selections():
+    from kmq.metrics import COVERAGE_PAIRS, MIN_COVERAGE_ROWS, coverage_rows
+
+    assert len(coverage_rows(10**6, 10**5, coverage_sample=50_000)) == COVERAGE_PAIRS // 10**5 == 2684
+    assert len(coverage_rows(10**6, 10**7)) == MIN_COVERAGE_ROWS
+    assert len(coverage_rows(10**6, 1_000, coverage_sample=50_000)) == 50_000
+    np.testing.assert_array_equal(coverage_rows(1_500, 10**6), np.arange(1_500))  # small pools: every row
+    rows = coverage_rows(10**6, 10**5, seed=3)
+    assert (np.diff(rows) > 0).all() and rows[-1] < 10**6
+    expected = np.random.default_rng([3, kmq.metrics.STREAM_DIAGNOSTICS, 1]).choice(10**6, 2684, replace=False)
+    np.testing.assert_array_equal(rows, np.sort(expected))
+
+
 def test_random_reference_stays_inside_the_candidates(rng):
     pool = toy_pool(rng)
     candidates = np.flatnonzero(pool["labels"] == 2)

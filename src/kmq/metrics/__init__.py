@@ -13,7 +13,7 @@ faiss is imported on first use (``import kmq.metrics`` stays light).
 """
 
 from kmq.metrics.balance import cluster_balance
-from kmq.metrics.diagnostics import STREAM_DIAGNOSTICS, diagnostics
+from kmq.metrics.diagnostics import COVERAGE_PAIRS, MIN_COVERAGE_ROWS, STREAM_DIAGNOSTICS, coverage_rows, diagnostics
 from kmq.metrics.diversity import coverage, facility_location, vendi_score
 from kmq.metrics.duplicates import (
     exact_duplicates,
@@ -26,10 +26,13 @@ from kmq.metrics.duplicates import (
 from kmq.metrics.mix import MISSING, mix_counts, quantiles
 
 __all__ = [
+    "COVERAGE_PAIRS",
+    "MIN_COVERAGE_ROWS",
     "MISSING",
     "STREAM_DIAGNOSTICS",
     "cluster_balance",
     "coverage",
+    "coverage_rows",
     "diagnostics",
     "exact_duplicates",
     "facility_location",

@@ -68,11 +68,13 @@ def coverage_from_similarity(similarity: np.ndarray) -> tuple[float, float]:
     return float(dist.mean()), float(np.percentile(dist, 95))
 
 
-def coverage(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "auto", seed: int = 0) -> tuple[float, float]:
+def coverage(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "exact", seed: int = 0) -> tuple[float, float]:
     """How far the pool is from the picks: the cosine distance of each pool row to its nearest pick.
 
-    A faiss inner-product search of the pool rows against the picks (:mod:`kmq.metrics._search`: exact
-    ``IndexFlatIP`` in chunks, or the cell search above ``EXACT_PAIRS`` pairs); never a (n, b) matrix.
+    A faiss inner-product search of the pool rows against the picks (``IndexFlatIP`` in chunks, never a
+    (n, b) matrix). Pass a sample of the pool rows for large problems: ``index="auto"`` or ``"ivf"`` use the
+    approximate cell search of :mod:`kmq.metrics._search`, whose shortfall is not the same for every set
+    of picks (it is larger for picks that leave sparse regions), so comparisons should stay exact.
 
     Parameters
     ----------
@@ -80,7 +82,7 @@ def coverage(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "auto", 
         L2-normalised pool rows (pass a sample of them for large pools), n >= 1.
     X_picks : ndarray of shape (b, d), float32
         L2-normalised rows of the picks, b >= 1.
-    index : {"auto", "exact", "ivf"}, default="auto"
+    index : {"exact", "auto", "ivf"}, default="exact"
     seed : int, default=0
         Seed of the cell search.
 
@@ -99,7 +101,7 @@ def coverage(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "auto", 
     return coverage_from_similarity(similarity)
 
 
-def facility_location(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "auto", seed: int = 0) -> float:
+def facility_location(X_pool: np.ndarray, X_picks: np.ndarray, *, index: Index = "exact", seed: int = 0) -> float:
     """Facility-location value: the mean over pool rows of the largest cosine to a pick.
 
     Parameters and search as :func:`coverage` (on the same rows it is ``1 - coverage mean`` up to the
