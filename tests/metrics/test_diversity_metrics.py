@@ -78,7 +78,7 @@ def test_coverage_and_facility_location_match_brute_force(rng, n, b, d):
     assert facility_location(X, picks, index="exact") == pytest.approx(best.mean(), abs=1e-6)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(1, 120), st.integers(2, 16), st.integers(0, 2**32 - 1), st.sampled_from(["exact", "ivf"]))
 def test_coverage_of_the_whole_pool_is_zero(n, d, seed, index):
     X = unit_rows(np.random.default_rng(seed), n, d)
