@@ -17,10 +17,11 @@ of characters, as in the janitor.
 
 How it scales: the eval prompts' words form a vocabulary; each pool word becomes its index there (Arrow's
 hash lookup, unknown words break every n-gram through them), each n-gram of indices a 64-bit polynomial
-hash, probed first in a bit table and then in the sorted eval hashes. Every hash hit is then checked word by
-word against the eval n-gram, so a hash collision never flags a record; at worst a collision inside one
-record could hide a match (odds about 2**-64 per n-gram pair). The per-record work is ``str.casefold`` (about
-3 s per million prompts) and Arrow's tokenisation in C++; nothing loops over pairs in Python.
+hash, probed first in a presence table and then in the sorted eval hashes. Every hash hit is then checked
+word by word against the eval n-gram, so a hash collision never flags a record; at worst two n-grams of one
+eval record sharing a hash could hide a match (about m**2 / 2**65 per eval record of m n-grams). The
+per-record work is ``str.casefold`` (about 3 s per million prompts) and Arrow's tokenisation in C++; nothing
+loops over pairs in Python.
 
 Eval sets (:func:`load_eval_set`) are files kmq's readers take (JSON Lines, JSON, Parquet, CSV, TSV, ``.gz``,
 ``.zip``) or a folder holding one such file (a datakit eval set), optionally ``PATH:FIELD``.
