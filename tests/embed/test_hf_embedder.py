@@ -147,12 +147,13 @@ def test_warm_run_loads_no_weights(models):
     assert again._model is None and again.stats_["cached"] == len(TEXTS)
 
 
-def test_bf16_is_close_to_fp32(models):
+def test_half_precisions_are_close_to_fp32(models):
     fp32 = HFEmbedder(str(models["llama"]), pooling="last").encode(TEXTS, show_progress=False)
-    emb = HFEmbedder(str(models["llama"]), pooling="last", precision="bf16")
-    bf16 = emb.encode(TEXTS, show_progress=False)
-    assert bf16.dtype == np.float32 and emb.stats_["precision"] == "bf16"
-    assert (bf16 * fp32).sum(axis=1).min() > 0.99
+    for precision in ("bf16", "fp16"):
+        emb = HFEmbedder(str(models["llama"]), pooling="last", precision=precision)
+        half = emb.encode(TEXTS, show_progress=False)
+        assert half.dtype == np.float32 and emb.stats_["precision"] == precision
+        assert (half * fp32).sum(axis=1).min() > 0.99, precision
     from kmq._cpu import resolve_precision
 
     auto = HFEmbedder(str(models["llama"]), precision="auto")
