@@ -124,6 +124,14 @@ def test_order_determinism_and_blank_texts(models):
     assert not with_blank[[0, 2]].any() and np.allclose(with_blank[1], base[0], atol=1e-6)
 
 
+def test_text_weights_are_token_counts(models):
+    emb = HFEmbedder(str(models["llama"]), max_length=16)
+    tok = emb.tokenizer
+    long = " ".join(TEXTS)
+    want = [len(tok(TEXTS[0])["input_ids"]), 0, 16]
+    np.testing.assert_array_equal(emb.text_weights([TEXTS[0], "  ", long]), want)
+
+
 def test_cache_key_follows_pooling_precision_window_and_weights(models, tmp_path):
     path = str(models["llama"])
     base = HFEmbedder(path)

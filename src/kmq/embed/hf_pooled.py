@@ -236,6 +236,18 @@ class HFEmbedder(Embedder):
         self.stats_.update(truncated=self._truncated, precision=self.resolved_precision, device=str(self.device))
         return out
 
+    def text_weights(self, texts: Any) -> np.ndarray:
+        """Tokens each text is encoded from (cut at the window, special tokens included; 0 for a blank text)."""
+        texts = list(texts)
+        full = [i for i, t in enumerate(texts) if t.strip()]
+        weights = np.zeros(len(texts), dtype=np.float64)
+        if full:
+            truncated = self._truncated
+            ids = self._tokenize([LONE_SURROGATE.sub("\ufffd", texts[i]) for i in full])
+            self._truncated = truncated  # counting, not encoding
+            weights[full] = [len(x) for x in ids]
+        return weights
+
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         ids = self._tokenize([LONE_SURROGATE.sub("\ufffd", t) for t in texts])
         torch = require("torch", purpose=f"the {self.name} encoder")
