@@ -15,7 +15,7 @@ and for an encoder the attention mask hides the pads, so every vector equals the
 up to float rounding. Pooling, over the last layer's hidden states in float32:
 
 ``mean`` (default)  the mean over the text's tokens (special tokens included, as sentence-transformers does)
-``last``            the hidden state of the last real token: the paper's Llama-2 encoder (paper.md §3.2)
+``last``            the hidden state of the last real token: the paper's Llama-2-7B ablation encoder (paper.md §4)
 ``cls``             the hidden state of the first token (BERT-style ``[CLS]``)
 
 then L2-normalised. Precision ``fp32``, ``bf16`` or ``fp16`` (the weights' dtype; ``auto`` is
