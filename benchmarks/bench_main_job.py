@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _datakit import DATAKIT  # noqa: E402
 
 POOL = DATAKIT / "dolly_3k" / "dolly_3k.jsonl"
-DIAGNOSTICS = ("vendi", "coverage", "quality", "cluster_entropy")
 
 
 @contextlib.contextmanager
@@ -120,28 +119,27 @@ def _stage_seconds(manifest: dict) -> dict[str, Any]:
 
 
 def _diag(d: dict) -> dict[str, Any]:
-    """The headline diagnostics: each named entry of :data:`DIAGNOSTICS` that the manifest has."""
-    return {k: d[k] for k in DIAGNOSTICS if k in d}
+    """The headline diagnostics of the selection and of the random reference (``selected`` / ``random``)."""
+    return {side: _headline(d.get(side) or {}) for side in ("selected", "random") if side in d}
 
 
-def same_vector_metrics(picks: dict[str, list[int]], X: np.ndarray) -> dict[str, dict[str, float]]:
-    """Vendi and coverage of each pick set on the same vectors ``X`` (the old path's)."""
+def _headline(s: dict) -> dict[str, Any]:
+    """Vendi, coverage, facility location, cluster entropy and mean quality of one side of the diagnostics."""
+    q = s.get("quality") or {}
+    return {"vendi": s.get("vendi"), "coverage_mean": s.get("coverage_mean"),
+            "facility_location": s.get("facility_location"), "cluster_entropy": s.get("cluster_entropy"),
+            "quality_mean": q.get("mean")}  # fmt: skip
+
+
+def same_vector_metrics(picks: dict[str, list[int]], X: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Vendi, coverage and facility location of each pick set on the same vectors ``X`` (the old path's)."""
     from kmq.metrics import diagnostics
 
     out = {}
     for name, rows in picks.items():
-        d = diagnostics(picks=np.asarray(rows), n=len(X), embeddings=X, seed=0)
-        out[name] = {"vendi": _headline(d.get("vendi")), "coverage": _headline(d.get("coverage"))}
+        s = diagnostics(picks=np.asarray(rows), n=len(X), embeddings=X, seed=0)["selected"]
+        out[name] = {k: s.get(k) for k in ("vendi", "coverage_mean", "facility_location")}
     return out
-
-
-def _headline(v: Any) -> Any:
-    """A diagnostic's value for the selection (its ``subset`` / ``selection`` entry when it is a dict)."""
-    if isinstance(v, dict):
-        for k in ("subset", "selection", "value", "mean"):
-            if k in v:
-                return v[k]
-    return v
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ def test_pooled_rows_are_the_weighted_mean_of_prompt_and_response(dolly):
     assert pooled.shape == (len(dolly), emb.dim) and pooled.dtype == np.float32
     np.testing.assert_allclose(pooled[-1], p[-1], atol=1e-6)  # no response: the prompt's vector
     assert stats["records"] == len(dolly) and stats["texts"] == 2 * len(dolly)
-    assert stats["pooling"] == "prompt+response-token-mean-v1"
+    assert stats["pooling"] == "prompt+response-length-mean-v1"
 
 
 def test_blank_prompt_and_response_give_a_zero_row():
