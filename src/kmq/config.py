@@ -204,12 +204,31 @@ OutFormat = Literal["same", "messages", "sharegpt", "alpaca", "prompt-completion
 class EmbedConfig(Validated):
     """How texts become vectors."""
 
-    embedder: str = opt("minilm", "minilm | st:NAME_OR_PATH | hashing[:DIM] | npy:PATH")
+    embedder: str = opt(
+        "minilm", "minilm | st:NAME_OR_PATH | hf:MODEL[:mean|last|cls] | openai:MODEL@URL | hashing[:DIM] | npy:PATH"
+    )
     embed_on: EmbedOn = opt("conversation", "text view to embed")
-    batch_size: int = opt(64, "windows per forward pass", min=1)
-    precision: Literal["fp32", "bf16"] = opt("fp32", "encoder precision")
+    batch_size: int = opt(64, "windows per forward pass (openai: texts per request)", min=1)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = opt(
+        "fp32", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively"
+    )
     device: str = opt("cpu", "torch device for model encoders")
     trust_remote_code: bool = opt(False, "allow model repos to run their own code")
+    max_length: int | None = opt(None, "hf: tokens per text at most (None: the model's window)", min=2)
+    api_key_env: str = opt("OPENAI_API_KEY", "openai: environment variable holding the API key")
+    concurrency: int = opt(4, "openai: requests in flight at most", min=1)
+    max_retries: int = opt(5, "openai: retries on 429/5xx/timeouts", min=0)
+    timeout: float = opt(120.0, "openai: seconds per request", gt=0)
+    dimensions: int | None = opt(None, "openai: vector size to ask for (None: the model's)", min=1)
+
+    def encoder_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`kmq.embed.get_embedder` these settings give (one place for all callers)."""
+        return {
+            "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
+            "trust_remote_code": self.trust_remote_code, "max_length": self.max_length,
+            "concurrency": self.concurrency, "max_retries": self.max_retries, "timeout": self.timeout,
+            "api_key_env": self.api_key_env, "dimensions": self.dimensions,
+        }  # fmt: skip
 
 
 @dataclass
@@ -581,7 +600,8 @@ def build(cls: type, config: Any = None, overrides: dict[str, Any] | None = None
 
 
 _PATH_FIELDS = ("pool", "out", "run_dir")
-_SPEC_PREFIXES = ("npy:", "st:", "perplexity:", "ifd:", "reward:")
+_SPEC_PREFIXES = ("npy:", "st:", "hf:", "perplexity:", "ifd:", "reward:")
+_POOLING = re.compile(r":(mean|last|cls)$")
 
 
 def absolute_paths(cfg: Any) -> Any:
@@ -597,8 +617,12 @@ def absolute_paths(cfg: Any) -> Any:
         if key.rsplit(".", 1)[-1] in _PATH_FIELDS and key.count(".") == 0:
             return value if key == "pool" and not Path(value).expanduser().exists() else _abs(value)
         for prefix in _SPEC_PREFIXES:
-            if value.startswith(prefix) and Path(value[len(prefix) :]).expanduser().exists():
-                return prefix + _abs(value[len(prefix) :])
+            body = value[len(prefix) :]
+            pooling = _POOLING.search(body) if prefix == "hf:" else None  # hf:PATH:last
+            if pooling is not None and not Path(body).expanduser().exists():
+                body = body[: pooling.start()]
+            if value.startswith(prefix) and Path(body).expanduser().exists():
+                return prefix + _abs(body) + (pooling.group(0) if pooling is not None else "")
         if key in ("model", "score.relevance_embedder") and Path(value).expanduser().exists():
             return _abs(value)
         return value

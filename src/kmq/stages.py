@@ -63,11 +63,7 @@ class EmbedderSource:
         if self._embedder is None:
             from kmq.embed import get_embedder
 
-            e = self.cfg
-            self._embedder = get_embedder(
-                e.embedder, device=e.device, precision=e.precision, batch_size=e.batch_size,
-                trust_remote_code=e.trust_remote_code,
-            )  # fmt: skip
+            self._embedder = get_embedder(self.cfg.embedder, **self.cfg.encoder_options())
         return self._embedder
 
     def key(self, pool: Any, view: str) -> str:
@@ -235,8 +231,7 @@ def build_scorer(
             rel_spec = sc.relevance_embedder or _default_relevance_encoder()
             from kmq.embed import get_embedder
 
-            e = embed_cfg
-            encoder = get_embedder(rel_spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
+            encoder = get_embedder(rel_spec, **embed_cfg.encoder_options())
         else:
             encoder = source.embedder
     scorer = get_scorer(

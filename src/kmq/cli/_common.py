@@ -32,6 +32,12 @@ def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sectio
     setting(g, config, "embed.trust_remote_code", "--trust-remote-code",
             also=tuple(f"{s}.trust_remote_code" for s in scorer_sections),
             help="let model repositories (encoder, scorers) run their own code (off unless given)")  # fmt: skip
+    setting(g, config, "embed.max_length", "--embed-max-length")
+    setting(g, config, "embed.api_key_env", "--embed-api-key-env", metavar="VAR")
+    setting(g, config, "embed.concurrency", "--embed-concurrency")
+    setting(g, config, "embed.max_retries", "--embed-max-retries")
+    setting(g, config, "embed.timeout", "--embed-timeout")
+    setting(g, config, "embed.dimensions", "--embed-dimensions")
 
 
 def add_common_options(p: argparse.ArgumentParser, config: type) -> None:

@@ -1,8 +1,8 @@
 """Training tokens per record, for token budgets (``--budget 2M-tokens``).
 
 A record's tokens are counted with ``--tokenizer NAME`` (the user's model: a hub name or a local folder)
-or, by default, the encoder's own tokenizer (``minilm`` and ``st:`` models); encoders without one
-(``hashing``, ``npy:``) count with the bundled MiniLM tokenizer, so a token budget works offline.
+or, by default, the encoder's own tokenizer (``minilm``, ``st:`` and ``hf:`` models); encoders without one
+(``hashing``, ``npy:``, ``openai:``) count with the bundled MiniLM tokenizer, so a token budget works offline.
 
 What is counted is what a trainer would see: the conversation rendered with the tokenizer's chat template
 when it has one (role tags and special tokens included), else the tokens of every turn's text (no special
@@ -34,6 +34,9 @@ def tokenizer_source(tokenizer: str | None, embedder: str) -> str:
         return tokenizer
     if embedder.startswith("st:"):
         return embedder[3:]
+    if embedder.startswith("hf:"):
+        name, _, pooling = embedder[3:].rpartition(":")
+        return name if name and pooling in ("mean", "last", "cls") else embedder[3:]
     from kmq.embed.sentence import bundled_minilm_path
 
     return str(bundled_minilm_path())

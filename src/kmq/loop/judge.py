@@ -77,7 +77,7 @@ class Judge:
             from kmq.scorers.relevance import RelevanceScorer
 
             spec = "minilm" if is_precomputed(e.embedder) else e.embedder
-            enc = get_embedder(spec, device=e.device, precision=e.precision, batch_size=e.batch_size)
+            enc = get_embedder(spec, **e.encoder_options())
             return RelevanceScorer(enc, show_progress=self.show_progress)
         from kmq.scorers import get_scorer
 
