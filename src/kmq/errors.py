@@ -85,3 +85,8 @@ class TrainingError(KmqError, RuntimeError):
 
 class GenerationError(KmqError, RuntimeError):
     """Generation failed (a server error after retries, or a model that cannot be loaded)."""
+
+
+class EmbeddingEndpointError(KmqError, RuntimeError):
+    """An embeddings endpoint (``openai:MODEL@URL``) failed or answered something that is not one finite vector per
+    input."""

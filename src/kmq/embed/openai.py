@@ -35,7 +35,7 @@ from kmq.cache import default_cache_dir, digest, write_json
 from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
 from kmq.endpoints import Endpoint, _Cancelled
-from kmq.errors import InvalidParameterError, KmqError
+from kmq.errors import EmbeddingEndpointError, InvalidParameterError
 from kmq.redact import redact_url
 
 __all__ = ["EmbeddingEndpointError", "OpenAIEmbedder"]
@@ -43,10 +43,6 @@ __all__ = ["EmbeddingEndpointError", "OpenAIEmbedder"]
 logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "dimension probe"
-
-
-class EmbeddingEndpointError(KmqError, RuntimeError):
-    """An embeddings endpoint failed or answered something that is not one finite vector per input."""
 
 
 class OpenAIEmbedder(Embedder):
