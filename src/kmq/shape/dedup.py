@@ -68,26 +68,51 @@ def near_duplicates(
         rows = rows[out[rows] < 0]
         if len(rows) < 2:
             continue
-        kept: list[int] = []
+        kept = np.empty(0, dtype=np.int64)
         kept_vecs = np.empty((0, X.shape[1]), dtype=np.float32)
         for start in range(0, len(rows), block):
             chunk = rows[start : start + block]
-            V = X[chunk]
-            inner = V @ V.T  # within the block, each row against the earlier ones
-            prev = V @ kept_vecs.T if len(kept) else np.empty((len(chunk), 0), dtype=np.float32)
-            keep_local: list[int] = []
-            for a, row in enumerate(chunk):
-                best_prev = int(np.argmax(prev[a])) if prev.shape[1] else -1
-                s_prev = prev[a, best_prev] if best_prev >= 0 else -np.inf
-                s_local, best_local = -np.inf, -1
-                if keep_local:
-                    sims = inner[a, keep_local]
-                    best_local = int(np.argmax(sims))
-                    s_local = sims[best_local]
-                if max(s_prev, s_local) > tau:
-                    out[row] = kept[best_prev] if s_prev >= s_local else int(chunk[keep_local[best_local]])
-                else:
-                    keep_local.append(a)
-            kept += [int(chunk[a]) for a in keep_local]
-            kept_vecs = np.concatenate([kept_vecs, V[keep_local]]) if keep_local else kept_vecs
+            keep_local = _greedy_block(X[chunk], chunk, kept, kept_vecs, tau, out)
+            kept = np.concatenate([kept, chunk[keep_local]])
+            kept_vecs = np.concatenate([kept_vecs, X[chunk[keep_local]]])
     return out
+
+
+def _greedy_block(
+    V: np.ndarray, chunk: np.ndarray, kept: np.ndarray, kept_vecs: np.ndarray, tau: float, out: np.ndarray
+) -> np.ndarray:
+    """One block of the greedy scan: mark the block's duplicates in ``out`` and return the kept positions.
+
+    Equal to visiting the rows one by one in pool order (each row is a duplicate of the most similar kept row,
+    earlier blocks first on a tie, if that cosine is above ``tau``; else it is kept), but only rows with an
+    earlier row of the block above ``tau`` (or a NaN cosine) need that visit: for the others the kept rows of
+    the block cannot decide anything, so the best cosine to the earlier blocks settles them all at once.
+    """
+    m = len(chunk)
+    inner = V @ V.T  # within the block, each row against the earlier ones
+    near = np.tril(~(inner <= tau), -1)  # earlier rows of the block that may decide a row (NaN counts)
+    if len(kept):
+        prev = V @ kept_vecs.T
+        best_prev = np.argmax(prev, axis=1)
+        s_prev = prev[np.arange(m), best_prev]
+    else:
+        best_prev = np.full(m, -1)
+        s_prev = np.full(m, -np.inf, dtype=np.float32)
+    is_kept = np.zeros(m, dtype=bool)
+    settled = ~near.any(axis=1)
+    dup = settled & (s_prev > tau)
+    out[chunk[dup]] = kept[best_prev[dup]]
+    is_kept[settled & ~dup] = True
+    for a in np.flatnonzero(~settled):
+        cand = np.flatnonzero(near[a, :a])
+        cand = cand[is_kept[cand]]
+        s_local, best_local = -np.inf, -1
+        if len(cand):
+            sims = inner[a, cand]
+            best_local = int(np.argmax(sims))
+            s_local = sims[best_local]
+        if max(s_prev[a], s_local) > tau:
+            out[chunk[a]] = kept[best_prev[a]] if s_prev[a] >= s_local else int(chunk[cand[best_local]])
+        else:
+            is_kept[a] = True
+    return np.flatnonzero(is_kept)
