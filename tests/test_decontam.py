@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmq.data import read_pool
+import kmq.shape
+import kmq.shape.evalsets
+from kmq.data import read_pool, read_records
 from kmq.errors import DataFormatError, InvalidParameterError, KmqError, MissingArtifactError
 from kmq.shape.decontam import EvalSet, decontaminate, load_eval_set, words
 
@@ -147,6 +149,29 @@ def test_unreadable_file_and_ambiguous_folder_are_errors(tmp_path):
         load_eval_set(folder)
     (folder / "b.csv").unlink()
     assert load_eval_set(folder).name == "two"
+
+
+def test_read_records_keeps_raw_records_that_no_pool_format_fits(datakit, tmp_path):
+    path = datakit / "truthfulqa" / "orig" / "TruthfulQA.csv"  # Question / Best Answer: read_pool refuses it
+    with pytest.raises(DataFormatError):
+        read_pool(path)
+    pool = read_records(path)
+    assert len(pool) == 817 and pool.ids[:2] == ["0", "1"] and "Question" in pool.columns()
+    assert pool.column("Question")[0].startswith("What happens to you if you eat watermelon seeds")
+    assert pool.messages[0] == []
+    with pytest.raises(MissingArtifactError, match="nope.jsonl"):
+        read_records(tmp_path / "nope.jsonl")
+    with pytest.raises(MissingArtifactError, match="File not found"):
+        read_records(datakit / "truthfulqa")  # a folder is not a file
+    arrays = tmp_path / "arrays.jsonl"
+    arrays.write_text('{"id": "a", "x": 1}\n[1, 2]\n')
+    with pytest.raises(DataFormatError, match=r"arrays.jsonl line 2: the record is list; expected a JSON object"):
+        read_records(arrays)
+
+
+def test_eval_set_names_are_one_object_from_every_module():
+    assert EvalSet is kmq.shape.EvalSet is kmq.shape.evalsets.EvalSet
+    assert load_eval_set is kmq.shape.load_eval_set is kmq.shape.evalsets.load_eval_set
 
 
 # ----------------------------------------------------------------------------------------------- words

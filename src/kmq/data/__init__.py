@@ -12,7 +12,7 @@
 from kmq.data.convert import OUT_FORMATS, conversion_stats, convert_subset
 from kmq.data.fields import FieldMap
 from kmq.data.formats import FORMATS
-from kmq.data.io import in_memory, load_pool, read_pool, source_container
+from kmq.data.io import in_memory, load_pool, read_pool, read_records, source_container
 from kmq.data.pool import VIEWS, Pool
 from kmq.data.write import OUTPUT_CONTAINERS, check_output_path, output_container, write_subset
 
@@ -30,6 +30,7 @@ __all__ = [
     "load_pool",
     "output_container",
     "read_pool",
+    "read_records",
     "source_container",
     "write_subset",
 ]

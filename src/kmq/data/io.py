@@ -58,7 +58,7 @@ from kmq.data.memory import add_table, is_in_memory, read_memory
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, MissingArtifactError
 
-__all__ = ["FORMATS", "in_memory", "load_pool", "read_pool", "source_container"]
+__all__ = ["FORMATS", "in_memory", "load_pool", "read_pool", "read_records", "source_container"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,44 @@ def read_pool(source: Any, *, format: str = "auto", split: str | None = None, fi
     raise MissingArtifactError(
         f"Pool not found: {source}. Pass an existing file ({_SUPPORTED}) or a hub dataset name like owner/name."
     )
+
+
+def read_records(path: str | os.PathLike) -> Pool:
+    """Read the file ``path`` as raw records: no format detection, no conversion to chat messages.
+
+    Every file container :func:`read_pool` takes is read (JSON Lines, JSON, Parquet, CSV, TSV, ``.gz``, a
+    ``.zip`` holding one); folders and hub names are not. The pool has the records' ids (their ``id`` field
+    when every record has a unique one, else their 0-based positions), their fields (:meth:`Pool.columns`,
+    :meth:`Pool.column`) and empty ``messages``; eval sets (:func:`kmq.shape.load_eval_set`) are read so.
+
+    Raises
+    ------
+    MissingArtifactError
+        ``path`` is not an existing file.
+    DataFormatError
+        Unsupported extension, malformed JSON (file and line), or a record that is not a JSON object.
+    EmptyPoolError
+        The file has no records.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise MissingArtifactError(
+            f"File not found: {path}. Pass an existing .jsonl, .ndjson, .json (each optionally .gz), .parquet, .csv "
+            "or .tsv file, or a .zip holding one."
+        )
+    return _read_file(file, _RawRecords(str(path)))
+
+
+class _RawRecords(PoolBuilder):
+    """A :class:`PoolBuilder` that keeps the records as read: no format detection, only ids and field names."""
+
+    def add(self, record: Any, at: int) -> None:
+        if not isinstance(record, dict):
+            raise DataFormatError(
+                f"{self.source} {self.unit} {at}: the record is {type(record).__name__}; expected a JSON object."
+            )
+        self.messages.append([])
+        self._note_fields(record)
 
 
 def source_container(source: Any) -> str | None:

@@ -4,8 +4,9 @@ Pure functions over texts and arrays; the pipeline (:mod:`kmq.stages`) wires the
 """
 
 from kmq.config import parse_dedup
-from kmq.shape.decontam import Contamination, EvalSet, decontaminate, load_eval_set
+from kmq.shape.decontam import Contamination, decontaminate
 from kmq.shape.dedup import exact_duplicates, near_duplicates
+from kmq.shape.evalsets import EvalSet, load_eval_set
 
 __all__ = [
     "Contamination", "EvalSet", "decontaminate", "exact_duplicates", "load_eval_set", "near_duplicates", "parse_dedup",
