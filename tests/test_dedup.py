@@ -104,6 +104,25 @@ def test_near_duplicates_equal_the_per_row_scan_on_clustered_vectors(global_rand
         np.testing.assert_array_equal(got, want)
 
 
+def test_near_duplicates_break_ties_and_the_threshold_as_the_per_row_scan():
+    c, s = 0.95, np.sqrt(1 - 0.95**2)
+    # p (block 0) and q (block 1) are kept (cosine 0.805) and equally close to a: the earlier block's row wins
+    X = np.array([[c, s], [0, 1], [c, -s], [1, 0]], dtype=np.float32)
+    labels = np.zeros(4, dtype=np.int64)
+    got = near_duplicates(X, labels, 0.9, block=2)
+    assert got.tolist() == _naive_near_duplicates(X, labels, 0.9, block=2).tolist() == [-1, -1, -1, 0]
+    # a cosine of exactly tau is not above it, in an earlier block or in the same one
+    X = np.array([[1, 0], [0.5, np.sqrt(0.75)], [0.5, -np.sqrt(0.75)]], dtype=np.float32)
+    assert float(X[0] @ X[1]) == 0.5
+    for block in (1, 3):
+        got = near_duplicates(X, np.zeros(3, dtype=np.int64), 0.5, block=block)
+        assert got.tolist() == _naive_near_duplicates(X, np.zeros(3), 0.5, block=block).tolist() == [-1, -1, -1]
+    # a's only near row of its block (b) is a duplicate, and its cosine to the kept p is exactly tau: a is kept
+    X = np.array([[1, 0], [-1, 0], [np.sqrt(0.75), 0.5], [0.5, np.sqrt(0.75)]], dtype=np.float32)
+    got = near_duplicates(X, np.zeros(4, dtype=np.int64), 0.5, block=2)
+    assert got.tolist() == _naive_near_duplicates(X, np.zeros(4), 0.5, block=2).tolist() == [-1, -1, 0, -1]
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(0, 40),
