@@ -17,7 +17,7 @@ both pick sets recomputed on the *same* vectors (the old path's joint-text vecto
 warm runs per path (their caches are warm: only clustering and selection run) give the seed-to-seed overlap
 and the spread of the diagnostics, the scale against which the old-new differences are read.
 
-    .venv/bin/python benchmarks/bench_main_job.py [--rounds 1] [--seeds 1,2,3] [--json out.json]
+    .venv/bin/python benchmarks/bench_main_job.py [--rounds 1] [--first old|new] [--seeds 1,2,3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def same_vector_metrics(picks: dict[str, list[int]], X: np.ndarray) -> dict[str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=1, help="cold runs per path (alternated)")
+    ap.add_argument("--first", choices=("old", "new"), default="old", help="the path of the first cold run")
     ap.add_argument("--seeds", default="1,2,3", help="warm runs per path with these seeds (empty: none)")
     ap.add_argument("--json", type=Path, help="write every number here")
     args = ap.parse_args()
@@ -155,7 +156,8 @@ def main() -> None:
         tmp = Path(tmp)
         caches: dict[str, Path] = {}
         for r in range(args.rounds):
-            for path in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            order = ("old", "new") if args.first == "old" else ("new", "old")
+            for path in order if r % 2 == 0 else order[::-1]:
                 caches[path] = tmp / f"cache-{path}-{r}"
                 res = run_select(path, tmp / f"{path}-{r}.jsonl", caches[path])
                 print(f"cold {path}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, load {res['load']}, "
