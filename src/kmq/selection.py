@@ -165,7 +165,10 @@ class Selection:
         dup_ids = None
         if dup_of is not None:
             dup_ids = [ids[j] if j >= 0 else None for j in np.asarray(dup_of).tolist()]
-        previews = [t[:PREVIEW_CHARS] for t in self.pool.texts("prompt")]
+        from kmq.data.formats import LONE_SURROGATE
+
+        # Arrow strings are UTF-8: a lone surrogate (kept in the records and the subset) shows as U+FFFD here
+        previews = [LONE_SURROGATE.sub("\ufffd", t[:PREVIEW_CHARS]) for t in self.pool.texts("prompt")]
         return pa.table(
             {
                 "id": pa.array(ids, pa.string()),
