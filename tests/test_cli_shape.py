@@ -195,3 +195,18 @@ def test_api_takes_the_shaping_options(mixed_pool, datakit, tmp_path):
     assert all("conversations" in json.loads(x) for x in out.read_text().splitlines())
     with pytest.raises(InvalidParameterError, match="stratify"):
         kmq.select(str(mixed_pool), budget=10, embedder="hashing", stratfy="source")  # the close match is named
+
+
+def test_pooled_conversation_vectors_need_no_third_pass(datakit, tmp_path):
+    import kmq
+
+    pool = datakit / "dolly_3k" / "dolly_3k.jsonl"
+    joint = kmq.select(str(pool), budget=100, embedder="hashing", out=tmp_path / "j.jsonl")
+    cfg = {"embed": {"embedder": "hashing", "conversation_vectors": "pooled"}}
+    (tmp_path / "pooled.yaml").write_text(json.dumps(cfg))
+    pooled = kmq.select(str(pool), budget=100, config=tmp_path / "pooled.yaml", out=tmp_path / "p.jsonl")
+    st = pooled.manifest["stages"]["embed"]["conversation"]
+    assert st["conversation_vectors"] == "pooled" and st["texts"] == 2 * len(pooled.pool)
+    assert list(pooled.manifest["stages"]["embed"]) == ["conversation"]  # the heuristic found both views cached
+    assert pooled.manifest["stages"]["cluster"]["cached"] is False  # other vectors: their own clusters
+    assert len(set(joint.ids) & set(pooled.ids)) > 20  # close vectors, other clusters: many picks shared

@@ -208,6 +208,11 @@ class EmbedConfig(Validated):
         "minilm", "minilm | st:NAME_OR_PATH | hf:MODEL[:mean|last|cls] | openai:MODEL@URL | hashing[:DIM] | npy:PATH"
     )
     embed_on: EmbedOn = opt("conversation", "text view to embed")
+    conversation_vectors: Literal["joint", "pooled"] = opt(
+        "joint",
+        "conversation view: encode the joined text (joint) or pool the prompt and response vectors (pooled: the "
+        "heuristic's relevance then encodes nothing more, 2 encoder passes instead of 3)",
+    )
     batch_size: int = opt(64, "windows per forward pass (openai: texts per request)", min=1)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = opt(
         "fp32", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively"

@@ -66,12 +66,22 @@ class EmbedderSource:
             self._embedder = get_embedder(self.cfg.embedder, **self.cfg.encoder_options())
         return self._embedder
 
+    def _pooled(self, view: str) -> bool:
+        """Conversation vectors pooled from prompt and response vectors (:meth:`Embedder.encode_conversations`)."""
+        return view == "conversation" and getattr(self.cfg, "conversation_vectors", "joint") == "pooled"
+
     def key(self, pool: Any, view: str) -> str:
         """The vectors' key without encoding anything."""
+        if self._pooled(view):
+            return self.embedder.pooled_key(pool.texts("prompt"), pool.texts("response"))
         return digest(self.embedder.key, text_keys(pool.texts(view)).tobytes())
 
     def vectors(self, pool: Any, view: str, *, show_progress: bool | None) -> Stage:
         emb = self.embedder
+        if self._pooled(view):
+            prompts, responses = pool.texts("prompt"), pool.texts("response")
+            X = emb.encode_conversations(prompts, responses, show_progress=show_progress)
+            return Stage(X, emb.pooled_key(prompts, responses), {**emb.stats_, "conversation_vectors": "pooled"})
         X = emb.encode(pool.texts(view), show_progress=show_progress, desc=f"embedding {view}s")
         return Stage(X, digest(emb.key, emb.text_keys_.tobytes()), dict(emb.stats_))
 

@@ -25,6 +25,7 @@ def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sectio
     g = p.add_argument_group("embedding")
     setting(g, config, "embed.embedder", "--embedder")
     setting(g, config, "embed.embed_on", "--embed-on")
+    setting(g, config, "embed.conversation_vectors", "--conversation-vectors")
     setting(g, config, "embed.batch_size", "--embed-batch-size")
     setting(g, config, "embed.precision", "--precision")
     setting(g, config, "embed.device", "--device", also=tuple(f"{s}.device" for s in scorer_sections),
