@@ -256,10 +256,9 @@ def fill_run_tables(
         if X is not None:
             if centroids is None:
                 centroids = mean_directions(X, labels, k)
-            cos = np.empty(n, dtype=np.float32)
-            for lo in range(0, n, 65536):  # chunks: no (n, d) temporary
-                hi = min(n, lo + 65536)
-                cos[lo:hi] = np.einsum("ij,ij->i", X[lo:hi], centroids[labels[lo:hi]])
+            from kmq.methods.kmeans_baselines import centroid_distances
+
+            cos = (1.0 - centroid_distances(X, labels, centroids)).astype(np.float32)  # chunked, no (n, d) copy
             info["cos_centroid"] = cos
             selection.explain.setdefault("cos_centroid", cos[selection.indices].astype(np.float64))
         if quota is not None:

@@ -68,7 +68,7 @@ class EmbedderSource:
 
     def _pooled(self, view: str) -> bool:
         """Conversation vectors pooled from prompt and response vectors (:meth:`Embedder.encode_conversations`)."""
-        return view == "conversation" and getattr(self.cfg, "conversation_vectors", "joint") == "pooled"
+        return view == "conversation" and self.cfg.conversation_vectors == "pooled"
 
     def key(self, pool: Any, view: str) -> str:
         """The vectors' key without encoding anything."""
