@@ -32,28 +32,35 @@ def _hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
 
 
-class ChatServer(ThreadingHTTPServer):
-    """Answers chat completions with ``reply(messages)``; a context manager that serves on a thread."""
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 (a free port) that serves on a thread as a context manager; ``url`` ends in /v1."""
 
     daemon_threads = True
 
-    def __init__(self, reply: Callable[[list[dict]], str]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.reply = reply
-        self.calls = 0
-        self.lock = threading.Lock()
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def __enter__(self) -> ChatServer:
+    def __enter__(self):
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+class ChatServer(LoopbackServer):
+    """Answers chat completions with ``reply(messages)``; a context manager that serves on a thread."""
+
+    def __init__(self, reply: Callable[[list[dict]], str]) -> None:
+        super().__init__(_Handler)
+        self.reply = reply
+        self.calls = 0
+        self.lock = threading.Lock()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -25,9 +25,11 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
+
+from chat_server import LoopbackServer
 
 
 def vector_of(text: str, dim: int) -> np.ndarray:
@@ -37,13 +39,11 @@ def vector_of(text: str, dim: int) -> np.ndarray:
     return (rng.standard_normal(dim) * (1.0 + len(text) % 5)).astype(np.float32)
 
 
-class EmbedServer(ThreadingHTTPServer):
+class EmbedServer(LoopbackServer):
     """Answers ``/v1/embeddings`` with :func:`vector_of`; a context manager that serves on a thread."""
 
-    daemon_threads = True
-
     def __init__(self, dim: int = 8, *, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.dim = dim
         self.delay = delay
         self.mode: str | None = None
@@ -57,21 +57,9 @@ class EmbedServer(ThreadingHTTPServer):
         self.in_flight = self.max_in_flight = 0
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    @property
     def calls(self) -> int:
         """HTTP requests received (answered or failed on purpose)."""
         return len(self.bodies)
-
-    def __enter__(self) -> EmbedServer:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
