@@ -23,12 +23,14 @@ STAGES = [
     {"embed"},
     {"cluster"},
     {"scorers"},
+    {"engine"},  # where the expensive batches run (local or Ray Data): over embed and scorers, under the stages
     {"shape"},
     {"methods"},
     {"metrics"},  # pure diagnostics over arrays: the pipeline stores them in every manifest
     {"stages"},
     {"pipeline", "selection", "scoring"},
     {"loop"},
+    {"evaluate"},  # lm-eval tasks, kmq eval and experiment grids: select -> train (loop's trainers) -> eval
     {"report"},
     {"cli", ""},  # "" is the package kmq itself: the public facade, which lazily re-exports every stage
 ]
