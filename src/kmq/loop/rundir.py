@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 STEPS = ("select", "train", "generate", "judge", "reweight")
 VERBS = {
     "prepare": "prepared", "select": "selected", "train": "trained", "generate": "generated",
-    "judge": "judged", "reweight": "reweighted",
+    "judge": "judged", "reweight": "reweighted", "eval": "evaluated",
 }  # fmt: skip
 #: the file inside every step folder that says kmq made it (only such folders are ever deleted)
 OWN = ".kmq-step"
@@ -163,6 +163,10 @@ class RunDir:
             logger.info("restarting from %s: deleted %s", sid, ", ".join(gone))
         return gone
 
+    def key(self, sid: str, settings: dict[str, Any], inputs: dict[str, str]) -> str:
+        """The digest the marker of step ``sid`` holds when it was computed with ``settings`` from ``inputs``."""
+        return digest("kmq-iterate-step-v1", sid, settings, inputs)
+
     def ensure(
         self,
         sid: str,
@@ -185,7 +189,7 @@ class RunDir:
         legacy_settings : dict, optional
             The settings as an earlier kmq version recorded them: a marker with that digest is accepted too.
         """
-        key = digest("kmq-iterate-step-v1", sid, settings, inputs)
+        key = self.key(sid, settings, inputs)
         marker, folder = self.marker_path(sid), self.folder(sid)
         if marker.is_file():
             done = json.loads(marker.read_text(encoding="utf-8"))
