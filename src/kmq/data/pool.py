@@ -31,12 +31,12 @@ import numpy as np
 
 from kmq.data.fields import FieldMap, MissingFieldError
 from kmq.data.formats import FORMATS, LONE_SURROGATE, Turn, detect_format, to_messages, undetectable
+from kmq.data.messages import Messages, MessagesBuilder
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, invalid_parameter
 
 logger = logging.getLogger(__name__)
 
 VIEWS = ("conversation", "prompt", "response")
-_VIEW_ROLES = {"prompt": ("system", "user"), "response": ("assistant",)}
 
 
 class Pool:
@@ -52,8 +52,9 @@ class Pool:
         (no lone surrogate), else the 0-based positions as str.
     id_source : {"field", "position"}
         Where ``ids`` came from.
-    messages : list of list of dict, length n
-        Normalized turns ``{"role": "system" | "user" | "assistant", "content": str}`` per record.
+    messages : Messages, length n
+        Normalized turns ``{"role": "system" | "user" | "assistant", "content": str}`` per record: a read-only
+        sequence whose item i is record i's list of turn dicts, held in Arrow (:mod:`kmq.data.messages`).
     format : {"messages", "sharegpt", "alpaca", "prompt_completion", "fields"}
         The record format that was detected or forced; ``"fields"`` when the turns come from mapped fields.
     field_map : FieldMap or None
@@ -84,7 +85,7 @@ class Pool:
         self,
         *,
         ids: list[str],
-        messages: list[list[Turn]],
+        messages: Sequence[list[Turn]],
         format: str,
         container: str,
         source: str,
@@ -95,7 +96,7 @@ class Pool:
         field_map: FieldMap | None = None,
     ) -> None:
         self.ids = ids
-        self.messages = messages
+        self.messages = Messages.from_turns(messages)
         self.format = format
         self.container = container
         self.source = source
@@ -142,12 +143,16 @@ class Pool:
 
     def texts(self, view: str) -> list[str]:
         """Return one text per record for ``view`` in :data:`VIEWS` (see the module docstring for the rule)."""
-        if view == "conversation":
-            return ["\n\n".join(t["content"] for t in turns) for turns in self.messages]
-        if view not in _VIEW_ROLES:
-            raise invalid_parameter("view", "Pool.texts", f"one of {list(VIEWS)}", view)
-        roles = _VIEW_ROLES[view]
-        return ["\n\n".join(t["content"] for t in turns if t["role"] in roles) for turns in self.messages]
+        return self.messages.texts(_check_view(view, "Pool.texts"))
+
+    def iter_texts(self, view: str, batch_size: int = 8192) -> Iterator[list[str]]:
+        """Yield :meth:`texts` of ``view`` ``batch_size`` records at a time (no list of all n texts)."""
+        return self.messages.iter_texts(_check_view(view, "Pool.iter_texts"), batch_size)
+
+    def text_array(self, view: str) -> Any:
+        """The texts of ``view`` as one Arrow array (``pyarrow.LargeStringArray``; a ``LargeBinaryArray`` of
+        ``surrogatepass`` bytes when some text holds a lone surrogate), computed once per view."""
+        return self.messages.text_array(_check_view(view, "Pool.text_array"))
 
     def records(self, indices: Iterable[int]) -> list[dict[str, Any]]:
         """Return the raw input records at ``indices``, in that order, as JSON values exactly as read.
@@ -165,6 +170,12 @@ class Pool:
         if name not in self.columns():
             raise InvalidParameterError(f"Field {name!r} is not in {self.source}; fields found: {self.columns()}.")
         return self._store.column(name)
+
+
+def _check_view(view: str, owner: str) -> str:
+    if view not in VIEWS:
+        raise invalid_parameter("view", owner, f"one of {list(VIEWS)}", view)
+    return view
 
 
 def canonical_bytes(record: Any) -> bytes:
@@ -327,7 +338,7 @@ class PoolBuilder:
         self.source = source
         self.unit = unit
         self.format = "fields" if self.field_map is not None else None if format == "auto" else format
-        self.messages: list[list[Turn]] = []
+        self.messages = MessagesBuilder()
         self.raw_ids: list[str] | None = []
         self.fields: dict[str, None] = {}
         self._missing: tuple[str, MissingFieldError] | None = None  # the first record without its mapped field
@@ -389,7 +400,7 @@ class PoolBuilder:
             content_hash.update(f"\0fields={self.field_map}".encode())
         return Pool(
             ids=ids,
-            messages=self.messages,
+            messages=self.messages.build(),
             format=self.format,
             container=container,
             source=self.source,

@@ -1,0 +1,232 @@
+"""A pool's normalized turns held in Arrow: bytes in three flat arrays, not one Python dict per turn.
+
+:class:`Messages` is what :attr:`kmq.data.Pool.messages` holds: a read-only sequence (``len``, ``[i]``,
+slices, iteration) whose items are the lists of ``{"role", "content"}`` dicts callers always got, built
+on access. Underneath, every turn of every record sits in one of three arrays:
+
+- ``offsets`` (n + 1,) int64: record i's turns are ``offsets[i]:offsets[i + 1]``;
+- ``roles`` (turns,) int8: an index into :data:`ROLES`;
+- ``contents``: a ``pyarrow.LargeBinaryArray`` of the turns' UTF-8 bytes. A lone surrogate (``"\\ud800"``,
+  which JSON allows and kmq keeps) is stored with Python's ``surrogatepass`` encoding, so every text comes
+  back exactly as read; ``utf8`` says whether the bytes are valid UTF-8 (they are unless such a text occurs).
+
+Text views (:meth:`Messages.text_array`) are computed in Arrow: ``binary_join`` over list arrays, with the
+roles of a view selected by a mask and the offsets recounted, so a view costs its bytes once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kmq.data.formats import MESSAGE_ROLES, Turn
+
+__all__ = ["ROLES", "Messages", "MessagesBuilder"]
+
+#: role codes of :attr:`Messages.roles`
+ROLES = MESSAGE_ROLES
+_CODE = {role: np.int8(i) for i, role in enumerate(ROLES)}
+_VIEW_CODES = {"prompt": (_CODE["system"], _CODE["user"]), "response": (_CODE["assistant"],)}
+_SEP = pa.scalar(b"\n\n", pa.large_binary())
+_BATCH = 8192
+
+
+def _binary(contents: list[str]) -> tuple[pa.Array, bool]:
+    """Contents as a LargeBinaryArray, and whether they are valid UTF-8 (no lone surrogate)."""
+    try:
+        return pa.array(contents, pa.large_string()).view(pa.large_binary()), True
+    except UnicodeEncodeError:
+        raw = [c.encode("utf-8", "surrogatepass") for c in contents]
+        return pa.array(raw, pa.large_binary()), False
+
+
+class MessagesBuilder:
+    """Append records' turns one record at a time; every ``chunk`` records go to Arrow, so Python objects stay few."""
+
+    def __init__(self, chunk: int = 65536) -> None:
+        self.chunk = chunk
+        self._offsets = [0]
+        self._roles = bytearray()
+        self._contents: list[str] = []
+        self._records = 0
+        self._chunks: list[pa.Array] = []
+        self._utf8 = True
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def append(self, turns: list[Turn]) -> None:
+        """Add one record's normalized turns (roles from :data:`ROLES`, str contents)."""
+        for turn in turns:
+            self._roles.append(_CODE[turn["role"]])
+            self._contents.append(turn["content"])
+        self._offsets.append(len(self._roles))
+        self._records += 1
+        if self._records >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._contents:
+            arr, ok = _binary(self._contents)
+            self._chunks.append(arr)
+            self._utf8 &= ok
+        self._contents, self._records = [], 0
+
+    def build(self) -> Messages:
+        self._flush()
+        contents = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.large_binary())
+        self._chunks = []
+        offsets = np.asarray(self._offsets, dtype=np.int64)
+        roles = np.frombuffer(bytes(self._roles), dtype=np.int8)
+        return Messages(offsets, roles, contents, utf8=self._utf8)
+
+
+class Messages(Sequence):
+    """Read-only turns of n records (module docstring); ``messages[i]`` is record i's list of turn dicts.
+
+    Parameters
+    ----------
+    offsets : ndarray of shape (n + 1,), int64
+    roles : ndarray of shape (turns,), int8
+        Indices into :data:`ROLES`.
+    contents : pyarrow.LargeBinaryArray of length turns
+    utf8 : bool
+        Whether every content is valid UTF-8 (else lone surrogates are ``surrogatepass``-encoded).
+
+    Examples
+    --------
+    >>> m = Messages.from_turns([[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]])
+    >>> len(m), m[0][1], m.texts("prompt")
+    (1, {'role': 'assistant', 'content': 'Hello'}, ['Hi'])
+    """
+
+    def __init__(self, offsets: np.ndarray, roles: np.ndarray, contents: pa.Array, *, utf8: bool) -> None:
+        self.offsets = offsets
+        self.roles = roles
+        self.contents = contents
+        self.utf8 = utf8
+        self._views: dict[str, pa.Array] = {}
+
+    @classmethod
+    def from_turns(cls, records: Sequence[list[Turn]]) -> Messages:
+        """Build from in-memory lists of turns (a :class:`Messages` is returned as is)."""
+        if isinstance(records, Messages):
+            return records
+        builder = MessagesBuilder()
+        for turns in records:
+            builder.append(turns)
+        return builder.build()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __repr__(self) -> str:
+        return f"Messages(n={len(self)}, turns={len(self.roles)}, bytes={self.contents.nbytes})"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: contents, offsets and roles."""
+        return int(self.contents.nbytes + self.offsets.nbytes + self.roles.nbytes)
+
+    def _decode(self, contents: pa.Array) -> list[str]:
+        if self.utf8:
+            return contents.view(pa.large_string() if pa.types.is_large_binary(contents.type) else pa.string()
+                                 ).to_pylist()  # fmt: skip
+        return [b.decode("utf-8", "surrogatepass") for b in contents.to_pylist()]
+
+    def _records(self, lo: int, hi: int) -> list[list[Turn]]:
+        """Records ``lo:hi`` as lists of turn dicts (one decode of their contents)."""
+        offsets = self.offsets[lo : hi + 1]
+        start, stop = int(offsets[0]), int(offsets[-1])
+        texts = self._decode(self.contents.slice(start, stop - start))
+        roles = [ROLES[c] for c in self.roles[start:stop].tolist()]
+        bounds = (offsets - start).tolist()
+        return [
+            [{"role": roles[t], "content": texts[t]} for t in range(a, b)]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
+    def __getitem__(self, index: Any) -> Any:
+        n = len(self)
+        if isinstance(index, slice):
+            lo, hi, step = index.indices(n)
+            if step == 1:
+                return self._records(lo, max(lo, hi))
+            return [self[i] for i in range(lo, hi, step)]
+        try:
+            i = int(np.int64(index)) if not isinstance(index, int) else index
+        except (TypeError, ValueError):
+            raise TypeError(f"Messages indices must be integers or slices, not {type(index).__name__}") from None
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"Messages index {index} out of range for {n} records")
+        return self._records(i, i + 1)[0]
+
+    def batches(self, batch_size: int = _BATCH) -> Iterator[list[list[Turn]]]:
+        """Yield the records as lists of turn lists, ``batch_size`` records at a time."""
+        for lo in range(0, len(self), batch_size):
+            yield self._records(lo, min(len(self), lo + batch_size))
+
+    def __iter__(self) -> Iterator[list[Turn]]:
+        for batch in self.batches():
+            yield from batch
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Messages):
+            return (
+                np.array_equal(self.offsets, other.offsets)
+                and np.array_equal(self.roles, other.roles)
+                and self.contents.equals(other.contents)
+            )
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------------------------------- text views
+
+    def text_array(self, view: str) -> pa.Array:
+        """One text per record for ``view`` (``conversation``, ``prompt``, ``response``), as an Arrow array.
+
+        A ``pyarrow.LargeStringArray`` when the contents are valid UTF-8, else a ``LargeBinaryArray`` of
+        ``surrogatepass`` bytes. Computed once per view and kept (it holds the view's bytes).
+        """
+        if view not in self._views:
+            if view == "conversation":
+                offsets, contents = self.offsets, self.contents
+            else:
+                mask = np.isin(self.roles, _VIEW_CODES[view])
+                counts = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+                offsets, contents = counts[self.offsets], self.contents.filter(pa.array(mask))
+            lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), contents)
+            joined = pc.binary_join(lists, _SEP)
+            self._views[view] = joined.view(pa.large_string()) if self.utf8 else joined
+        return self._views[view]
+
+    def texts(self, view: str) -> list[str]:
+        """One Python str per record for ``view`` (see :meth:`text_array`)."""
+        return self._decode(self.text_array(view).view(pa.large_binary()))
+
+    def iter_texts(self, view: str, batch_size: int = _BATCH) -> Iterator[list[str]]:
+        """Yield :meth:`texts` ``batch_size`` records at a time."""
+        arr = self.text_array(view).view(pa.large_binary())
+        for lo in range(0, len(arr), batch_size):
+            yield self._decode(arr.slice(lo, batch_size))
+
+    def first_user(self) -> list[str]:
+        """The first user turn's content of every record (``""`` when there is none)."""
+        user = np.flatnonzero(self.roles == _CODE["user"])
+        if not len(user):
+            return [""] * len(self)
+        pos = np.searchsorted(user, self.offsets[:-1])  # first user turn at or after each record's start
+        pos = np.minimum(pos, len(user) - 1)
+        first = user[pos]
+        has = (first >= self.offsets[:-1]) & (first < self.offsets[1:])
+        taken = self._decode(self.contents.take(pa.array(np.where(has, first, 0))))
+        return [t if h else "" for t, h in zip(taken, has.tolist(), strict=True)]
