@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -491,6 +491,7 @@ def cached_map(
     show_progress: bool | None = None,
     desc: str = "computing",
     unit: str = "item",
+    mapper: Callable[[Iterable[list[str]]], Iterable[Any]] | None = None,
 ) -> CachedMap:
     """One row per item, computing only the distinct items that ``store`` lacks, block by block.
 
@@ -519,6 +520,9 @@ def cached_map(
         Order of the blocks: by length, shortest first (the embedders) or longest first (the scorers).
     skip_blank : bool, default False
         Items that are empty or whitespace are never computed: their rows are zero.
+    mapper : callable, optional
+        ``mapper(blocks) -> results``: computes ``compute_block`` of every block, results in the blocks' order,
+        elsewhere (Ray Data actors: :mod:`kmq.engine`); each result is persisted as it arrives. None: here, in turn.
 
     Returns
     -------
@@ -539,10 +543,11 @@ def cached_map(
     fresh = np.zeros((0 if store is not None else len(ukeys), dim), dtype=dtype)
     unkept: list[tuple[np.ndarray, np.ndarray]] = []  # computed rows that the store must not keep
     show = progress_enabled(show_progress) and len(todo) > 0
+    blocks = [todo[lo : lo + block_size] for lo in range(0, len(todo), block_size)]
+    texts = ([items[first[i]] for i in block] for block in blocks)
     with tqdm(total=len(todo), desc=desc, unit=unit, disable=not show) as bar:
-        for lo in range(0, len(todo), block_size):
-            block = todo[lo : lo + block_size]
-            vals = _block_rows(compute_block([items[first[i]] for i in block]), len(block), dim, dtype, compute_block)
+        for block, raw in zip(blocks, map(compute_block, texts) if mapper is None else mapper(texts), strict=True):
+            vals = _block_rows(raw, len(block), dim, dtype, compute_block)
             if store is None:
                 fresh[block] = vals
             else:

@@ -237,6 +237,23 @@ class EmbedConfig(Validated):
 
 
 @dataclass
+class EngineConfig(Validated):
+    """Where the expensive batches (encoding the cache's misses) run: here, or on Ray Data actors.
+
+    Part of the run's config and manifest, never of a cache key: both engines write the same vectors.
+    """
+
+    engine: Literal["local", "ray"] = opt("local", "local (this process) | ray (Ray Data actors, one model each)")
+    ray_address: str | None = opt(None, "ray: an existing cluster's address (None: start a local Ray and stop it)")
+    gpus: float = opt(0.0, "ray: GPUs per actor (0: CPU actors; pass --device cuda with GPUs)", min=0)
+    actors: int = opt(1, "ray: actors (model copies) at once", min=1)
+    cpus: float = opt(0.5, "ray: CPUs reserved per actor (0.5 lets two actors share one core without deadlock)", gt=0)
+    block_size: int | None = opt(
+        None, "ray: texts per task and per cached shard (None: the encoder's, which keeps the local vectors)", min=1
+    )
+
+
+@dataclass
 class ClusterConfig(Validated):
     """k-means settings; ``clusters`` is an int, ``"auto"`` (silhouette) or None (the default rule)."""
 
@@ -376,6 +393,7 @@ class RunConfig(RunSettings):
     score: ScoreConfig = opt(factory=ScoreConfig)
     select: SelectConfig = opt(factory=SelectConfig)
     fields: FieldsConfig = opt(factory=FieldsConfig)
+    engine: EngineConfig = opt(factory=EngineConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -497,6 +515,7 @@ _SECTIONS = {
     "score": ScoreConfig,
     "select": SelectConfig,
     "fields": FieldsConfig,
+    "engine": EngineConfig,
 }
 
 

@@ -362,6 +362,7 @@ def select(
     config: RunConfig | str | os.PathLike | None = None,
     show_progress: bool | None = None,
     overwrite: bool = False,
+    engine: str | None = None,
     **params: Any,
 ) -> Selection:
     """Select ``budget`` records from a pool with kMQ (default) or a baseline.
@@ -397,6 +398,8 @@ def select(
     overwrite : bool, default False
         Replace an existing ``out`` that kmq did not write, or a ``run_dir`` that is not a ``kmq select``
         run. Inputs are never overwritten (see :mod:`kmq.publish`).
+    engine : {"local", "ray"}, optional
+        Where the encoder's cache misses are computed (:mod:`kmq.engine`; the rest of ``engine:`` in ``config``).
     **params
         Method parameters (``allocation``, ``within``, ``temperature`` for kmq; see each method).
 
@@ -427,6 +430,7 @@ def select(
         "out": str(out) if out is not None else None,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "select.params": params or None,
+        "engine.engine": engine,
     }
     cfg = build_config(config, overrides)
     _check_options(get_method(cfg.select.method), params)

@@ -53,8 +53,9 @@ class Stage:
 class EmbedderSource:
     """Vectors of a pool's text view from an :class:`~kmq.embed.Embedder` (cached per text)."""
 
-    def __init__(self, embed_cfg: Any) -> None:
+    def __init__(self, embed_cfg: Any, engine_cfg: Any = None) -> None:
         self.cfg = embed_cfg
+        self.engine_cfg = engine_cfg  # where the cache misses are encoded (kmq.engine); None: here
         self._embedder: Any = None
 
     @property
@@ -63,7 +64,8 @@ class EmbedderSource:
         if self._embedder is None:
             from kmq.embed import get_embedder
 
-            self._embedder = get_embedder(self.cfg.embedder, **self.cfg.encoder_options())
+            self._embedder = _on_engine(get_embedder(self.cfg.embedder, **self.cfg.encoder_options()),
+                                        self.cfg.embedder, self.cfg, self.engine_cfg)  # fmt: skip
         return self._embedder
 
     def _pooled(self, view: str) -> bool:
@@ -89,8 +91,9 @@ class EmbedderSource:
 class PrecomputedSource:
     """Vectors a user computed: ``npy:PATH``, one row per pool record (whatever the view)."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, engine_cfg: Any = None) -> None:
         self.spec = spec
+        self.engine_cfg = engine_cfg  # for the relevance encoder of text scorers
         self.path = Path(spec[4:]).expanduser()
         self._loaded: Stage | None = None
 
@@ -107,13 +110,22 @@ class PrecomputedSource:
         return self._loaded
 
 
-def vector_source(embed_cfg: Any) -> EmbedderSource | PrecomputedSource:
-    """The source ``embed.embedder`` names: precomputed ``npy:`` rows, or an encoder."""
+def vector_source(embed_cfg: Any, engine_cfg: Any = None) -> EmbedderSource | PrecomputedSource:
+    """The source ``embed.embedder`` names: precomputed ``npy:`` rows, or an encoder (on ``engine_cfg``'s engine)."""
     from kmq.embed import is_precomputed
 
     if is_precomputed(embed_cfg.embedder):
-        return PrecomputedSource(embed_cfg.embedder)
-    return EmbedderSource(embed_cfg)
+        return PrecomputedSource(embed_cfg.embedder, engine_cfg)
+    return EmbedderSource(embed_cfg, engine_cfg)
+
+
+def _on_engine(embedder: Any, spec: str, embed_cfg: Any, engine_cfg: Any) -> Any:
+    """``embedder``, its cache misses computed on the engine ``engine_cfg`` names (:func:`kmq.engine.attach`)."""
+    if engine_cfg is None or engine_cfg.engine == "local":
+        return embedder
+    from kmq.engine import attach
+
+    return attach(embedder, spec, embed_cfg.encoder_options(), engine_cfg)
 
 
 # ------------------------------------------------------------------------------------------ the stages
@@ -241,7 +253,8 @@ def build_scorer(
             rel_spec = sc.relevance_embedder or _default_relevance_encoder()
             from kmq.embed import get_embedder
 
-            encoder = get_embedder(rel_spec, **embed_cfg.encoder_options())
+            encoder = _on_engine(get_embedder(rel_spec, **embed_cfg.encoder_options()), rel_spec, embed_cfg,
+                                 source.engine_cfg)  # fmt: skip
         else:
             encoder = source.embedder
     scorer = get_scorer(
@@ -307,7 +320,7 @@ class Stages:
     @property
     def source(self) -> EmbedderSource | PrecomputedSource:
         if self._source is None:
-            self._source = vector_source(self.cfg.embed)
+            self._source = vector_source(self.cfg.embed, getattr(self.cfg, "engine", None))
         return self._source
 
     def vectors(self, view: str | None = None) -> Stage:
@@ -317,6 +330,9 @@ class Stages:
             start = time.perf_counter()
             st = self.source.vectors(self.pool, view, show_progress=self.show_progress)
             stats = {**st.stats, "seconds": round(time.perf_counter() - start, 3)}
+            engine = getattr(self.source.engine_cfg, "engine", "local")
+            if engine != "local" and isinstance(self.source, EmbedderSource):
+                stats["engine"] = engine
             self.stats.setdefault("embed", {})[view] = stats
             logger.info("embedded %d %s texts with %s (%s cached, %s encoded)", len(st.value), view,
                         stats["embedder"], stats.get("cached", "all"), stats.get("encoded", 0))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from kmq.cli._flags import setting
 
@@ -39,6 +40,12 @@ def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sectio
     setting(g, config, "embed.max_retries", "--embed-max-retries")
     setting(g, config, "embed.timeout", "--embed-timeout")
     setting(g, config, "embed.dimensions", "--embed-dimensions")
+    if "engine" in {f.name for f in dataclasses.fields(config)}:
+        e = p.add_argument_group("engine (where the encoder's cache misses are computed)")
+        setting(e, config, "engine.engine", "--engine")
+        setting(e, config, "engine.ray_address", "--ray-address", metavar="ADDRESS")
+        setting(e, config, "engine.gpus", "--engine-gpus", metavar="GPUS")
+        setting(e, config, "engine.actors", "--engine-actors", metavar="N")
 
 
 def add_common_options(p: argparse.ArgumentParser, config: type) -> None:

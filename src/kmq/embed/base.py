@@ -59,6 +59,8 @@ class Embedder(ABC):
     name: str = "embedder"
     #: texts per persisted block: small enough that an interrupt loses little, large enough to batch well
     block_size: int = 1024
+    #: computes the blocks of cache misses elsewhere (:func:`kmq.engine.attach` sets it); None: in this process
+    mapper: Any = None
 
     def __init__(self) -> None:
         self.stats_: dict[str, Any] = {}
@@ -121,6 +123,7 @@ class Embedder(ABC):
             show_progress=show_progress,
             desc=desc,
             unit="text",
+            mapper=self.mapper,
         )
         self.text_keys_ = res.keys
         self.stats_ = {
