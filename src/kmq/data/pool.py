@@ -37,6 +37,10 @@ from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, i
 logger = logging.getLogger(__name__)
 
 VIEWS = ("conversation", "prompt", "response")
+#: how many top-level fields the reader watches for all-number values (:meth:`Pool.numbers`)
+MAX_NUMBER_COLUMNS = 8
+_NAN = array("d", [float("nan")])
+_BIG = 2**1023  # ints float() can hold
 
 
 class Pool:
@@ -94,6 +98,7 @@ class Pool:
         id_source: str = "position",
         layout: dict[str, Any] | None = None,
         field_map: FieldMap | None = None,
+        numbers: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.ids = ids
         self.messages = Messages.from_turns(messages)
@@ -105,6 +110,7 @@ class Pool:
         self.field_map = field_map
         self._store = store
         self._layout = layout or {}
+        self._numbers = numbers or {}
 
     @classmethod
     def from_records(
@@ -170,6 +176,16 @@ class Pool:
         if name not in self.columns():
             raise InvalidParameterError(f"Field {name!r} is not in {self.source}; fields found: {self.columns()}.")
         return self._store.column(name)
+
+    def numbers(self, name: str) -> np.ndarray | None:
+        """Field ``name`` as float64 values of shape (n,), kept from the one read of the records, or None.
+
+        NaN where a record lacks the field or holds null (or NaN). None when some record holds a value that
+        is not a JSON number (a string, a bool, a list) or the field was not kept (only the first
+        :data:`MAX_NUMBER_COLUMNS` fields are watched): use :meth:`column` then. Ints beyond 2**53 are rounded.
+        """
+        values = self._numbers.get(name)
+        return None if values is None else values
 
 
 def _check_view(view: str, owner: str) -> str:
@@ -342,6 +358,7 @@ class PoolBuilder:
         self.raw_ids: list[str] | None = []
         self.fields: dict[str, None] = {}
         self._missing: tuple[str, MissingFieldError] | None = None  # the first record without its mapped field
+        self._numbers: dict[str, array | None] = {}  # top-level fields whose values are all numbers (or absent)
 
     def add(self, record: Any, at: int) -> None:
         """Convert one raw record; ``at`` is its 1-based line (unit "line") or 0-based index (unit "record")."""
@@ -375,9 +392,23 @@ class PoolBuilder:
         return DataFormatError(f"{where}, {how}: {err}")
 
     def _note_fields(self, record: dict[str, Any]) -> None:
-        for key in record:
+        row = len(self.messages) - 1
+        numbers = self._numbers
+        for key, value in record.items():
             if key not in self.fields:
                 self.fields[key] = None
+                if len(numbers) < MAX_NUMBER_COLUMNS:
+                    numbers[key] = array("d")
+            col = numbers.get(key)
+            if col is None:
+                continue
+            kind = type(value)
+            if kind is float or (kind is int and -_BIG < value < _BIG):
+                if len(col) < row:
+                    col.extend(_NAN * (row - len(col)))
+                col.append(value)
+            elif value is not None:  # a string, bool, list...: not a number column (its values stay in the store)
+                numbers[key] = None
         if self.raw_ids is not None:
             rid = record.get("id")
             if rid is None:
@@ -395,6 +426,12 @@ class PoolBuilder:
             if self._missing is not None:
                 raise self._missing[0] from self._missing[1]
         ids, id_source = self._ids(n)
+        numbers = {}
+        for key, col in self._numbers.items():
+            if col is not None:
+                values = np.frombuffer(col, dtype=np.float64) if len(col) else np.empty(0)
+                numbers[key] = np.concatenate([values, np.full(n - len(values), np.nan)]) if len(values) < n else values
+        self._numbers = {}
         content_hash.update(f"\0format={self.format}".encode())
         if self.field_map is not None:
             content_hash.update(f"\0fields={self.field_map}".encode())
@@ -409,6 +446,7 @@ class PoolBuilder:
             id_source=id_source,
             layout=layout,
             field_map=self.field_map,
+            numbers=numbers,
         )
 
     def _ids(self, n: int) -> tuple[list[str], str]:

@@ -17,6 +17,8 @@ class ColumnScorer(Scorer):
     ----------
     field : str
         The field name; every record must have a finite number (or a numeric string, as CSV gives) there.
+        Numbers come from what the pool kept when it read the records (:meth:`~kmq.data.Pool.numbers`); the
+        raw column is read only for strings (CSV) or to name the record at fault.
     """
 
     def __init__(self, field: str) -> None:
@@ -30,6 +32,11 @@ class ColumnScorer(Scorer):
                 f"{pool.source}: no field {self.field!r} for --scorer column:{self.field}; fields found: "
                 f"{pool.columns()}."
             )
+        kept = pool.numbers(self.field) if hasattr(pool, "numbers") else None
+        if kept is not None and np.isfinite(kept).all():  # the values the reader kept: no second parse
+            out = np.array(kept, dtype=np.float64)
+            self.stats_ = {"scorer": self.name, "min": float(out.min()), "max": float(out.max())}
+            return out
         out = np.empty(len(pool), dtype=np.float64)
         for i, value in enumerate(pool.column(self.field)):
             try:
