@@ -68,7 +68,7 @@ def test_messages_index_errors_and_inequality():
 
 
 def test_messages_hold_bytes_not_objects():
-    turns = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "x" * 50}] for i in range(5000)]
+    turns = [[{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": "x" * 50}] for i in range(5000)]
     m = Messages.from_turns(turns)
     assert isinstance(m.contents, pa.Array) and m.roles.dtype == np.int8 and m.offsets.dtype == np.int64
     text_bytes = sum(len(t["content"].encode()) for r in turns for t in r)

@@ -430,7 +430,9 @@ class PoolBuilder:
         for key, col in self._numbers.items():
             if col is not None:
                 values = np.frombuffer(col, dtype=np.float64) if len(col) else np.empty(0)
-                numbers[key] = np.concatenate([values, np.full(n - len(values), np.nan)]) if len(values) < n else values
+                if len(values) < n:
+                    values = np.concatenate([values, np.full(n - len(values), np.nan)])
+                numbers[key] = values
         self._numbers = {}
         content_hash.update(f"\0format={self.format}".encode())
         if self.field_map is not None:
