@@ -251,7 +251,13 @@ def check_iterate_params(params: dict[str, Any]) -> None:
                 f"of the sections {sorted(sections)} (e.g. generate.max_new_tokens). The grid sets pool, budget, "
                 "model and seed."
             )
-    IterateConfig().updated(iterate_overrides(params))  # each value checked against its field
+    cfg = IterateConfig(model="(the experiment's model)").updated(iterate_overrides(params))  # each value's type
+    from kmq.loop.config import check_config
+
+    check_config(cfg)  # the generator spec, kMQ's parameter names and choices
+    t = cfg.select.params.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+        raise InvalidParameterError(f"The 'temperature' parameter of method 'iterate' must be a number > 0. Got {t!r}")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
