@@ -1,0 +1,1 @@
+"""Evaluation: lm-eval tasks, kmq's local task definitions for the datakit eval sets, judge-based tasks."""
