@@ -16,7 +16,7 @@ from kmq.cli._flags import setting_overrides
 from kmq.cli.main import build_parser
 from kmq.config import EngineConfig, RunConfig, build
 from kmq.embed import HashingEmbedder, get_embedder
-from kmq.engine import EmbedderFactory, attach, get_engine
+from kmq.engine import EmbedderFactory, attach, get_engine, identity_digest
 from kmq.errors import InvalidParameterError
 
 
@@ -87,10 +87,10 @@ def test_a_mapper_that_drops_blocks_is_an_error(tmp_path):
 
 
 def test_worker_factory_builds_the_encoder_and_refuses_another_identity():
-    fn = EmbedderFactory("hashing:32", {}, HashingEmbedder(32).key)()
+    fn = EmbedderFactory("hashing:32", {}, identity_digest(HashingEmbedder(32)))()
     assert np.array_equal(fn(["a b c"]), HashingEmbedder(32).embed_batch(["a b c"]))
     with pytest.raises(InvalidParameterError, match="not the driver's"):
-        EmbedderFactory("hashing:32", {}, HashingEmbedder(64).key)()
+        EmbedderFactory("hashing:32", {}, identity_digest(HashingEmbedder(64)))()
 
 
 def _without_ray(code: str) -> subprocess.CompletedProcess:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kmq.engine.local import EmbedderFactory, LocalEngine
+from kmq.engine.local import EmbedderFactory, LocalEngine, identity_digest
 from kmq.errors import InvalidParameterError
 
-__all__ = ["ENGINES", "EmbedderFactory", "LocalEngine", "attach", "get_engine"]
+__all__ = ["ENGINES", "EmbedderFactory", "LocalEngine", "attach", "get_engine", "identity_digest"]
 
 #: engine names -> their class (``kmq.engine.ray`` imports Ray only when an engine starts)
 ENGINES = {"local": "kmq.engine.local.LocalEngine", "ray": "kmq.engine.ray.RayEngine"}
@@ -50,5 +50,6 @@ def attach(embedder: Any, spec: str, options: dict[str, Any], engine_cfg: Any) -
         return embedder
     if getattr(engine_cfg, "block_size", None):
         embedder.block_size = int(engine_cfg.block_size)
-    embedder.mapper = engine.mapper(EmbedderFactory(spec, dict(options), embedder.key), desc=embedder.name)
+    factory = EmbedderFactory(spec, dict(options), identity_digest(embedder))
+    embedder.mapper = engine.mapper(factory, desc=embedder.name)
     return embedder

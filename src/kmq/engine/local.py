@@ -34,24 +34,31 @@ class EmbedderFactory:
         The ``--embedder`` spec (``minilm``, ``hashing:512``, ``hf:MODEL:last``...).
     options : dict
         The keyword arguments of :func:`kmq.embed.get_embedder` (``EmbedConfig.encoder_options()``).
-    key : str
-        The driver's :attr:`~kmq.embed.Embedder.key`. The worker's encoder must have the same key, else its
+    identity : str
+        :func:`identity_digest` of the driver's encoder. The worker's encoder must have the same, else its
         vectors would be cached under another encoder's name (e.g. ``precision auto`` deciding differently on
         another node's hardware): then it refuses, naming both.
     """
 
     spec: str
     options: dict[str, Any] = field(default_factory=dict)
-    key: str | None = None
+    identity: str | None = None
 
     def __call__(self) -> Callable[[list[str]], np.ndarray]:
         from kmq.embed import get_embedder
 
         embedder = get_embedder(self.spec, **self.options)
-        if self.key is not None and embedder.key != self.key:
+        if self.identity is not None and identity_digest(embedder) != self.identity:
             raise InvalidParameterError(
-                f"The {self.spec} encoder on this worker has identity {embedder.identity()} (key {embedder.key}), not "
-                f"the driver's (key {self.key}): its vectors would differ. Give an explicit --precision and --device "
-                "that every node supports."
+                f"The {self.spec} encoder on this worker has identity {embedder.identity()}, not the driver's "
+                f"({self.identity}): its vectors would differ. Give an explicit --precision and --device that every "
+                "node supports."
             )
         return embedder.embed_batch
+
+
+def identity_digest(embedder: Any) -> str:
+    """A digest of what changes an encoder's vectors (:meth:`~kmq.embed.Embedder.identity`), not how they are kept."""
+    from kmq.cache import digest
+
+    return digest(embedder.identity())

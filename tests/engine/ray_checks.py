@@ -1,0 +1,169 @@
+"""The Ray engine's checks, run as one script inside a private network namespace (``test_ray_engine.py``).
+
+Ray starts once (it is slow to start) and every check runs in it; the script prints one JSON line of
+results and exits 1 on the first failed check. Usage: ``python ray_checks.py WORK_DIR DATAKIT``.
+
+Checks: every listening socket is on loopback while Ray is up; ``kmq.select(..., engine="ray")`` gives the
+local engine's subset and cache contents (hashing encoder, 300 dolly records) and a later local run is
+warm; the bundled MiniLM gives the local vectors through Ray; a ``kmq select --engine ray`` process killed
+between two cached blocks resumes from the cache and ends with the same subset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: killpoints
+
+LOOPBACK = ("127.0.0.1", "[::1]", "[::ffff:127.0.0.1]", "::1")
+RESULTS: dict = {}
+
+
+def check(name: str, ok: bool, **info) -> None:
+    RESULTS[name] = {"ok": bool(ok), **info}
+    if not ok:
+        print(json.dumps(RESULTS, default=str))
+        sys.exit(1)
+
+
+def listening() -> list[str]:
+    """Local addresses of every listening TCP socket in this namespace."""
+    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
+
+
+def use_cache(folder: Path) -> Path:
+    os.environ["KMQ_CACHE_DIR"] = str(folder)
+    return folder
+
+
+def views(pool_path: Path) -> dict[str, list[str]]:
+    from kmq.config import RunConfig
+    from kmq.data import load_pool
+
+    pool = load_pool(RunConfig(pool=str(pool_path)))
+    return {v: pool.texts(v) for v in ("conversation", "prompt", "response")}
+
+
+def cache_rows(cache: Path, texts: dict[str, list[str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What every vector store of a cache holds for the pool's texts: key folder -> (found, vectors)."""
+    from kmq.cache import VectorStore, text_keys
+
+    keys = np.concatenate([text_keys(t) for t in texts.values()])
+    out = {}
+    for folder in sorted((cache / "vectors").iterdir()):
+        dims = {int(np.load(p, mmap_mode="r").shape[1]) for p in folder.glob("shard-*/vectors.npy")}
+        for dim in dims:
+            out[f"{folder.name}/{dim}"] = VectorStore(folder, dim).gather(keys)
+    return out
+
+
+def select(pool: Path, out: Path, engine: str, **kw):
+    import kmq
+
+    return kmq.select(pool, budget=30, embedder="hashing", seed=0, out=out, run_dir=out.with_suffix(".run"),
+                      engine=engine, show_progress=False, **kw)  # fmt: skip
+
+
+def embed_counts(run_dir: Path) -> dict:
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]["embed"]
+    return {k: sum(v.get(k, 0) for v in stages.values()) for k in ("texts", "cached", "encoded")} | {
+        "engines": sorted({v.get("engine", "local") for v in stages.values()})
+    }
+
+
+def main(work: Path, datakit: Path) -> None:
+    import ray
+
+    from kmq.config import EngineConfig
+    from kmq.engine import get_engine
+
+    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text(encoding="utf-8").splitlines()
+    pool = work / "pool.jsonl"
+    pool.write_text("\n".join(lines[:300]) + "\n", encoding="utf-8")
+
+    t0 = time.perf_counter()
+    get_engine(EngineConfig(engine="ray")).start()
+    RESULTS["ray_start_s"] = round(time.perf_counter() - t0, 1)
+    addrs = listening()
+    check("loopback_only", addrs and all(a.rsplit(":", 1)[0] in LOOPBACK for a in addrs), listening=addrs)
+
+    # 1. the same subset and cache contents as the local engine; a later local run is warm
+    t0 = time.perf_counter()
+    use_cache(work / "cache-local")
+    local = select(pool, work / "local.jsonl", "local")
+    use_cache(work / "cache-ray")
+    remote = select(pool, work / "ray.jsonl", "ray")
+    check("same_selection", local.indices.tolist() == remote.indices.tolist()
+          and (work / "local.jsonl").read_bytes() == (work / "ray.jsonl").read_bytes())  # fmt: skip
+    counts = cold = embed_counts(work / "ray.run")
+    check("ray_encoded", counts["engines"] == ["ray"] and counts["encoded"] > 0, **counts)
+    texts = views(pool)
+    a, b = cache_rows(work / "cache-local", texts), cache_rows(work / "cache-ray", texts)
+    same = a.keys() == b.keys() and all(np.array_equal(a[k][0], b[k][0]) and np.array_equal(a[k][1], b[k][1])
+                                        for k in a)  # fmt: skip
+    check("same_cache", same and len(a) > 0, stores=sorted(a), rows={k: int(v[0].sum()) for k, v in a.items()})
+    warm = select(pool, work / "warm.jsonl", "local")
+    counts = embed_counts(work / "warm.run")
+    check("local_after_ray_is_warm", counts["encoded"] == 0 and warm.indices.tolist() == local.indices.tolist(),
+          **counts)  # fmt: skip
+    RESULTS["select_s"] = round(time.perf_counter() - t0, 1)
+
+    # 2. a real model: the bundled MiniLM on 100 texts
+    t0 = time.perf_counter()
+    from kmq.embed import get_embedder
+    from kmq.engine import attach
+
+    sample = texts["conversation"][:48]
+    use_cache(work / "cache-minilm-local")
+    ref = get_embedder("minilm", precision="fp32").encode(sample, show_progress=False)
+    RESULTS["minilm_local_s"] = round(time.perf_counter() - t0, 1)
+    use_cache(work / "cache-minilm-ray")
+    emb = attach(get_embedder("minilm", precision="fp32"), "minilm", {"precision": "fp32"},
+                 EngineConfig(engine="ray"))  # fmt: skip
+    got = emb.encode(sample, show_progress=False)
+    diff = float(np.abs(got - ref).max())
+    check("minilm_same_vectors", got.shape == ref.shape and diff <= 1e-5 and emb.stats_["encoded"] == len(sample),
+          max_abs_diff=diff)  # fmt: skip
+    RESULTS["minilm_s"] = round(time.perf_counter() - t0, 1)
+
+    # 3. a Ray run killed between two cached blocks resumes from the cache and ends equal
+    import killpoints
+
+    t0 = time.perf_counter()
+    cache = use_cache(work / "cache-kill")
+    cfg = work / "blocks.yaml"
+    cfg.write_text("engine: {engine: ray, block_size: 64}\n", encoding="utf-8")
+    address = ray.get_runtime_context().gcs_address
+    args = ["select", str(pool), "--budget", "30", "--embedder", "hashing", "--seed", "0", "--config", str(cfg),
+            "--ray-address", address, "--out", str(work / "killed.jsonl"), "-q"]  # fmt: skip
+    (work / "kp").mkdir()
+    run = killpoints.run_kmq(killpoints.wrapper(work / "kp"), args, root=cache, kill_at=3, match=r"shard-[^/]*$",
+                             env={**os.environ}, timeout=240)  # fmt: skip
+    stored = sum(int(v[0].sum()) for v in cache_rows(cache, texts).values())
+    check("killed_mid_embedding", run.killed and stored > 0, returncode=run.returncode, stored=stored,
+          stderr=run.stderr[-2000:])  # fmt: skip
+    resumed = select(pool, work / "resumed.jsonl", "ray", config=str(cfg))
+    counts = embed_counts(work / "resumed.run")
+    check("resumed_from_cache", counts["cached"] > 0 and counts["cached"] + counts["encoded"] == cold["encoded"]
+          and resumed.indices.tolist() == local.indices.tolist()
+          and (work / "resumed.jsonl").read_bytes() == (work / "local.jsonl").read_bytes(), **counts)  # fmt: skip
+    RESULTS["kill_resume_s"] = round(time.perf_counter() - t0, 1)
+
+    from kmq.engine.ray import _SESSION, shutdown
+
+    tmp = _SESSION["tmp"]
+    shutdown()
+    check("shut_down", not ray.is_initialized() and not Path(tmp).exists())
+    print(json.dumps(RESULTS, default=str))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
