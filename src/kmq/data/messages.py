@@ -16,6 +16,7 @@ roles of a view selected by a mask and the offsets recounted, so a view costs it
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -158,8 +159,8 @@ class Messages(Sequence):
                 return self._records(lo, max(lo, hi))
             return [self[i] for i in range(lo, hi, step)]
         try:
-            i = int(np.int64(index)) if not isinstance(index, int) else index
-        except (TypeError, ValueError):
+            i = operator.index(index)
+        except TypeError:
             raise TypeError(f"Messages indices must be integers or slices, not {type(index).__name__}") from None
         if i < 0:
             i += n
