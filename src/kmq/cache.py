@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,6 +42,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import xxhash
 from tqdm.auto import tqdm
+
+from kmq.errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +57,33 @@ def default_cache_dir() -> Path:
 
 
 def digest(*parts: Any) -> str:
-    """Stable hex digest (BLAKE2b-128) of JSON-serialisable parts, for cache keys."""
+    """Stable hex digest (BLAKE2b-128) of JSON-serialisable parts, for cache keys.
+
+    A ``bytes`` part is hashed as is; an ndarray part as its C-order bytes (``arr.tobytes()``, the same digest)
+    in chunks, without a copy of the array (:func:`digest_update`).
+    """
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
         if isinstance(part, bytes):
             h.update(part)
+        elif isinstance(part, np.ndarray):
+            digest_update(h, part)
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"\x00")
     return h.hexdigest()
+
+
+def digest_update(h: Any, arr: np.ndarray, *, chunk_bytes: int = 64 << 20) -> None:
+    """Feed ``arr.tobytes()`` to the hash ``h`` in slices of about ``chunk_bytes``: no copy of a contiguous array."""
+    if not arr.flags.c_contiguous:  # a strided view: copy one slab of rows at a time
+        rows = max(1, chunk_bytes // max(1, arr[:1].nbytes)) if arr.ndim else 1
+        for lo in range(0, len(arr), rows):
+            digest_update(h, np.ascontiguousarray(arr[lo : lo + rows]), chunk_bytes=chunk_bytes)
+        return
+    flat = arr.reshape(-1).view(np.uint8) if arr.size else np.empty(0, dtype=np.uint8)
+    for lo in range(0, len(flat), chunk_bytes):
+        h.update(memoryview(flat[lo : lo + chunk_bytes]))
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -256,8 +277,208 @@ class ArtifactStore:
 
 
 # -- per-text rows ------------------------------------------------------------------------------------------
+#: compaction merges small shards into shards of about this many bytes of vectors (256 MiB: 175k rows of 384
+#: float32, 350k of float16); a shard under half of it is "small"
+COMPACT_BYTES = 256 << 20
+#: :func:`cached_map` compacts a store once its folder holds at least this many small shards
+COMPACT_AFTER = 64
+#: rows per fancy-indexed read while gathering: bounds the temporary copy of a float16 store's rows
+GATHER_ROWS = 65536
+_LOCK_STALE_S = 3600  # a compaction lock older than this was left by a crashed process
+_MAX_OPEN = 64  # per-process indexes kept open (least recently used ones are closed)
+
+
+class _Shard:
+    """One shard as this process opened it: memory-mapped arrays, the digests its meta.json records."""
+
+    __slots__ = ("name", "path", "keys", "vectors", "digests", "stamp")
+
+    def __init__(self, name: str, path: Path | None, keys: np.ndarray, vectors: np.ndarray,
+                 digests: dict | None, stamp: tuple | None) -> None:  # fmt: skip
+        self.name, self.path, self.keys, self.vectors = name, path, keys, vectors
+        self.digests, self.stamp = digests, stamp
+
+
+class _Index:
+    """The shards of one (folder, dim, stored dtype) in this process, and one sorted index over all their keys.
+
+    The index holds each key's two 64-bit words (``hi``, ``lo``; sorted by ``hi``) and where its row is
+    (``sid``: shard, ``row``: row in it). New shards are merged in (O(n + m log m)), vanished ones masked out
+    (O(n)); nothing is re-sorted on a reopen.
+    """
+
+    def __init__(self, folder: Path, dim: int, sdtype: np.dtype) -> None:
+        self.folder, self.dim, self.sdtype = folder, dim, sdtype
+        self.lock = threading.RLock()
+        self.shards: list[_Shard | None] = []
+        self.by_name: dict[str, int] = {}  # on-disk shards in the index (or pending)
+        self.foreign: set[str] = set()  # shards of another dim or dtype: never read
+        self.pending: list[int] = []  # shards not yet merged into the index
+        self.hi = np.empty(0, dtype=np.uint64)
+        self.lo = np.empty(0, dtype=np.uint64)
+        self.sid = np.empty(0, dtype=np.int32)
+        self.row = np.empty(0, dtype=np.int32)
+        self.writable = True
+
+    # -- the folder
+    def refresh(self) -> None:
+        """Catch up with the folder: open shards that appeared, drop shards that vanished or changed."""
+        for _ in range(8):  # a shard that vanishes while we open it was compacted: its rows are in a newer one
+            if not self.folder.is_dir():
+                self._drop(list(self.by_name.values()))
+                return
+            names = sorted(e.name for e in os.scandir(self.folder) if e.name.startswith("shard-") and e.is_dir())
+            listed = set(names)
+            gone = [i for name, i in self.by_name.items() if name not in listed]
+            raced = False
+            for name in names:
+                if name in self.foreign:
+                    continue
+                i = self.by_name.get(name)
+                if i is not None:
+                    if _stamp(self.folder / name, ("keys", "vectors")) == self.shards[i].stamp:
+                        continue
+                    gone.append(i)  # rewritten or edited since we opened it: open it again
+                    del self.by_name[name]
+                raced |= self._open(name) == "vanished"
+            self._drop(gone)
+            if not raced:
+                return
+
+    def _open(self, name: str) -> str:
+        path = self.folder / name
+        stamp = _stamp(path, ("keys", "vectors"))
+        try:
+            k, v = load_arrays(path, "keys", "vectors", mmap=True)
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, EOFError) as err:  # an incomplete or damaged shard
+            if not path.is_dir():
+                return "vanished"
+            self._discard(path, f"unreadable: {err}")
+            return "bad"
+        except OSError:  # not readable by us (permissions): leave it alone
+            self.foreign.add(name)
+            return "foreign"
+        if v.ndim != 2 or v.shape[1] != self.dim or v.dtype != self.sdtype:
+            self.foreign.add(name)
+            return "foreign"
+        if k.ndim != 1 or k.dtype != KEY_DTYPE or len(k) != len(v):
+            self._discard(path, f"{len(k)} keys for {len(v)} vectors")
+            return "bad"
+        digests = meta.get("digests") if isinstance(meta, dict) else None
+        self.by_name[name] = self._append(_Shard(name, path, k, v, digests if isinstance(digests, dict) else None,
+                                                 stamp))  # fmt: skip
+        return "ok"
+
+    def _append(self, shard: _Shard) -> int:
+        self.shards.append(shard)
+        self.pending.append(len(self.shards) - 1)
+        return len(self.shards) - 1
+
+    def _discard(self, path: Path, reason: str) -> None:
+        _report_bad(path, reason)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def _drop(self, ids: Sequence[int]) -> None:
+        """Forget shards (vanished, damaged or merged away): mask their keys out of the index."""
+        if not ids:
+            return
+        dead = np.zeros(len(self.shards), dtype=bool)
+        dead[list(ids)] = True
+        for i in ids:
+            shard = self.shards[i]
+            if shard is not None and self.by_name.get(shard.name) == i:
+                del self.by_name[shard.name]
+            self.shards[i] = None
+        self.pending = [i for i in self.pending if not dead[i]]
+        keep = ~dead[self.sid]
+        if not keep.all():
+            self.hi, self.lo, self.sid, self.row = self.hi[keep], self.lo[keep], self.sid[keep], self.row[keep]
+
+    # -- the index
+    def merge_pending(self) -> None:
+        """Merge the keys of the shards opened or added since the last query into the sorted index."""
+        if not self.pending:
+            return
+        ids = [i for i in self.pending if self.shards[i] is not None]
+        self.pending = []
+        if not ids:
+            return
+        keys = np.concatenate([np.asarray(self.shards[i].keys) for i in ids])
+        sizes = [len(self.shards[i].keys) for i in ids]
+        w = _words(keys)
+        order = np.argsort(w[:, 0], kind="stable")
+        hi, lo = w[order, 0], w[order, 1]
+        sid = np.repeat(np.asarray(ids, dtype=np.int32), sizes)[order]
+        row = np.concatenate([np.arange(s, dtype=np.int32) for s in sizes])[order]
+        if len(self.hi) == 0:
+            self.hi, self.lo, self.sid, self.row = hi, lo, sid, row
+            return
+        at = np.searchsorted(self.hi, hi, side="right")  # a linear merge of two sorted runs
+        self.hi, self.lo = np.insert(self.hi, at, hi), np.insert(self.lo, at, lo)
+        self.sid, self.row = np.insert(self.sid, at, sid), np.insert(self.row, at, row)
+
+    def search(self, keys: np.ndarray) -> np.ndarray:
+        """Index position of each key (one of its copies), -1 when absent."""
+        if len(self.hi) == 0 or len(keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        q = _words(keys)
+        pos = np.minimum(np.searchsorted(self.hi, q[:, 0]), len(self.hi) - 1)
+        same = self.hi[pos] == q[:, 0]
+        found = same & (self.lo[pos] == q[:, 1])
+        for i in np.flatnonzero(same & ~found):  # distinct keys sharing a first word (rare): scan that run
+            j = pos[i] + 1
+            while j < len(self.hi) and self.hi[j] == q[i, 0] and self.lo[j] != q[i, 1]:
+                j += 1
+            found[i] = j < len(self.hi) and self.hi[j] == q[i, 0]
+            pos[i] = j
+        return np.where(found, pos, -1)
+
+    def verified(self, s: int) -> bool:
+        """Whether shard ``s`` may be read: its digests checked once per process; a failing shard is deleted."""
+        shard = self.shards[s]
+        if shard.path is None or (shard.stamp is not None and shard.stamp in _VERIFIED):
+            return True
+        if shard.digests is None:
+            reason = _NO_DIGEST
+        elif shard.digests.get("keys") != array_digest(shard.keys):
+            reason = "keys.npy does not match its checksum"
+        elif shard.digests.get("vectors") != array_digest(shard.vectors):
+            reason = "vectors.npy does not match its checksum"
+        else:
+            if shard.stamp is not None:
+                _VERIFIED.add(shard.stamp)
+            return True
+        self._discard(shard.path, reason)
+        self._drop([s])
+        return False
+
+
+def _open_index(folder: Path, dim: int, sdtype: np.dtype) -> _Index:
+    """This process's index of ``folder`` (one per folder, dim and stored dtype), caught up with the folder."""
+    key = (str(folder.absolute()), dim, sdtype.str)
+    with _OPEN_LOCK:
+        ix = _OPEN.pop(key, None) or _Index(folder, dim, sdtype)
+        _OPEN[key] = ix  # most recently used last
+        while len(_OPEN) > _MAX_OPEN:
+            _OPEN.pop(next(iter(_OPEN)))
+    with ix.lock:
+        ix.refresh()
+    return ix
+
+
+_OPEN: dict[tuple, _Index] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 class VectorStore:
     """Per-text vectors of one embedder, in shards that are each written atomically.
+
+    A process keeps one index per (folder, dim, stored dtype): constructing a store again (each
+    :meth:`kmq.embed.base.Embedder.encode` does) costs one listing of the folder, plus opening the shards
+    that appeared since (another process's, or this one's); shards that vanished (compacted by another
+    process) or changed are dropped. Queries are a binary search over the sorted keys and one read per
+    shard in row order: O(n log n) for n keys.
 
     Parameters
     ----------
@@ -266,105 +487,71 @@ class VectorStore:
     dim : int
         Vector size; shards of another size are ignored.
     dtype : numpy dtype, default float32
-        Stored and returned dtype (float64 for quality scores); shards of another dtype are ignored.
+        Returned dtype (float64 for quality scores).
+    store_dtype : numpy dtype or None, default None (``dtype``)
+        Dtype of the shards written and read; shards of another dtype are ignored (the dtype is in each
+        shard's ``vectors.npy`` header), so a float32 request never gets float16 rows. float16 halves the
+        disk and page cache; its rounding is at most 2**-11 (4.9e-4) of each coordinate's magnitude, so a
+        unit vector keeps a cosine >= 0.9999 with its float32 original (``tests/test_cache.py``).
     verify : bool, default True
         Check a shard's digests before its first read in this process (each shard at most once per
         process). A shard that fails, or has no digests (an older kmq wrote it), is deleted with one
         warning; its keys become misses, so the caller recomputes and re-adds them.
 
     When the folder cannot be written, :meth:`add` warns once and keeps the rows in memory only.
+
+    Compaction (:meth:`compact`; :func:`cached_map` runs it once a folder holds ``COMPACT_AFTER`` small
+    shards) merges small shards into shards of about ``COMPACT_BYTES``: it writes the merged shard
+    atomically, then deletes the small ones. A crash in between leaves duplicate rows, which lookups
+    tolerate (either copy is the same vector); a reader never misses a key (it keeps the old shards
+    mapped, or sees the merged one).
     """
 
-    def __init__(self, folder: str | os.PathLike, dim: int, *, dtype: Any = np.float32, verify: bool = True) -> None:
+    def __init__(self, folder: str | os.PathLike, dim: int, *, dtype: Any = np.float32, store_dtype: Any = None,
+                 verify: bool = True) -> None:  # fmt: skip
         self.folder = Path(folder)
         self.dim = dim
         self.dtype = np.dtype(dtype)
+        self.store_dtype = np.dtype(store_dtype if store_dtype is not None else dtype)
         self.verify = verify
-        self._keys = np.empty(0, dtype=KEY_DTYPE)  # sorted by (first half, second half) as uint64 words
-        self._hi = np.empty(0, dtype=np.uint64)  # the first half of each sorted key, for a fast binary search
-        self._shards: list[tuple[np.ndarray, np.ndarray]] = []  # (keys, vectors) per shard
-        self._paths: list[Path | None] = []  # None: held in memory only
-        self._checked: list[bool] = []
-        self._where = np.empty((0, 2), dtype=np.int64)  # (shard, row) per sorted key
-        self._pending: list[tuple[np.ndarray, int]] = []  # blocks added since the index was last sorted
-        self._writable = True
-        self._load()
+        self._ix = _open_index(self.folder, dim, self.store_dtype)
 
-    def _load(self) -> None:
-        if not self.folder.is_dir():
-            return
-        for shard in sorted(p for p in self.folder.glob("shard-*") if p.is_dir()):
-            try:
-                k, v = load_arrays(shard, "keys", "vectors", mmap=True)
-            except (FileNotFoundError, ValueError, EOFError) as err:  # an incomplete or damaged shard
-                self._discard(shard, f"unreadable: {err}")
-                continue
-            except OSError:  # not readable by us (permissions): leave it alone
-                continue
-            if v.ndim != 2 or v.shape[1] != self.dim or v.dtype != self.dtype:
-                continue
-            if k.ndim != 1 or k.dtype != KEY_DTYPE or len(k) != len(v):
-                self._discard(shard, f"{len(k)} keys for {len(v)} vectors")
-                continue
-            self._append(k, v, shard, checked=not self.verify)
-
-    def _append(self, keys: np.ndarray, vectors: np.ndarray, path: Path | None, *, checked: bool) -> None:
-        self._shards.append((keys, vectors))
-        self._paths.append(path)
-        self._checked.append(checked)
-        self._pending.append((keys, len(self._shards) - 1))
-
-    def _discard(self, shard: Path, reason: str) -> None:
-        _report_bad(shard, reason)
-        shutil.rmtree(shard, ignore_errors=True)
-
-    def _verified(self, s: int) -> bool:
-        """Whether shard ``s`` may be read: checked once; a failing shard is deleted and dropped."""
-        if self._checked[s]:
-            return True
-        path, (keys, vectors) = self._paths[s], self._shards[s]
-        stamp = _stamp(path, ("keys", "vectors"))
-        if stamp is not None and stamp in _VERIFIED:
-            reason = None
-        else:
-            reason = _check_digests(path, {"keys": keys, "vectors": vectors})
-        if reason is None:
-            self._checked[s] = True
-            if stamp is not None:
-                _VERIFIED.add(stamp)
-            return True
-        self._discard(path, reason)
-        self._shards[s] = (keys[:0], vectors[:0])  # drop the mapping of the deleted files
-        return False
-
-    def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``found`` (n,) bool and ``loc`` (n, 2) (shard, row) of each key; only verified shards are used."""
-        self._index()
+    def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``found`` (n,) bool and, for the found keys in order, ``sid`` and ``row`` of a verified copy."""
         keys = np.ascontiguousarray(keys, dtype=KEY_DTYPE)
-        while True:
-            if len(self._keys) == 0 or len(keys) == 0:
-                return np.zeros(len(keys), dtype=bool), np.zeros((len(keys), 2), dtype=np.int64)
-            pos = _search(self._keys, self._hi, keys)
-            found = pos >= 0
-            loc = self._where[np.maximum(pos, 0)]
-            bad = [s for s in np.unique(loc[found, 0]).tolist() if not self._verified(s)]
-            if not bad:
-                return found, loc
-            keep = ~np.isin(self._where[:, 0], bad)  # a key may also sit in another shard: look again
-            self._keys, self._hi, self._where = self._keys[keep], self._hi[keep], self._where[keep]
+        ix = self._ix
+        with ix.lock:
+            ix.merge_pending()
+            while True:
+                pos = ix.search(keys)
+                found = pos >= 0
+                sid, row = ix.sid[pos[found]], ix.row[pos[found]]
+                if not self.verify or all([ix.verified(s) for s in np.unique(sid).tolist()]):
+                    return found, sid, row
+                # a damaged shard was dropped: its keys may sit in another shard, look again
 
-    def _copy_rows(self, out: np.ndarray, rows: np.ndarray, loc: np.ndarray) -> None:
-        """``out[rows[i]] = shard loc[i, 0], row loc[i, 1]``, one fancy-indexed read per shard."""
-        order = np.argsort(loc[:, 0], kind="stable")
-        rows, loc = rows[order], loc[order]
-        cuts = np.flatnonzero(np.diff(loc[:, 0])) + 1
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(loc)], strict=True):
-            if hi > lo:
-                out[rows[lo:hi]] = self._shards[loc[lo, 0]][1][loc[lo:hi, 1]]
+    def _copy_rows(self, out: np.ndarray, rows: np.ndarray, sid: np.ndarray, row: np.ndarray) -> None:
+        """``out[rows[i]] = shard sid[i], row row[i]``: shard by shard, rows in file order, in bounded reads."""
+        if len(sid) == 0:
+            return
+        order = np.argsort((sid.astype(np.int64) << 32) | row, kind="stable")
+        rows, sid, row = rows[order], sid[order], row[order]
+        cuts = np.flatnonzero(np.diff(sid)) + 1
+        shards = self._ix.shards
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sid)], strict=True):
+            vectors = shards[sid[lo]].vectors
+            for a in range(lo, hi, GATHER_ROWS):
+                b = min(a + GATHER_ROWS, hi)
+                r = row[a:b]
+                run = r[-1] - r[0] == b - a - 1 and bool((np.diff(r) == 1).all())
+                block = vectors[r[0] : r[-1] + 1] if run else vectors[r]  # a run of consecutive rows: a slice
+                out[rows[a:b]] = block
 
     def __len__(self) -> int:
-        self._index()
-        return len(self._keys)
+        """Rows in the index (a key held by two shards counts twice)."""
+        with self._ix.lock:
+            self._ix.merge_pending()
+            return len(self._ix.hi)
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Which keys have a (verified) cached row: ndarray of shape (n,), bool."""
@@ -378,48 +565,168 @@ class VectorStore:
         found : ndarray of shape (n,), bool
         vectors : ndarray of shape (found.sum(), d), ``dtype`` (float32 by default), in the order of ``keys[found]``
         """
-        found, loc = self._locate(keys)
-        out = np.empty((int(found.sum()), self.dim), dtype=self.dtype)
-        self._copy_rows(out, np.arange(len(out)), loc[found])
+        found, sid, row = self._locate(keys)
+        out = np.empty((len(sid), self.dim), dtype=self.dtype)
+        self._copy_rows(out, np.arange(len(sid)), sid, row)
         return found, out
 
-    def gather(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Like :meth:`lookup`, but one row per key: ``vectors`` has shape (n, d) with zero rows for misses."""
-        found, loc = self._locate(keys)
-        out = np.zeros((len(keys), self.dim), dtype=self.dtype)
-        rows = np.flatnonzero(found)
-        self._copy_rows(out, rows, loc[rows])
+    def gather(self, keys: np.ndarray, *, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`lookup`, but one row per key: zero rows for misses.
+
+        Parameters
+        ----------
+        keys : ndarray of shape (n,), V16
+        out : ndarray of shape (n, d) or None
+            Where to write the rows (for instance an ``np.memmap`` of float32, so that the (n, d) matrix is
+            never a second copy in memory); None allocates one of ``dtype``.
+
+        Returns
+        -------
+        found : ndarray of shape (n,), bool
+        vectors : ``out``, or a new ndarray of shape (n, d), ``dtype``
+        """
+        found, sid, row = self._locate(keys)
+        if out is None:
+            out = np.zeros((len(keys), self.dim), dtype=self.dtype)
+        elif out.shape != (len(keys), self.dim):
+            raise ValueError(f"out has shape {out.shape}; expected {(len(keys), self.dim)}")
+        else:
+            out[~found] = 0
+        self._copy_rows(out, np.flatnonzero(found), sid, row)
         return found, out
+
+    def iter_gather(
+        self, keys: np.ndarray, *, chunk_rows: int = GATHER_ROWS
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """:meth:`gather` in blocks of ``chunk_rows`` keys: yields ``(start, found, vectors)`` per block.
+
+        ``vectors`` has shape (len(block), d), ``dtype`` (float32 rows of a float16 store): a consumer that
+        takes batches (a faiss assignment) never holds the whole matrix. Each block reads every shard it
+        touches once, so a compacted store (few shards) serves it fastest.
+        """
+        for lo in range(0, len(keys), chunk_rows):
+            found, vectors = self.gather(keys[lo : lo + chunk_rows])
+            yield lo, found, vectors
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Persist one block of vectors as a new shard (atomically); the in-memory index is rebuilt lazily."""
+        """Persist one block of vectors as a new shard (atomically); the in-memory index is updated lazily."""
         if len(keys) == 0:
             return
-        vectors = np.asarray(vectors, dtype=self.dtype)
-        path = None
-        if self._writable:
-            path = self.folder / f"shard-{uuid.uuid4().hex}"
-            try:
-                save_arrays(path, {"n": len(keys)}, keys=keys, vectors=vectors)
-            except OSError as err:  # read-only, full, or not a folder: keep the rows in memory from here on
-                self._writable, path = False, None
-                _warn_unwritable(err, self.folder)
-            else:
-                stamp = _stamp(path, ("keys", "vectors"))
-                if stamp is not None:
-                    _VERIFIED.add(stamp)
-        self._append(keys, vectors, path, checked=True)
+        stored = np.asarray(vectors, dtype=self.store_dtype)
+        if stored.dtype.itemsize < np.asarray(vectors).dtype.itemsize and not np.isfinite(stored).all():
+            raise InvalidParameterError(
+                f"vectors for the {self.store_dtype} store {self.folder} overflow {self.store_dtype} "
+                f"(|x| <= {float(np.finfo(self.store_dtype).max):g}); store them as float32 (--store-dtype float32)."
+            )
+        ix = self._ix
+        with ix.lock:
+            path = None
+            if ix.writable:
+                name = f"shard-{uuid.uuid4().hex}"
+                path = self.folder / name
+                try:
+                    save_arrays(path, {"n": len(keys)}, keys=keys, vectors=stored)
+                    k, v = load_arrays(path, "keys", "vectors", mmap=True)
+                except OSError as err:  # read-only, full, or not a folder: keep the rows in memory from here on
+                    ix.writable, path = False, None
+                    _warn_unwritable(err, self.folder)
+                else:
+                    stamp = _stamp(path, ("keys", "vectors"))
+                    if stamp is not None:
+                        _VERIFIED.add(stamp)
+                    ix.by_name[name] = ix._append(_Shard(name, path, k, v, None, stamp))
+            if path is None:
+                ix._append(_Shard("", None, np.array(keys, dtype=KEY_DTYPE), stored.copy(), None, None))
 
-    def _index(self) -> None:
-        if not self._pending:
+    def compact(self, *, target_bytes: int = COMPACT_BYTES, min_shards: int = 2) -> dict[str, int]:
+        """Merge the folder's small shards (under half of ``target_bytes``) into shards of about ``target_bytes``.
+
+        Each input shard's digests are checked first (a damaged one is deleted, as on a read, and not merged);
+        keys held twice are merged once. The merged shard is written atomically, then the small ones are
+        deleted. One process compacts a folder at a time (a ``.compact.lock`` file; one older than an hour is
+        taken over); the others skip. Nothing happens with fewer than ``min_shards`` small shards.
+
+        Returns
+        -------
+        stats : dict
+            ``merged`` (small shards merged and deleted), ``written`` (new shards), ``rows`` (rows written).
+        """
+        stats = {"merged": 0, "written": 0, "rows": 0}
+        ix = self._ix
+        target = max(1, target_bytes // (self.dim * self.store_dtype.itemsize))
+        with ix.lock:
+            ix.refresh()
+            small = [i for i, s in enumerate(ix.shards) if s is not None and s.path is not None
+                     and len(s.keys) < target // 2]  # fmt: skip
+            if len(small) < max(2, min_shards) or not ix.writable:
+                return stats
+            lock = self.folder / ".compact.lock"
+            if not _take_lock(lock):
+                return stats
+            try:
+                for group in _groups(small, [len(ix.shards[i].keys) for i in small], target):
+                    self._merge(group, stats)
+            finally:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            ix.refresh()
+        logger.info("compacted %s: %d shards merged into %d", self.folder, stats["merged"], stats["written"])
+        return stats
+
+    def _merge(self, group: list[int], stats: dict[str, int]) -> None:
+        ix = self._ix
+        ok = [i for i in group if ix.verified(i)]
+        if len(ok) < 2:
             return
-        keys = [self._keys] + [k for k, _ in self._pending]
-        where = [self._where] + [np.column_stack([np.full(len(k), s), np.arange(len(k))]) for k, s in self._pending]
-        allk = np.concatenate(keys)
-        order = _key_order(allk)
-        self._keys, self._where = allk[order], np.concatenate(where)[order]
-        self._hi = _words(self._keys)[:, 0].copy()
-        self._pending.clear()
+        keys = np.concatenate([np.asarray(ix.shards[i].keys) for i in ok])
+        _, first, _ = unique_keys(keys)
+        first.sort()
+        vectors = np.concatenate([np.asarray(ix.shards[i].vectors) for i in ok])[first]
+        path = self.folder / f"shard-{uuid.uuid4().hex}"
+        try:
+            save_arrays(path, {"n": len(first), "merged": len(ok)}, keys=keys[first], vectors=vectors)
+        except OSError as err:
+            _warn_unwritable(err, self.folder)
+            return
+        stamp = _stamp(path, ("keys", "vectors"))
+        if stamp is not None:
+            _VERIFIED.add(stamp)
+        for i in ok:  # a crash before this leaves duplicates, which lookups tolerate
+            shutil.rmtree(ix.shards[i].path, ignore_errors=True)
+        stats["merged"] += len(ok)
+        stats["written"] += 1
+        stats["rows"] += len(first)
+
+
+def _groups(ids: list[int], sizes: list[int], target: int) -> list[list[int]]:
+    """Consecutive runs of ``ids`` of about ``target`` rows each (a last run of one shard is left alone)."""
+    groups, cur, rows = [], [], 0
+    for i, n in zip(ids, sizes, strict=True):
+        if cur and rows + n > target:
+            groups.append(cur)
+            cur, rows = [], 0
+        cur.append(i)
+        rows += n
+    groups.append(cur)
+    return [g for g in groups if len(g) > 1]
+
+
+def _take_lock(lock: Path) -> bool:
+    """Create ``lock`` exclusively (taking over one left by a crash an hour ago); False when another holds it."""
+    for _ in range(2):
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime < _LOCK_STALE_S:
+                    return False
+                lock.unlink()
+            except FileNotFoundError:
+                continue
+        except OSError:
+            return False
+    return False
 
 
 def _words(keys: np.ndarray) -> np.ndarray:
@@ -453,20 +760,6 @@ def unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inverse = np.empty(len(ordered), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return ordered[new], order[new].astype(np.int64), inverse
-
-
-def _search(sorted_keys: np.ndarray, hi: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Position of each key's first copy in ``sorted_keys`` (ordered by :func:`_key_order`), -1 when absent."""
-    q = _words(keys)
-    pos = np.minimum(np.searchsorted(hi, q[:, 0]), len(hi) - 1)
-    found = sorted_keys[pos] == keys
-    for i in np.flatnonzero(~found & (hi[pos] == q[:, 0])):  # same first word: the key may sit further on
-        j = pos[i] + 1
-        while j < len(hi) and hi[j] == q[i, 0] and sorted_keys[j] != keys[i]:
-            j += 1
-        found[i] = j < len(hi) and sorted_keys[j] == keys[i]
-        pos[i] = j
-    return np.where(found, pos, -1)
 
 
 # -- the cached block-map ---------------------------------------------------------------------------------
@@ -565,6 +858,7 @@ def cached_map(
             slot[rows] = np.arange(len(rows))
             at = slot[inverse]
             out[at >= 0] = vals[at[at >= 0]]
+        store.compact(min_shards=COMPACT_AFTER)  # a run that left many small shards merges them (after the gather)
     stats = {
         "items": len(items),
         "unique": len(ukeys),

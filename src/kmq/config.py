@@ -217,6 +217,11 @@ class EmbedConfig(Validated):
     precision: Literal["fp32", "bf16", "fp16", "auto"] = opt(
         "fp32", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively"
     )
+    store_dtype: Literal["float32", "float16"] = opt(
+        "float32",
+        "dtype of the cached vector shards; float16 halves their disk and page cache (rows come back as float32, "
+        "cosine >= 0.9999 to the float32 ones; a separate cache folder, so a float32 run never reads them)",
+    )
     device: str = opt("cpu", "torch device for model encoders")
     trust_remote_code: bool = opt(False, "allow model repos to run their own code")
     max_length: int | None = opt(None, "hf: tokens per text at most (None: the model's window)", min=2)

@@ -66,6 +66,7 @@ class EmbedderSource:
 
             self._embedder = _on_engine(get_embedder(self.cfg.embedder, **self.cfg.encoder_options()),
                                         self.cfg.embedder, self.cfg, self.engine_cfg)  # fmt: skip
+            self._embedder.store_dtype = self.cfg.store_dtype
         return self._embedder
 
     def _pooled(self, view: str) -> bool:
@@ -102,11 +103,11 @@ class PrecomputedSource:
 
     def vectors(self, pool: Any, view: str, *, show_progress: bool | None) -> Stage:
         if self._loaded is None:
-            from kmq.embed import load_npy_embeddings
+            from kmq.embed.precomputed import load_npy_source
 
-            X = load_npy_embeddings(self.path, len(pool))
+            X, key = load_npy_source(self.path, len(pool))  # key = digest("npy", X), hashed without a copy
             stats = {"embedder": self.spec, "rows": len(X), "dim": int(X.shape[1]), "source": "precomputed"}
-            self._loaded = Stage(X, digest("npy", X.tobytes()), stats)
+            self._loaded = Stage(X, key, stats)
         return self._loaded
 
 

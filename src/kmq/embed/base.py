@@ -59,6 +59,8 @@ class Embedder(ABC):
     name: str = "embedder"
     #: texts per persisted block: small enough that an interrupt loses little, large enough to batch well
     block_size: int = 1024
+    #: dtype of the cached shards (``--store-dtype``): "float16" keeps them in a folder of their own
+    store_dtype: str = "float32"
     #: computes the blocks of cache misses elsewhere (:func:`kmq.engine.attach` sets it); None: in this process
     mapper: Any = None
 
@@ -85,8 +87,10 @@ class Embedder(ABC):
 
     @property
     def key(self) -> str:
-        """Cache key of this embedder's vectors."""
-        return digest(self.identity())
+        """Cache key of this embedder's vectors (float16 shards have a key, and a folder, of their own)."""
+        if self.store_dtype == "float32":
+            return digest(self.identity())
+        return digest(self.identity(), {"store_dtype": self.store_dtype})
 
     def encode(
         self,
@@ -112,7 +116,8 @@ class Embedder(ABC):
             Unit rows; the empty text maps to a zero row.
         """
         start = time.perf_counter()
-        store = VectorStore(default_cache_dir() / "vectors" / self.key, self.dim) if cache else None
+        folder = default_cache_dir() / "vectors" / self.key
+        store = VectorStore(folder, self.dim, store_dtype=self.store_dtype) if cache else None
         res = cached_map(
             texts,
             self.embed_batch,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from kmq.cache import digest_update
 from kmq.errors import DataFormatError, MissingArtifactError
 
 logger = logging.getLogger(__name__)
@@ -18,7 +24,9 @@ _SAVE_HINT = "Save one 2-D float array with np.save(path, np.asarray(vectors, dt
 _CHUNK_ROWS = 65536
 
 
-def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
+def load_npy_embeddings(
+    path: str | os.PathLike, n_rows: int, *, on_chunk: Callable[[np.ndarray], Any] | None = None
+) -> np.ndarray:
     """Load, check and L2-normalise a user's embedding matrix.
 
     Parameters
@@ -27,6 +35,8 @@ def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
         A 2-D array of any float dtype (float16, float32, float64, longdouble), at least one column.
     n_rows : int
         The pool size; row i must be the embedding of pool record i.
+    on_chunk : callable, optional
+        Called with each finished block of output rows, in order (a view, not a copy).
 
     Returns
     -------
@@ -58,7 +68,35 @@ def load_npy_embeddings(path: str | os.PathLike, n_rows: int) -> np.ndarray:
             f"{path} has {arr.shape[0]} rows but the pool has {n_rows} records: row i must embed record i "
             "(same order, same filtering). Recompute the embeddings for this pool."
         )
-    return _normalize_rows(path, arr)
+    return _normalize_rows(path, arr, on_chunk)
+
+
+def load_npy_source(path: str | os.PathLike, n_rows: int) -> tuple[np.ndarray, str]:
+    """:func:`load_npy_embeddings` and the key of its rows, read in one pass.
+
+    The key is ``kmq.cache.digest("npy", X)`` (BLAKE2b-128 of ``"npy"`` and X's float32 bytes: the digest
+    kmq always gave these rows, so cached clusterings stay valid). Each chunk of rows is hashed as soon as
+    it is normalised, in a second thread (BLAKE2b releases the GIL), and X is never copied.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_rows, d), float32, unit rows
+    key : str
+        32 hex digits.
+    """
+    path = Path(path).expanduser()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps("npy").encode() + b"\x00")  # what kmq.cache.digest feeds for a str part
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one worker: the chunks are hashed in order
+        pending = []
+        def hash_rows(rows: np.ndarray) -> None:
+            pending.append(pool.submit(digest_update, h, rows))
+
+        X = load_npy_embeddings(path, n_rows, on_chunk=hash_rows)
+        for job in pending:
+            job.result()
+    h.update(b"\x00")
+    return X, h.hexdigest()
 
 
 def _load(path: Path) -> np.ndarray:
@@ -87,7 +125,7 @@ def _load(path: Path) -> np.ndarray:
         raise DataFormatError(f"{path}: not a plain numeric .npy array: {reason}. {_SAVE_HINT}") from err
 
 
-def _normalize_rows(path: Path, arr: np.ndarray) -> np.ndarray:
+def _normalize_rows(path: Path, arr: np.ndarray, on_chunk: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
     """Check every row is finite and return the rows scaled to unit norm as float32, a chunk at a time.
 
     float16/float32 rows are normalised in float32 (as :func:`~kmq.embed.l2_normalize` does); wider floats in
@@ -98,23 +136,36 @@ def _normalize_rows(path: Path, arr: np.ndarray) -> np.ndarray:
     zero, unit = 0, True
     for lo in range(0, len(arr), _CHUNK_ROWS):
         block = np.asarray(arr[lo : lo + _CHUNK_ROWS], dtype=arr.dtype if wide else np.float32)
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            first = lo + int(np.argmax(bad))
-            raise DataFormatError(
-                f"{path}: row {first} contains NaN or inf (dtype {arr.dtype}); every row must be a finite vector. "
-                "Recompute the embedding of that record."
-            )
-        scale = np.abs(block).max(axis=1, keepdims=True) if wide else 1.0
+        scale = 1.0
         if wide:
+            scale = np.abs(block).max(axis=1, keepdims=True)
+            if not np.isfinite(scale).all():
+                _check_finite(path, arr, block, lo)
             block = np.divide(block, scale, out=np.zeros_like(block), where=scale > 0)
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.linalg.norm(block, axis=1, keepdims=True)
+        if not np.isfinite(norms).all():  # NaN or inf propagate to the norm (or a huge float32 row overflows it)
+            _check_finite(path, arr, block, lo)
         zero += int((norms == 0).sum())
         with np.errstate(over="ignore"):
             unit = unit and bool(np.allclose((norms * scale)[norms > 0], 1.0, atol=1e-3))
-        out[lo : lo + len(block)] = np.divide(block, norms, out=np.zeros_like(block), where=norms > 0)
+        rows = out[lo : lo + len(block)]
+        np.divide(block, norms, out=rows, where=norms > 0)
+        rows[(norms <= 0)[:, 0]] = 0
+        if on_chunk is not None:
+            on_chunk(rows)
     if zero:
         logger.warning("%s: %d all-zero rows (they stay zero and match no centroid well)", path, zero)
     if not unit:
         logger.info("%s: rows are not unit-norm; normalising them (k-means runs on cosine geometry)", path)
     return out
+
+
+def _check_finite(path: Path, arr: np.ndarray, block: np.ndarray, lo: int) -> None:
+    bad = ~np.isfinite(block).all(axis=1)
+    if bad.any():
+        first = lo + int(np.argmax(bad))
+        raise DataFormatError(
+            f"{path}: row {first} contains NaN or inf (dtype {arr.dtype}); every row must be a finite vector. "
+            "Recompute the embedding of that record."
+        )
