@@ -136,3 +136,21 @@ def test_column_scorer_uses_kept_numbers_and_still_names_the_bad_record(tmp_path
     csv = tmp_path / "p.csv"
     csv.write_text("instruction,output,score\nq,a,1.5\nr,b,2\n", encoding="utf-8")
     np.testing.assert_array_equal(ColumnScorer("score").score(read_pool(csv)), [1.5, 2.0])
+
+
+def test_parquet_subset_is_written_in_batches_in_selection_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    from kmq.data import write_subset
+
+    n = 70_000  # more than one write batch (65,536 rows)
+    table = pa.table({"instruction": [f"q{i}" for i in range(n)], "output": ["a"] * n, "score": np.arange(n) * 1.0})
+    pq.write_table(table, tmp_path / "pool.parquet")
+    pool = read_pool(tmp_path / "pool.parquet")
+    rows = np.random.default_rng(0).permutation(n)[:68_000].tolist() + [5, 5]
+    out = write_subset(pool, rows, tmp_path / "s.parquet")
+    meta = pq.ParquetFile(out).metadata
+    assert meta.num_row_groups == 2 and meta.num_rows == len(rows)
+    got = pq.read_table(out)
+    assert got.schema == table.schema
+    assert got.column("instruction").to_pylist() == [f"q{i}" for i in rows]

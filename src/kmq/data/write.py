@@ -385,7 +385,14 @@ def _arrow_table(pool: Pool, rows: list[int], container: str) -> pa.Table:
 
 
 def _write_parquet(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
-    pq.write_table(_arrow_table(pool, rows, "Parquet"), tmp)
+    """An Arrow pool's rows are taken and written a batch at a time (never the whole subset at once)."""
+    store = pool._store
+    if not isinstance(store, ArrowStore) or not rows:
+        pq.write_table(_arrow_table(pool, rows, "Parquet"), tmp)
+        return
+    with pq.ParquetWriter(tmp, store.table.schema) as writer:
+        for chunk in _chunks(rows):
+            writer.write_table(store.table.take(pa.array(chunk, type=pa.int64())))
 
 
 def _write_hf_disk(pool: Pool, rows: list[int], tmp: Path, gz: bool) -> None:
