@@ -31,6 +31,7 @@ _LAZY = {
     "METHODS": "kmq.methods.registry",
     "select": "kmq.pipeline",
     "iterate": "kmq.loop",
+    "evaluate_model": "kmq.evaluate.harness",
 }
 
 __all__ = ["__version__", *_LAZY]

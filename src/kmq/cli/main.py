@@ -19,7 +19,7 @@ from kmq.errors import KmqError, OutputWriteError
 
 def build_parser() -> argparse.ArgumentParser:
     from kmq import __version__
-    from kmq.cli import choose_k, experiment, iterate, methods, report, score, select
+    from kmq.cli import choose_k, eval_, experiment, iterate, methods, report, score, select
 
     parser = argparse.ArgumentParser(
         prog="kmq",
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kmq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (select, iterate, score, choose_k, methods, report, experiment):
+    for module in (select, iterate, score, choose_k, methods, report, experiment, eval_):
         module.register(sub)
     return parser
 

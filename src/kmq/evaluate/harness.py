@@ -1,0 +1,431 @@
+"""``kmq eval``: evaluate a model on lm-eval tasks, kmq's local tasks and the judge-based tasks; one results dict.
+
+The lm-eval tasks (any task name lm-eval knows, and kmq's local definitions for the datakit eval sets, see
+:mod:`kmq.evaluate.tasks`) run through ``lm_eval.simple_evaluate`` on a model kmq loads itself
+(:mod:`kmq.hf`: a local folder or a hub name, one-line errors when it is missing or offline, no remote code
+unless asked), wrapped in lm-eval's ``HFLM``; a LoRA adapter is applied with peft on top. ``backend="vllm"``
+uses lm-eval's vLLM model instead (with the adapter as a vLLM LoRA). The judge-based tasks (``alpaca_eval``,
+``mt_bench``) answer with kmq's greedy HF generator and are rated by a ``judge:MODEL@URL`` endpoint
+(:func:`kmq.evaluate.judged.run_judged`).
+
+Tasks are loaded once, before the model: an unknown name, a code task without ``allow_code_execution`` or a
+judged task without ``judge`` fails before anything heavy runs. One ``seed`` sets lm-eval's Python, NumPy,
+torch and few-shot seeds, so the same model, tasks, settings and seed give the same numbers; the results
+dict is the same apart from ``timings`` (see :func:`evaluate_model` for its keys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from kmq import hf
+from kmq._deps import require
+from kmq.errors import InvalidParameterError, MissingArtifactError, MissingDependencyError, invalid_parameter
+from kmq.evaluate.identity import identity
+from kmq.evaluate.results import is_results_file, task_entries, write_results
+from kmq.redact import redact, redact_url
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "vllm")
+JUDGED = ("alpaca_eval", "mt_bench")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: batch size when none is given (lm-eval's own default is 1: slow for log-likelihood tasks)
+DEFAULT_BATCH_SIZE = 8
+#: longest answer of the judge-based tasks when ``max_new_tokens`` is None (lm-eval tasks keep their own)
+JUDGED_MAX_NEW_TOKENS = 1024
+_OWNER = "evaluate_model"
+
+
+def evaluate_model(
+    model: str,
+    *,
+    tasks: str | list[str | dict],
+    adapter: str | None = None,
+    backend: Literal["hf", "vllm"] = "hf",
+    limit: int | float | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
+    batch_size: int | Literal["auto"] | None = None,
+    num_fewshot: int | None = None,
+    seed: int = 0,
+    allow_code_execution: bool = False,
+    judge: str | None = None,
+    max_new_tokens: int | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` (optionally with a LoRA ``adapter``) on ``tasks``; the results dict (and ``out``).
+
+    Parameters
+    ----------
+    model : str
+        A local model folder or a hub name (``revision``: the hub revision).
+    tasks : str or list
+        ``"arc_easy,gsm8k"``, ``"paper"`` (the paper's suite and shots), or a list of task names; a dict in the
+        list is an lm-eval task config used as it is.
+    adapter : str or None
+        A peft (LoRA) adapter folder or hub name applied on top of ``model``.
+    backend : {"hf", "vllm"}
+        ``vllm`` needs the ``vllm`` package.
+    limit : int, float or None
+        At most this many examples per task (a float in (0, 1): that fraction); recorded and flagged.
+    data_dir : path or None
+        Another copy of the datakit for the local tasks.
+    device, precision : str
+        Torch device (None: cuda when available, else cpu); ``auto`` precision is bf16 where the device
+        computes it natively, else fp32 on a CPU, fp16 on other GPUs.
+    batch_size : int, "auto" or None
+        lm-eval batch size (None: :data:`DEFAULT_BATCH_SIZE`); also the judged tasks' generation batch.
+    num_fewshot : int or None
+        Few-shot examples for every task (None: each task's own setting).
+    seed : int
+        lm-eval's random, NumPy, torch and few-shot seeds, and the judge's.
+    allow_code_execution : bool
+        Needed for tasks that run the generated code (``humaneval``, ``mbpp``).
+    judge : str or None
+        ``judge:MODEL@URL``: needed for ``alpaca_eval`` and ``mt_bench``.
+    max_new_tokens : int or None
+        Longest generated answer (None: each lm-eval task's own; :data:`JUDGED_MAX_NEW_TOKENS` for judged tasks).
+    out : path or None
+        Also write the results there as JSON (checked before anything runs; see :mod:`kmq.publish`).
+    overwrite : bool
+        Replace an ``out`` that kmq did not write.
+    show_progress : bool or None
+        Progress bars and the libraries' logs (None: when kmq logs at INFO or below).
+
+    Returns
+    -------
+    dict
+        ``kmq_version``, ``lm_eval_version``, ``model`` and ``adapter`` (``name``, ``path`` or ``hub``,
+        ``fingerprint``; ``adapter`` is None without one), ``backend``, ``device``, ``precision``, ``seed``,
+        ``limit``, ``tasks`` (per task: ``metrics``, ``stderr``, ``primary``, ``value``, ``n``, ``num_fewshot``,
+        ``version``, ``settings``, ``limited``), ``settings`` and ``timings`` (seconds).
+    """
+    start = time.perf_counter()
+    _check_params(backend, limit, precision, batch_size, num_fewshot, seed, max_new_tokens)
+    hf.check_model(model, revision=revision, purpose="the evaluated model")
+    if adapter:
+        _check_adapter(adapter)
+    names, configs = _split_tasks(tasks)
+    judged = [n for n in names if n in JUDGED]
+    _check_judge(judged, judge)
+    plan = _plan_out(out, overwrite, model, adapter, data_dir)
+    data = _data_dir(data_dir, names)
+    device = hf.default_device(device)
+    from kmq._cpu import resolve_precision
+
+    prec = resolve_precision(precision, device)
+    timings: dict[str, Any] = {}
+    with _quiet(show_progress):
+        harness_tasks = [n for n in names if n not in JUDGED] + configs
+        t0 = time.perf_counter()
+        paper = "paper" in [p.strip() for t in ([tasks] if isinstance(tasks, str) else tasks)
+                            if isinstance(t, str) for p in t.split(",")]  # fmt: skip
+        loaded = _load_tasks(harness_tasks, data, allow_code_execution, paper) if harness_tasks else None
+        timings["load_tasks_s"] = time.perf_counter() - t0
+        entries: dict[str, Any] = {}
+        if loaded is not None:
+            entries.update(_run_harness(model, adapter, backend, loaded, data_dir=data, device=device, precision=prec,
+                                        batch_size=batch_size, num_fewshot=num_fewshot, seed=seed, limit=limit,
+                                        max_new_tokens=max_new_tokens, revision=revision,
+                                        trust_remote_code=trust_remote_code, timings=timings))  # fmt: skip
+        for task in judged:
+            t0 = time.perf_counter()
+            entries[task] = _run_judged(task, model, adapter, backend, judge=judge, data_dir=data, limit=limit,
+                                        seed=seed, device=device, precision=prec, batch_size=batch_size,
+                                        max_new_tokens=max_new_tokens, show_progress=show_progress)  # fmt: skip
+            timings[f"{task}_s"] = time.perf_counter() - t0
+    settings = {
+        "batch_size": batch_size or DEFAULT_BATCH_SIZE, "num_fewshot": num_fewshot, "max_new_tokens": max_new_tokens,
+        "allow_code_execution": allow_code_execution, "judge": judge, "data_dir": str(data) if data else None,
+        "revision": revision, "trust_remote_code": trust_remote_code, "precision_requested": precision,
+        "task_spec": tasks if isinstance(tasks, str) else [t if isinstance(t, str) else t.get("task") for t in tasks],
+    }  # fmt: skip
+    timings["total_s"] = time.perf_counter() - start
+    results = redact({
+        "kmq_version": _version("kmq"), "lm_eval_version": _version("lm_eval"),
+        "model": identity(model, revision=revision, purpose="the evaluated model"),
+        "adapter": identity(adapter, purpose="the evaluated model's adapter") if adapter else None,
+        "backend": backend, "device": device, "precision": prec, "seed": seed, "limit": limit,
+        "tasks": entries, "settings": settings, "timings": timings,
+    })  # fmt: skip
+    if plan is not None:
+        plan.publish({}, out_writer=lambda p: write_results(p, results))
+    return results
+
+
+# -- checks -------------------------------------------------------------------------------------------------
+def _check_params(backend, limit, precision, batch_size, num_fewshot, seed, max_new_tokens) -> None:
+    if backend not in BACKENDS:
+        raise invalid_parameter("backend", _OWNER, f"one of {list(BACKENDS)}", backend)
+    if precision not in PRECISIONS:
+        raise invalid_parameter("precision", _OWNER, f"one of {list(PRECISIONS)}", precision)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0
+                              or (isinstance(limit, float) and limit >= 1 and not limit.is_integer())):  # fmt: skip
+        raise invalid_parameter("limit", _OWNER, "an int >= 1, a fraction in (0, 1) or None", limit)
+    if batch_size is not None and batch_size != "auto" and not _int_at_least(batch_size, 1):
+        raise invalid_parameter("batch_size", _OWNER, "an int >= 1, 'auto' or None", batch_size)
+    if num_fewshot is not None and not _int_at_least(num_fewshot, 0):
+        raise invalid_parameter("num_fewshot", _OWNER, "an int >= 0 or None", num_fewshot)
+    if not _int_at_least(seed, 0):
+        raise invalid_parameter("seed", _OWNER, "an int >= 0", seed)
+    if max_new_tokens is not None and not _int_at_least(max_new_tokens, 1):
+        raise invalid_parameter("max_new_tokens", _OWNER, "an int >= 1 or None", max_new_tokens)
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _split_tasks(tasks: str | list) -> tuple[list[str], list[dict]]:
+    """Task names (``paper`` and comma lists expanded, in order, without repeats) and inline lm-eval configs."""
+    from kmq.evaluate.tasks import expand_tasks
+
+    items = [tasks] if isinstance(tasks, str) else list(tasks)
+    configs = [t for t in items if isinstance(t, dict)]
+    bad = [t for t in items if not isinstance(t, (str, dict)) or (isinstance(t, dict) and "task" not in t)]
+    if bad or not items:
+        raise invalid_parameter("tasks", _OWNER, "task names (a str or a list; dicts: lm-eval configs with 'task')",
+                                tasks)  # fmt: skip
+    names = expand_tasks(",".join(t for t in items if isinstance(t, str))) if len(configs) < len(items) else []
+    return list(dict.fromkeys(names)), configs
+
+
+def _check_judge(judged: list[str], judge: str | None) -> None:
+    if judged and not judge:
+        raise InvalidParameterError(
+            f"The task{'s' if len(judged) > 1 else ''} {', '.join(judged)} need{'' if len(judged) > 1 else 's'} "
+            "a judge: pass --judge judge:MODEL@URL (any OpenAI-compatible endpoint; the key comes from "
+            "$OPENAI_API_KEY), or drop them from --tasks."
+        )
+    if judge and not re.fullmatch(r"judge:.+?@https?://\S+", judge):
+        raise InvalidParameterError(
+            f"The 'judge' parameter of {_OWNER} must be judge:MODEL@URL with an http(s) base URL, e.g. "
+            f"judge:gpt-4o-mini@https://api.openai.com/v1. Got {redact_url(judge)!r} instead."
+        )
+
+
+def _check_adapter(adapter: str) -> None:
+    src = hf.resolve(adapter, purpose="the evaluated model's adapter")
+    if src.local and not (Path(src.location) / "adapter_config.json").is_file():
+        raise MissingArtifactError(
+            f"Cannot load the evaluated model's adapter: the folder {src.location} has no adapter_config.json, so it "
+            "is not a peft adapter. Pass the folder of an adapter saved with save_pretrained, or drop --adapter."
+        )
+
+
+def _plan_out(out, overwrite: bool, model: str, adapter: str | None, data_dir) -> Any:
+    if out is None:
+        return None
+    from kmq.publish import input_paths, plan_outputs
+
+    inputs = input_paths(model, adapter, data_dir)
+    return plan_outputs("eval", out=out, run_dir=None, inputs=inputs, overwrite=overwrite,
+                        out_is_kmq=is_results_file)  # fmt: skip
+
+
+def _data_dir(data_dir, names: list[str]) -> Path | None:
+    """The datakit folder when a local or judged task needs it (or it was given), else None (lm-eval's tasks)."""
+    from kmq.evaluate.tasks import is_local, resolve_data_dir
+
+    needs = data_dir is not None or any(is_local(n) or n in JUDGED for n in names)
+    return resolve_data_dir(data_dir) if needs else None
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- lm-eval tasks --------------------------------------------------------------------------------------------
+def _load_tasks(specs: list[str | dict], data_dir: Path | None, allow_code_execution: bool,
+                paper: bool) -> dict[str, Any]:  # fmt: skip
+    """Build every task once, before the model loads (a bad name or a code task fails first).
+
+    Returns ``{"manager", "objects": what simple_evaluate gets, "tasks": leaf tasks, "top": name -> leaf names}``;
+    with ``paper`` the paper's shots go to the suite's tasks that set none.
+    """
+    from kmq.evaluate.tasks import apply_paper_shots, task_manager
+
+    manager = task_manager(data_dir, tasks=[s for s in specs if isinstance(s, str)])
+    objects, tasks, top = [], {}, {}
+    for spec in specs:
+        name = spec if isinstance(spec, str) else spec["task"]
+        loaded = manager.load([spec])
+        tasks.update(loaded["tasks"])
+        top[name] = list(loaded["tasks"])
+        objects += [loaded["groups"][name]] if name in loaded["groups"] else list(loaded["tasks"].values())
+    unsafe = [n for n, t in tasks.items() if getattr(t, "UNSAFE_CODE", False) or t.get_config("unsafe_code")]
+    if unsafe and not allow_code_execution:
+        raise InvalidParameterError(
+            f"The task{'s' if len(unsafe) > 1 else ''} {', '.join(unsafe)} run the model's generated code: pass "
+            "--allow-code-execution (allow_code_execution=True) to run it in kmq's sandbox, or drop "
+            f"{'them' if len(unsafe) > 1 else 'it'} from --tasks."
+        )
+    if paper:
+        apply_paper_shots(tasks)
+    return {"manager": manager, "objects": objects, "tasks": tasks, "top": top}
+
+
+def _run_harness(model, adapter, backend, loaded, *, data_dir, device, precision, batch_size, num_fewshot, seed, limit,
+                 max_new_tokens, revision, trust_remote_code, timings) -> dict[str, Any]:  # fmt: skip
+    import lm_eval
+
+    t0 = time.perf_counter()
+    lm = _build_lm(model, adapter, backend, device=device, precision=precision, batch_size=batch_size, seed=seed,
+                   revision=revision, trust_remote_code=trust_remote_code)  # fmt: skip
+    timings["load_model_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen_kwargs = {"max_gen_toks": max_new_tokens} if max_new_tokens is not None else None
+    res = lm_eval.simple_evaluate(
+        model=lm, tasks=loaded["objects"], num_fewshot=num_fewshot, limit=limit, gen_kwargs=gen_kwargs,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        confirm_run_unsafe_code=True, log_samples=False,  # code tasks were checked in _load_tasks
+        task_manager=loaded["manager"],  # else lm-eval indexes its whole task tree again
+    )  # fmt: skip
+    timings["evaluate_s"] = time.perf_counter() - t0
+    return task_entries(res, loaded, limit=limit, data_dir=data_dir)
+
+
+def _build_lm(model, adapter, backend, *, device, precision, batch_size, seed, revision, trust_remote_code) -> Any:
+    """lm-eval's ``HFLM`` over the model (and adapter) kmq loads, or its ``VLLM`` model."""
+    batch = batch_size or DEFAULT_BATCH_SIZE
+    if backend == "vllm":
+        return _build_vllm(model, adapter, precision=precision, batch_size=batch, seed=seed, revision=revision,
+                           trust_remote_code=trust_remote_code)  # fmt: skip
+    from lm_eval.models.huggingface import HFLM
+
+    source = hf.resolve(model, revision=revision, purpose="the evaluated model")
+    tok = hf.load_tokenizer(source, trust_remote_code=trust_remote_code, purpose="the evaluated model's tokenizer")
+    lm = hf.load_model("AutoModelForCausalLM", source, device=device, precision=precision,
+                       trust_remote_code=trust_remote_code, purpose="the evaluated model")  # fmt: skip
+    if adapter:
+        lm = _with_adapter(lm, adapter)
+    return HFLM(pretrained=lm, tokenizer=tok, batch_size=batch, trust_remote_code=trust_remote_code)
+
+
+def _with_adapter(lm: Any, adapter: str) -> Any:
+    peft = require("peft", purpose="a LoRA adapter in kmq eval")
+    src = hf.resolve(adapter, purpose="the evaluated model's adapter")
+    hint = "Pass the folder of an adapter saved with save_pretrained (adapter_config.json)."
+    with hf.loading(src, purpose="the evaluated model's adapter", hint=hint):
+        return peft.PeftModel.from_pretrained(lm, src.location).eval()
+
+
+def _build_vllm(model, adapter, *, precision, batch_size, seed, revision, trust_remote_code) -> Any:
+    try:
+        require("vllm", purpose="--backend vllm")
+        from lm_eval.models.vllm_causallms import VLLM
+    except ImportError as err:
+        raise MissingDependencyError(
+            "--backend vllm needs the `vllm` package (`pip install kmq[vllm]`, on a machine with a GPU); "
+            "or use --backend hf."
+        ) from err
+    source = hf.check_model(model, revision=revision, purpose="the evaluated model")
+    lora = str(hf.resolve(adapter, purpose="the evaluated model's adapter").location) if adapter else None
+    return VLLM(pretrained=source.location, dtype=hf.PRECISIONS[precision], revision=source.revision,
+                trust_remote_code=trust_remote_code, batch_size=batch_size, seed=seed,
+                lora_local_path=lora)  # fmt: skip
+
+
+# -- judged tasks ---------------------------------------------------------------------------------------------
+def _run_judged(task, model, adapter, backend, *, judge, data_dir, limit, seed, device, precision, batch_size,
+                max_new_tokens, show_progress) -> dict[str, Any]:  # fmt: skip
+    from kmq.evaluate.judged import run_judged
+    from kmq.loop.config import GenerateConfig
+    from kmq.loop.generate import get_generator
+
+    cfg = GenerateConfig(generator=backend, max_new_tokens=max_new_tokens or JUDGED_MAX_NEW_TOKENS,
+                         batch_size=batch_size if isinstance(batch_size, int) else DEFAULT_BATCH_SIZE,
+                         device=device, precision=precision)  # fmt: skip
+    generator = get_generator(cfg, show_progress=show_progress)
+    if isinstance(limit, float) and limit < 1:
+        raise InvalidParameterError(f"--limit {limit}: the judged task {task} takes a number of records, not a "
+                                    "fraction; pass an int.")  # fmt: skip
+    with _merged(model, adapter) as folder:
+        result = run_judged(task, generate=lambda convs: generator.generate(folder, convs), judge=judge,
+                            data_dir=data_dir, limit=int(limit) if limit else None, seed=seed,
+                            show_progress=show_progress)  # fmt: skip
+    available = result.get("settings", {}).get("available")
+    result.pop("samples", None)
+    return {**result, "num_fewshot": 0, "limited": bool(limit) and available is not None and result["n"] < available}
+
+
+@contextlib.contextmanager
+def _merged(model: str, adapter: str | None) -> Iterator[str]:
+    """``model`` itself, or a temporary folder holding it with ``adapter`` merged in (what a generator loads)."""
+    if not adapter:
+        yield model
+        return
+    with tempfile.TemporaryDirectory(prefix="kmq-eval-merged-") as tmp:
+        lm = hf.load_model("AutoModelForCausalLM", model, purpose="the evaluated model")
+        merged = _with_adapter(lm, adapter).merge_and_unload()
+        merged.save_pretrained(tmp)
+        hf.load_tokenizer(model, purpose="the evaluated model's tokenizer").save_pretrained(tmp)
+        del lm, merged
+        yield tmp
+
+
+# -- what lm-eval prints --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet(show_progress: bool | None) -> Iterator[None]:
+    """The Hugging Face libraries' and lm-eval's logs and bars follow ``show_progress`` (see ``hf.library_output``).
+
+    lm-eval's bars (the ``tqdm`` its modules import) are swapped for disabled ones inside the block, and its
+    logger logs errors only; both are restored on exit. lm-eval (and the ``datasets`` it imports) is imported
+    first, so ``hf.library_output`` quiets ``datasets`` too.
+    """
+    from kmq.cache import progress_enabled
+
+    quiet = not progress_enabled(show_progress)
+    modules = _lm_eval_modules() if quiet else ()
+    with hf.library_output(show_progress):
+        if not modules:
+            yield
+            return
+        from tqdm import tqdm
+
+        class _Silent(tqdm):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs["disable"] = True
+                super().__init__(*args, **kwargs)
+
+        saved = [m.tqdm for m in modules]
+        log = logging.getLogger("lm_eval")
+        level = log.level
+        log.setLevel(logging.ERROR)
+        for m in modules:
+            m.tqdm = _Silent
+        try:
+            yield
+        finally:
+            for m, bar in zip(modules, saved, strict=True):
+                m.tqdm = bar
+            log.setLevel(level)
+
+
+def _lm_eval_modules() -> tuple:
+    """lm-eval's modules that show bars (empty when lm-eval is not installed: the judged tasks need none)."""
+    try:
+        import lm_eval.api.model
+        import lm_eval.api.task
+        import lm_eval.models.huggingface
+    except ImportError:
+        return ()
+    return lm_eval.api.model, lm_eval.api.task, lm_eval.models.huggingface

@@ -1,0 +1,197 @@
+"""kmq.evaluate.evaluate_model on a tiny local Llama: the same numbers as lm-eval called directly, the results
+schema, a LoRA adapter that is applied and fingerprinted, the judged tasks, and the errors raised before any
+model loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("lm_eval")
+pytest.importorskip("transformers")
+
+from eval_runs import SETTINGS, TASKS, perplexity_task, shared_run  # noqa: E402
+
+from kmq.errors import (  # noqa: E402
+    InvalidParameterError,
+    MissingArtifactError,
+    MissingDependencyError,
+    OutputConflictError,
+)
+from kmq.evaluate.harness import evaluate_model  # noqa: E402
+from kmq.evaluate.results import results_table, split_metrics  # noqa: E402
+from kmq.publish import sha256_tree  # noqa: E402
+
+SEEDS = {"random_seed": 0, "numpy_random_seed": 0, "torch_random_seed": 0, "fewshot_random_seed": 0}
+
+
+@pytest.fixture(scope="module")
+def run(tiny_llama, datakit, tmp_path_factory):
+    return shared_run(tiny_llama, datakit, tmp_path_factory.mktemp("eval-run"))
+
+
+@pytest.fixture(scope="module")
+def perplexity(tiny_llama, datakit):
+    """kmq's run of the inline perplexity task on 2 questions (no adapter)."""
+    return evaluate_model(str(tiny_llama), tasks=[perplexity_task()], data_dir=datakit, limit=2, device="cpu",
+                          precision="fp32", seed=0, show_progress=False)  # fmt: skip
+
+
+def _direct(tiny_llama, datakit, tasks, **kwargs):
+    import lm_eval
+
+    from kmq.evaluate.tasks import task_manager
+
+    names = [t for t in tasks if isinstance(t, str)]
+    return lm_eval.simple_evaluate(
+        model="hf", model_args={"pretrained": str(tiny_llama), "dtype": "float32", "device": "cpu"}, tasks=tasks,
+        task_manager=task_manager(datakit, tasks=names), log_samples=False, **SEEDS, **kwargs,
+    )  # fmt: skip
+
+
+def test_same_numbers_as_lm_eval_called_directly(run, tiny_llama, datakit):
+    results, _ = run
+    direct = _direct(tiny_llama, datakit, TASKS.split(","), limit=4, num_fewshot=1, batch_size=4,
+                     gen_kwargs={"max_gen_toks": 16})  # fmt: skip
+    expected_metrics = {"arc_easy": {"acc", "acc_norm"},
+                        "gsm8k": {"exact_match,strict-match", "exact_match,flexible-extract"}}  # fmt: skip
+    for task, names in expected_metrics.items():
+        entry, row = results["tasks"][task], direct["results"][task]
+        assert set(entry["metrics"]) == names
+        assert (entry["metrics"], entry["stderr"]) == split_metrics(row)
+        assert entry["metrics"]["acc_norm" if task == "arc_easy" else "exact_match,strict-match"] == (
+            row["acc_norm,none" if task == "arc_easy" else "exact_match,strict-match"]
+        )
+        assert entry["n"] == direct["n-samples"][task]["effective"] == 4
+        assert entry["available"] == direct["n-samples"][task]["original"] > 4
+        assert entry["num_fewshot"] == direct["n-shot"][task] == 1
+        assert entry["version"] == direct["versions"][task]
+
+
+def test_continuous_metrics_equal_lm_eval_called_directly(perplexity, tiny_llama, datakit):
+    direct = _direct(tiny_llama, datakit, [perplexity_task()], limit=2, batch_size=8)
+    entry = perplexity["tasks"]["kmq_test_perplexity"]
+    assert entry["metrics"] == split_metrics(direct["results"]["kmq_test_perplexity"])[0]
+    assert entry["metrics"]["word_perplexity"] > 1.0 and entry["n"] == 2
+
+
+def test_results_schema(run, tiny_llama, datakit):
+    results, out = run
+    assert set(results) == {"kmq_version", "lm_eval_version", "model", "adapter", "backend", "device", "precision",
+                            "seed", "limit", "tasks", "settings", "timings"}  # fmt: skip
+    assert results["model"] == {"name": str(tiny_llama), "path": str(tiny_llama.resolve()),
+                                "fingerprint": "sha256:" + sha256_tree(tiny_llama)}  # fmt: skip
+    assert results["adapter"] is None
+    assert (results["backend"], results["device"], results["precision"], results["seed"], results["limit"]) == (
+        "hf", "cpu", "fp32", 0, 4)  # fmt: skip
+    assert list(results["tasks"]) == ["arc_easy", "gsm8k"]
+    arc, gsm = results["tasks"]["arc_easy"], results["tasks"]["gsm8k"]
+    assert (arc["primary"], gsm["primary"]) == ("acc_norm", "exact_match,strict-match")
+    for entry in (arc, gsm):
+        assert entry["value"] == entry["metrics"][entry["primary"]] and entry["limited"] is True
+        assert entry["settings"]["source"] == "kmq" and len(entry["settings"]["sha256"]) == 64
+        assert set(entry["stderr"]) == set(entry["metrics"])
+    assert gsm["settings"]["files"].keys() == {"gsm8k_test/gsm8k_test.jsonl", "gsm8k_train/gsm8k_train.jsonl"}
+    assert results["settings"]["max_new_tokens"] == 16 and results["settings"]["data_dir"] == str(datakit.resolve())
+    assert set(results["timings"]) >= {"load_tasks_s", "load_model_s", "evaluate_s", "total_s"}
+    # the file: the same dict, keys sorted, written where asked
+    text = out.read_text(encoding="utf-8")
+    assert json.loads(text) == results
+    assert text == json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    table = results_table(results)
+    assert "| arc_easy | acc_norm | " in table and "| limit 4 |" in table
+
+
+def test_out_refuses_a_file_kmq_did_not_write(tiny_llama, datakit, tmp_path):
+    foreign = tmp_path / "notes.json"
+    foreign.write_text('{"mine": 1}\n')
+    with pytest.raises(OutputConflictError, match="--overwrite"):
+        evaluate_model(str(tiny_llama), tasks="arc_easy", data_dir=datakit, out=foreign)
+    with pytest.raises(OutputConflictError, match="input"):
+        evaluate_model(str(tiny_llama), tasks="arc_easy", data_dir=datakit, out=tiny_llama / "config.json")
+    assert foreign.read_text() == '{"mine": 1}\n'
+
+
+@pytest.fixture(scope="module")
+def lora(tiny_llama, tmp_path_factory):
+    """A LoRA adapter of the tiny Llama with random (non-zero) B matrices: it changes the logits."""
+    peft = pytest.importorskip("peft")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    cfg = peft.LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    path = tmp_path_factory.mktemp("eval-lora")
+    peft.get_peft_model(base, cfg).save_pretrained(path)
+    return path
+
+
+def test_adapter_is_applied_and_fingerprinted(perplexity, lora, tiny_llama, datakit):
+    res = evaluate_model(str(tiny_llama), adapter=str(lora), tasks=[perplexity_task()], data_dir=datakit, limit=2,
+                         device="cpu", precision="fp32", seed=0, show_progress=False)  # fmt: skip
+    assert res["model"] == perplexity["model"]
+    fingerprint = "sha256:" + sha256_tree(lora)
+    assert res["adapter"] == {"name": str(lora), "path": str(lora.resolve()), "fingerprint": fingerprint}
+    with_lora = res["tasks"]["kmq_test_perplexity"]["metrics"]
+    without = perplexity["tasks"]["kmq_test_perplexity"]["metrics"]
+    assert with_lora.keys() == without.keys()
+    assert all(with_lora[m] != pytest.approx(without[m], rel=1e-6) for m in with_lora)
+
+
+def test_judged_task_answers_with_the_model_and_asks_the_judge(tiny_llama, lora, datakit):
+    pytest.importorskip("openai")
+    from chat_server import ChatServer
+
+    prompts = []
+    with ChatServer(lambda m: (prompts.append(m), "Both are alike. [[C]]")[1]) as server:
+        res = evaluate_model(str(tiny_llama), adapter=str(lora), tasks="alpaca_eval", data_dir=datakit, limit=2,
+                             device="cpu", precision="fp32", max_new_tokens=4, seed=0, show_progress=False,
+                             judge=f"judge:test-judge@{server.url}")  # fmt: skip
+    entry = res["tasks"]["alpaca_eval"]
+    assert (entry["primary"], entry["value"], entry["n"], entry["limited"]) == ("win_rate", 0.5, 2, True)
+    assert "samples" not in entry and entry["settings"]["limit"] == 2
+    assert len(prompts) == 4  # 2 instructions, each judged in both orders
+    assert res["adapter"]["fingerprint"] == "sha256:" + sha256_tree(lora)
+
+
+# -- errors before anything heavy runs -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"backend": "tgi"}, "'backend' parameter"),
+        ({"precision": "int8"}, "'precision' parameter"),
+        ({"limit": 0}, "'limit' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"num_fewshot": -1}, "'num_fewshot' parameter"),
+        ({"tasks": []}, "'tasks' parameter"),
+        ({"tasks": "alpaca_eval"}, "--judge judge:MODEL@URL"),
+        ({"tasks": "mt_bench", "judge": "gpt-4o"}, "judge:MODEL@URL"),
+        ({"tasks": "humaneval"}, "--allow-code-execution"),
+    ],
+)
+def test_bad_parameters(tiny_llama, datakit, kwargs, match):
+    kwargs = {"tasks": "arc_easy", **kwargs}
+    with pytest.raises(InvalidParameterError, match=match):
+        evaluate_model(str(tiny_llama), data_dir=datakit, show_progress=False, **kwargs)
+
+
+def test_missing_model_and_adapter_folders(tiny_llama, datakit, tmp_path):
+    with pytest.raises(MissingArtifactError, match="does not exist"):
+        evaluate_model(str(tmp_path / "nothing"), tasks="arc_easy", data_dir=datakit)
+    with pytest.raises(MissingArtifactError, match="adapter_config.json"):
+        evaluate_model(str(tiny_llama), adapter=str(tmp_path), tasks="arc_easy", data_dir=datakit)
+
+
+def test_vllm_backend_without_vllm(tiny_llama, datakit):
+    pytest.importorskip("lm_eval")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vllm is installed")
+    with pytest.raises(MissingDependencyError, match="--backend hf"):
+        evaluate_model(str(tiny_llama), tasks="arc_easy", data_dir=datakit, backend="vllm", limit=1, **{
+            k: v for k, v in SETTINGS.items() if k in ("device", "precision")})  # fmt: skip
