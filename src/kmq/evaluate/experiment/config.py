@@ -61,6 +61,7 @@ class EvalSettings(Validated):
     num_fewshot: int | None = opt(None, "few-shot examples (None: each task's own setting)", min=0)
     data_dir: str | None = opt(None, "another copy of the datakit for the local tasks")
     batch_size: int | str | None = opt(None, "lm-eval batch size (an int or 'auto'; None: the harness default)")
+    max_new_tokens: int | None = opt(None, "generation tasks: longest answer in tokens (None: each task's)", min=1)
     allow_code_execution: bool = opt(False, "run generated code (humaneval, mbpp) in kmq's sandbox")
     judge: str | None = opt(None, "judge:MODEL@URL for alpaca_eval / mt_bench")
     backend: Literal["hf", "vllm"] = opt("hf", "hf | vllm")

@@ -194,8 +194,7 @@ class _Grid:
             "seed": cell.seed, "allow_code_execution": e.allow_code_execution, "judge": e.judge,
             "show_progress": self.show_progress,
         }  # fmt: skip
-        if e.batch_size is not None:
-            kwargs["batch_size"] = e.batch_size
+        kwargs.update({k: v for k in ("batch_size", "max_new_tokens") if (v := getattr(e, k)) is not None})
         result = evaluate(str(cd.folder("train") / "model"), **kwargs)
         write_json(tmp / "results.json", result)
         return {t: r.get("value") for t, r in sorted(result.get("tasks", {}).items())}
