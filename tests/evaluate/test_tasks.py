@@ -304,3 +304,18 @@ def test_simple_evaluate_on_a_tiny_llama(local_tasks, tiny_llama):
     assert res["configs"]["gsm8k"]["metadata"]["kmq_data_dir"] == str(local_tasks.metadata["kmq_data_dir"])
     with pytest.raises(ValueError, match="unsafe"):
         lm_eval.simple_evaluate(model=lm, tasks=["humaneval"], task_manager=local_tasks, limit=1)
+
+
+def test_lm_eval_per_task_noise_is_dropped(local_tasks):
+    import logging
+
+    seen = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append
+    logger = logging.getLogger("lm_eval.api.task")  # lm-eval logs "Custom kwargs can be passed..." once per task here
+    logger.addHandler(handler)
+    try:
+        local_tasks.load(["truthfulqa_mc1"])
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in seen if "Custom kwargs" in r.getMessage()]

@@ -98,8 +98,10 @@ PAPER_SUITE: dict[str, int] = {
 #: primary (metric, filter) of the paper tasks that kmq has no local version of
 _LM_EVAL_METRICS = {"hellaswag": ("acc_norm", "none")}
 _QUIET = (
-    "Custom kwargs can be passed to `--metadata`",  # logged once per task that has a custom_dataset (57 for mmlu)
+    ("Custom kwargs can be passed to `--metadata`",),  # once per task with a custom_dataset (57 for mmlu)
+    ("overrides existing task", str(DEFS_DIR)),  # one per shadowed lm-eval task (66): one info line instead
 )
+log = logging.getLogger(__name__)
 
 
 def expand_tasks(spec: str | Sequence[str]) -> list[str]:
@@ -181,13 +183,18 @@ def _manager(root: str | None, include_defaults: bool) -> Any:
 
     if root is None:
         return TaskManager(include_defaults=True)
-    return TaskManager(include_path=str(DEFS_DIR), include_defaults=include_defaults, metadata={"kmq_data_dir": root})
+    meta = {"kmq_data_dir": root}
+    manager = TaskManager(include_path=str(DEFS_DIR), include_defaults=include_defaults, metadata=meta)
+    if include_defaults:
+        log.info("kmq's local tasks on %s replace lm-eval's tasks of the same names (%s, mmlu_<subject>)", root,
+                 ", ".join(LOCAL_TASKS))  # fmt: skip
+    return manager
 
 
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(q in message for q in _QUIET)
+        return not any(all(part in message for part in parts) for parts in _QUIET)
 
 
 def _quiet_lm_eval() -> None:
