@@ -72,6 +72,7 @@ def _rows(out):
     return list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
 
 
+@pytest.mark.slow
 def test_grid_end_to_end_then_killed_and_resumed_equals_uninterrupted(grid, tiny_llama, datakit):
     ref, out = grid("ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
