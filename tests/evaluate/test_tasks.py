@@ -231,6 +231,8 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch, datakit):
     assert resolve_data_dir(tmp_path) == tmp_path  # an explicit folder wins over the variable
     with pytest.raises(InvalidParameterError, match=r"'data_dir'.*nowhere"):
         resolve_data_dir(tmp_path / "nowhere")
+    with pytest.raises(InvalidParameterError, match=r"'data_dir'.*Got ''"):
+        resolve_data_dir("")
     monkeypatch.setenv("KMQ_DATA_DIR", str(tmp_path / "gone"))
     with pytest.raises(InvalidParameterError, match=r"\$KMQ_DATA_DIR.*gone"):
         resolve_data_dir(None)

@@ -36,7 +36,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, *, required: bool = Tru
         if value is None or (what is None and not value):
             continue
         path = Path(value).expanduser()
-        if not path.is_dir():
+        if not str(value).strip() or not path.is_dir():
             source = what or f"${DATA_DIR_ENV}"
             raise InvalidParameterError(f"{source} must be a folder holding the datakit eval sets (mmlu/, arc/, "
                                         f"gsm8k_test/, ...). Got {str(value)!r}, which is not a folder.")  # fmt: skip
