@@ -38,6 +38,11 @@ def test_summary_names_embedder_scorer_and_duplicates(datakit, tmp_path, capsys)
                  "-q"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "method    kmq  allocation=equal within=softmax temperature=1.0" in out
+    assert ("embedder  hashing on conversations (pooled from the prompt and response vectors): 110 texts "
+            "(100 encoded, 0 cached, 10 duplicates of other texts)") in out  # 55 prompts + 55 responses
+    assert main(["select", str(pool), "--budget", "10", "--out", str(tmp_path / "j.jsonl"), "--embedder", "hashing",
+                 "--conversation-vectors", "joint", "-q"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
     assert "embedder  hashing on conversations: 55 texts (50 encoded, 0 cached, 5 duplicates of other texts)" in out
     assert "scorer    heuristic" in out
 

@@ -201,8 +201,11 @@ def test_pooled_conversation_vectors_need_no_third_pass(datakit, tmp_path):
     import kmq
 
     pool = datakit / "dolly_3k" / "dolly_3k.jsonl"
-    joint = kmq.select(str(pool), budget=100, embedder="hashing", out=tmp_path / "j.jsonl")
-    cfg = {"embed": {"embedder": "hashing", "conversation_vectors": "pooled"}}
+    cfg = {"embed": {"embedder": "hashing", "conversation_vectors": "joint"}}
+    (tmp_path / "joint.yaml").write_text(json.dumps(cfg))
+    joint = kmq.select(str(pool), budget=100, config=tmp_path / "joint.yaml", out=tmp_path / "j.jsonl")
+    assert joint.manifest["stages"]["embed"]["conversation"]["texts"] == len(joint.pool)  # one pass of whole texts
+    cfg = {"embed": {"embedder": "hashing"}}  # pooled is the default
     (tmp_path / "pooled.yaml").write_text(json.dumps(cfg))
     pooled = kmq.select(str(pool), budget=100, config=tmp_path / "pooled.yaml", out=tmp_path / "p.jsonl")
     st = pooled.manifest["stages"]["embed"]["conversation"]

@@ -209,13 +209,13 @@ class EmbedConfig(Validated):
     )
     embed_on: EmbedOn = opt("conversation", "text view to embed")
     conversation_vectors: Literal["joint", "pooled"] = opt(
-        "joint",
-        "conversation view: encode the joined text (joint) or pool the prompt and response vectors (pooled: the "
-        "heuristic's relevance then encodes nothing more, 2 encoder passes instead of 3)",
+        "pooled",
+        "conversation view: pool the prompt and response vectors (pooled: the heuristic's relevance then encodes "
+        "nothing more, 2 encoder passes instead of 3) or encode the joined text (joint)",
     )
     batch_size: int = opt(64, "windows per forward pass (openai: texts per request)", min=1)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = opt(
-        "fp32", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively"
+        "auto", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively, else fp32"
     )
     store_dtype: Literal["float32", "float16"] = opt(
         "float32",

@@ -134,10 +134,15 @@ def test_text_weights_are_token_counts(models):
 
 def test_cache_key_follows_pooling_precision_window_and_weights(models, tmp_path):
     path = str(models["llama"])
-    base = HFEmbedder(path)
+    base = HFEmbedder(path, precision="fp32")
     assert base.identity()["pooling"] == "mean" and base.identity()["precision"] == "fp32"
-    same = [HFEmbedder(path, batch_size=5), HFEmbedder(path, device="cpu"), get_embedder(f"hf:{path}")]
+    same = [HFEmbedder(path, batch_size=5, precision="fp32"), HFEmbedder(path, device="cpu", precision="fp32"),
+            get_embedder(f"hf:{path}", precision="fp32")]  # fmt: skip
     assert {e.key for e in same} == {base.key}
+    from kmq._cpu import resolve_precision
+
+    auto = HFEmbedder(path)  # the default decides at run time: fp32's key on AVX2, bf16's on AMX
+    assert auto.key == HFEmbedder(path, precision=resolve_precision("auto")).key
     other = [HFEmbedder(path, pooling="last"), HFEmbedder(path, pooling="cls"), HFEmbedder(path, precision="bf16"),
              HFEmbedder(path, precision="fp16"), HFEmbedder(path, max_length=32)]  # fmt: skip
     assert len({base.key, *(e.key for e in other)}) == 6

@@ -155,7 +155,8 @@ def summary(sel) -> list[str]:
     if conv:
         lines.append("convert   " + _conversion_line(conv))
     for view, st in m["stages"].get("embed", {}).items():
-        lines.append(f"embedder  {st['embedder']} on {view}s: " + _embed_counts(st))
+        how = " (pooled from the prompt and response vectors)" if st.get("conversation_vectors") == "pooled" else ""
+        lines.append(f"embedder  {st['embedder']} on {view}s{how}: " + _embed_counts(st))
     dd = m["stages"].get("dedup")
     if dd and dd["records"] != dd["kept"]:
         lines.append(

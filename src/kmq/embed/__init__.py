@@ -37,7 +37,7 @@ def get_embedder(
     spec: str,
     *,
     device: str = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     batch_size: int = 64,
     trust_remote_code: bool = False,
     max_length: int | None = None,

@@ -60,7 +60,7 @@ class HFEmbedder(Embedder):
     pooling : {"mean", "last", "cls"}, default "mean"
     device : str, default "cpu"
         Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-    precision : {"auto", "fp32", "bf16", "fp16"}, default "fp32"
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
     batch_size : int, default 32
         Texts per forward pass.
     max_length : int or None, default None
@@ -91,7 +91,7 @@ class HFEmbedder(Embedder):
         *,
         pooling: Literal["mean", "last", "cls"] = "mean",
         device: str = "cpu",
-        precision: Literal["auto", "fp32", "bf16", "fp16"] | str = "fp32",
+        precision: Literal["auto", "fp32", "bf16", "fp16"] | str = "auto",
         batch_size: int = 32,
         max_length: int | None = None,
         revision: str | None = None,

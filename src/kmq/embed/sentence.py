@@ -50,7 +50,7 @@ class SentenceTransformerEmbedder(Embedder):
     model : str
         Hub name or local folder. ``"minilm"`` means the bundled all-MiniLM-L6-v2.
     device : str, default "cpu"
-    precision : {"auto", "fp32", "bf16", "fp16"}, default "fp32"
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
         ``auto`` picks at run time (:func:`kmq._cpu.resolve_precision`): bf16 on a CPU that multiplies bf16
         natively (AVX512-BF16 or AMX: about 2x fp32's speed there), fp32 on other CPUs (AVX2 emulates bf16,
         several times slower), bf16 or else fp16 on a GPU. fp16 is for GPUs only. The precision that ran is in
@@ -70,7 +70,7 @@ class SentenceTransformerEmbedder(Embedder):
         model: str = "minilm",
         *,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         batch_size: int = 64,
         trust_remote_code: bool = False,
     ) -> None:
