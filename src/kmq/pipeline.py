@@ -170,7 +170,7 @@ def run_select(
         reason=picked.reason or [method.name] * budget,
         pool=pool,
         config=cfg,
-        duplicates=[(pool.ids[i], pool.ids[j]) for i, j in enumerate(dup_of.tolist()) if j >= 0],
+        duplicates=[(pool.ids[i], pool.ids[dup_of[i]]) for i in np.flatnonzero(dup_of >= 0).tolist()],
         explain=dict(getattr(picked, "explain", None) or {}),
         contamination=found,
     )
@@ -292,7 +292,7 @@ def run_diagnostics(selection: Selection, X: np.ndarray | None, candidates: np.n
     from kmq.metrics import diagnostics, prompt_keys
 
     pool, info = selection.pool, selection.pool_info
-    first = (next((t["content"] for t in turns if t["role"] == "user"), "") for turns in pool.messages)
+    first = pool.messages.first_user()  # from the Arrow turns, no dict per turn
     columns = pool.columns()
     fields = {f: [None if v is None else str(v) for v in pool.column(f)] for f in MIX_FIELDS if f in columns}
     stratify = getattr(selection.config, "stratify", None)

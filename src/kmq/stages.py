@@ -402,7 +402,7 @@ class Stages:
         if mode == "none":
             return np.full(n, -1, dtype=np.int64)
         start = time.perf_counter()
-        dup_of = exact_duplicates(self.pool.texts("conversation"))
+        dup_of = exact_duplicates(self.pool.messages.lazy_texts("conversation"))  # decoded a batch at a time
         exact = int((dup_of >= 0).sum())
         if mode == "near":
             labels, _ = self.clusters(budget).value
@@ -468,7 +468,7 @@ class Stages:
         becomes kmeans-random; say so instead.
         """
         n = len(self.pool)
-        empty = sum(1 for t in self.pool.texts("response") if not t.strip())
+        empty = sum(1 for batch in self.pool.iter_texts("response") for t in batch if not t.strip())
         if not empty:
             return 0
         sc = self.cfg.score

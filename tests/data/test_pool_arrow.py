@@ -47,6 +47,11 @@ def test_messages_round_trip_and_views(records, chunk):
         want = [_view(turns, view) for turns in records]
         assert m.texts(view) == want
         assert [t for batch in m.iter_texts(view, batch_size=3) for t in batch] == want
+        lazy = m.lazy_texts(view, batch_size=2)
+        assert len(lazy) == len(want) and list(lazy) == want
+        assert lazy[1:5] == want[1:5] and lazy[::-2] == want[::-2]
+        if want:
+            assert lazy[-1] == want[-1] and lazy[0] == want[0]
     first = [next((t["content"] for t in turns if t["role"] == "user"), "") for turns in records]
     assert m.first_user() == first
     assert m.utf8 == all(

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from kmq.data.formats import MESSAGE_ROLES, Turn
 
-__all__ = ["ROLES", "Messages", "MessagesBuilder"]
+__all__ = ["ROLES", "LazyTexts", "Messages", "MessagesBuilder"]
 
 #: role codes of :attr:`Messages.roles`
 ROLES = MESSAGE_ROLES
@@ -220,6 +220,10 @@ class Messages(Sequence):
         for lo in range(0, len(arr), batch_size):
             yield self._decode(arr.slice(lo, batch_size))
 
+    def lazy_texts(self, view: str, batch_size: int = _BATCH) -> LazyTexts:
+        """The texts of ``view`` as a sequence that decodes them on access, a batch at a time (no list of n str)."""
+        return LazyTexts(self, view, batch_size)
+
     def first_user(self) -> list[str]:
         """The first user turn's content of every record (``""`` when there is none)."""
         user = np.flatnonzero(self.roles == _CODE["user"])
@@ -231,3 +235,30 @@ class Messages(Sequence):
         has = (first >= self.offsets[:-1]) & (first < self.offsets[1:])
         taken = self._decode(self.contents.take(pa.array(np.where(has, first, 0))))
         return [t if h else "" for t, h in zip(taken, has.tolist(), strict=True)]
+
+
+class LazyTexts(Sequence):
+    """One view's texts, decoded on access: ``len``, ``[i]`` and iteration in batches (:meth:`Messages.lazy_texts`)."""
+
+    def __init__(self, messages: Messages, view: str, batch_size: int = _BATCH) -> None:
+        self.messages, self.view, self.batch_size = messages, view, batch_size
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, index: Any) -> Any:
+        arr = self.messages.text_array(self.view).view(pa.large_binary())
+        if isinstance(index, slice):
+            lo, hi, step = index.indices(len(arr))
+            if step != 1:
+                return [self[i] for i in range(lo, hi, step)]
+            return self.messages._decode(arr.slice(lo, max(0, hi - lo)))
+        i = operator.index(index)
+        i = i + len(arr) if i < 0 else i
+        if not 0 <= i < len(arr):
+            raise IndexError(f"text index {index} out of range for {len(arr)} records")
+        return self.messages._decode(arr.slice(i, 1))[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for batch in self.messages.iter_texts(self.view, self.batch_size):
+            yield from batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -154,11 +155,25 @@ def _normalize_rows(path: Path, arr: np.ndarray, on_chunk: Callable[[np.ndarray]
         rows[(norms <= 0)[:, 0]] = 0
         if on_chunk is not None:
             on_chunk(rows)
+        _drop_pages(arr, lo, lo + len(block))
     if zero:
         logger.warning("%s: %d all-zero rows (they stay zero and match no centroid well)", path, zero)
     if not unit:
         logger.info("%s: rows are not unit-norm; normalising them (k-means runs on cosine geometry)", path)
     return out
+
+
+def _drop_pages(arr: np.ndarray, lo: int, hi: int) -> None:
+    """Drop the mapped file pages of rows ``lo:hi`` (read once): while mapped they count in the process's RSS,
+    which would hold the file beside its float32 copy (2x the matrix at peak). Added by H8 (scale)."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED") or not arr.flags.c_contiguous:
+        return
+    row = arr.strides[0]
+    base = arr.offset - arr.offset % mmap.ALLOCATIONGRANULARITY  # where np.memmap's mapping starts in the file
+    start, stop = arr.offset - base + lo * row, arr.offset - base + hi * row
+    start -= start % mmap.PAGESIZE
+    mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
 def _check_finite(path: Path, arr: np.ndarray, block: np.ndarray, lo: int) -> None:
