@@ -98,6 +98,7 @@ def run_select(folder: Path, cache: Path, out: Path, *, budget: int, k: int, ext
         "--budget", str(budget), "--out", str(out), "--overwrite", "-q", *extra,
     ]  # fmt: skip
     env = {**os.environ, "KMQ_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     err = proc.stderr.read()
@@ -107,7 +108,8 @@ def run_select(folder: Path, cache: Path, out: Path, *, budget: int, k: int, ext
         raise SystemExit(f"kmq select failed ({os.waitstatus_to_exitcode(status)}):\n{err[-4000:]}")
     hwm = [int(line.split()[2]) / 1024 for line in err.splitlines() if line.startswith("SCALE VmHWM")]
     return {"seconds": round(wall, 1), "vmhwm_mib": round(hwm[0]) if hwm else None,
-            "maxrss_mib": round(usage.ru_maxrss / 1024)}  # fmt: skip
+            "maxrss_mib": round(usage.ru_maxrss / 1024), "load_before": load,
+            "load_after": os.getloadavg()[0]}  # fmt: skip
 
 
 def main() -> None:
@@ -147,7 +149,8 @@ def main() -> None:
     for name, r in runs:
         peak = r["vmhwm_mib"] or r["maxrss_mib"]
         print(f"{name}: {r['seconds']:8.1f} s  peak RSS {peak:8,.0f} MiB  = {peak / matrix_mib:.2f}x the float32 "
-              f"matrix, {peak / file_mib:.2f}x the .npy file  (ru_maxrss {r['maxrss_mib']:,} MiB)")  # fmt: skip
+              f"matrix, {peak / file_mib:.2f}x the .npy file  (ru_maxrss {r['maxrss_mib']:,} MiB; 1-min load "
+              f"{r['load_before']:.1f} -> {r['load_after']:.1f})")  # fmt: skip
     print(json.dumps({"n": args.n, "dtype": dtype, "load": load, "runs": runs}))
 
 
