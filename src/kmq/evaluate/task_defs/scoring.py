@@ -2,7 +2,7 @@
 
 The code tasks (``humaneval``, ``mbpp``) are ``unsafe_code: true``: lm-eval refuses them unless the caller
 passes ``confirm_run_unsafe_code=True`` (``kmq eval --allow-code-execution``). Each generated program runs in
-:func:`kmq.evaluate.sandbox.run_program` (a subprocess with time and memory limits and no network); a sample
+:func:`kmq.evaluate.sandbox.run_programs` (a subprocess with time and memory limits and no network); a sample
 passes when the program exits cleanly, i.e. every assert held. With ``repeats`` n > 1 samples per problem,
 pass@k is the unbiased estimator of Chen et al. (2021) over the n samples.
 """
@@ -58,13 +58,13 @@ def _samples(results: list) -> list[str]:
 
 def _pass_rates(programs: list[str]) -> dict[str, float]:
     try:
-        from kmq.evaluate.sandbox import pass_at_k, run_program
+        from kmq.evaluate.sandbox import pass_at_k, run_programs
     except ImportError as err:  # the sandbox module is written alongside these tasks
         from kmq.errors import MissingDependencyError
 
         raise MissingDependencyError(
             "The code tasks need kmq.evaluate.sandbox, which this kmq build does not have: update kmq."
         ) from err
-    passed = sum(bool(run_program(p, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB).passed) for p in programs)
+    passed = sum(bool(o.passed) for o in run_programs(programs, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB))
     n = len(programs)
     return {f"pass@{k}": float(pass_at_k(n, passed, k)) for k in PASS_AT if k <= n}
