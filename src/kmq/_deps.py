@@ -19,6 +19,8 @@ _PIP = {
     "peft": "kmq[train]",
     "accelerate": "kmq[train]",
     "vllm": "kmq[vllm]",
+    "lm_eval": "kmq[eval]",
+    "ray": "kmq[ray]",
     "sklearn": "scikit-learn",
 }
 
