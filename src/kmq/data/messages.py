@@ -17,6 +17,7 @@ roles of a view selected by a mask and the offsets recounted, so a view costs it
 from __future__ import annotations
 
 import operator
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,7 +51,7 @@ class MessagesBuilder:
 
     def __init__(self, chunk: int = 65536) -> None:
         self.chunk = chunk
-        self._offsets = [0]
+        self._offsets = array("q", [0])  # 8 bytes a record, no int objects
         self._roles = bytearray()
         self._contents: list[str] = []
         self._records = 0
@@ -81,7 +82,8 @@ class MessagesBuilder:
         self._flush()
         contents = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.large_binary())
         self._chunks = []
-        offsets = np.asarray(self._offsets, dtype=np.int64)
+        offsets = np.frombuffer(self._offsets, dtype=np.int64).copy()
+        self._offsets = array("q", [0])
         roles = np.frombuffer(bytes(self._roles), dtype=np.int8)
         return Messages(offsets, roles, contents, utf8=self._utf8)
 
