@@ -1,108 +1,143 @@
-"""What checking cache digests costs a warm run: `VectorStore` load + lookup + gather of 1M cached vectors.
+"""The vector cache at scale: open + lookup + gather of n cached vectors, n = 100k, 1M, 10M (d = 384).
 
-Writes n random unit vectors (384-d float32: 1.5 GB at n = 1M) into a vector store in blocks of 1024, as
-an embedder does, then times, alternately in this one process, the warm path of ``Embedder.encode``
-(open the store, find which keys are cached, gather their rows in pool order) with ``verify=False`` and
-with ``verify=True`` (every shard's XXH3-128 digests checked before its first read; the per-process memo
-of checked shards is cleared before each run, so each timed run pays the full check). The shards stay in
-the page cache (the machine has the memory), so this is the warm-cache case the check must not slow.
-Also times one bare hashing pass over all vector bytes with XXH3-128 and with BLAKE2b, for the hash choice.
+For each n, writes n random unit vectors into a vector store in shards of ``--block`` rows (what an embedder
+writes: one shard per block of 1,024 texts), then times, alternately in this one process:
 
-    .venv/bin/python benchmarks/bench_cache.py [--n 1000000] [--dim 384] [--repeats 5]
+``reopen``   what an ``Embedder.encode`` after the first pays now: the process's index is kept and only
+             caught up with the folder (one listing, a stat per shard);
+``cold``     a first open in a process (every shard opened, the index sorted once), as every ``encode``
+             paid before;
+``old``      the store before this change (``--baseline`` commit, read with ``git show``): a fresh sort
+             and a fresh open per store; at n <= ``--old-max`` only.
+
+Each arm runs open, ``contains`` (which keys are cached) and a gather of all n rows in a shuffled pool
+order: ``gather`` into one (n, d) float32 matrix where it fits in memory (n <= ``--full-max``), and
+``iter_gather`` in blocks of 65,536 rows (what a batched consumer such as a faiss assignment takes) at
+every n. Then compacts the store and times the same arms again. Digest checks are on (each shard is
+checked once per process; the timed runs after the first do not repeat them). Prints seconds per arm
+(medians) and ns per vector, so linearity reads off the last column.
+
+    .venv/bin/python benchmarks/bench_cache.py [--sizes 100000,1000000,10000000] [--store-dtype float16]
+        [--block 1024] [--repeats 3] [--dir /work/tmp]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
-import xxhash
 
 from kmq import cache
 from kmq.cache import KEY_DTYPE, VectorStore
 
+DIM = 384
 
-def build(folder: Path, n: int, dim: int, block: int) -> np.ndarray:
+
+def build(folder: Path, n: int, block: int, store_dtype: str) -> np.ndarray:
     """A store of n random unit vectors in shards of ``block``; returns the keys in a shuffled "pool" order."""
     rng = np.random.default_rng(0)
     keys = np.frombuffer(rng.bytes(16 * n), dtype=KEY_DTYPE).copy()
-    store = VectorStore(folder, dim)
+    store = VectorStore(folder, DIM, store_dtype=store_dtype)
     for lo in range(0, n, block):
-        x = rng.standard_normal((min(block, n - lo), dim), dtype=np.float32)
+        x = rng.standard_normal((min(block, n - lo), DIM), dtype=np.float32)
         store.add(keys[lo : lo + block], x / np.linalg.norm(x, axis=1, keepdims=True))
     return keys[rng.permutation(n)]
 
 
-def warm_run(folder: Path, keys: np.ndarray, dim: int, *, verify: bool) -> tuple[list[float], np.ndarray]:
-    """Wall seconds of (open the store, find the cached keys, gather the rows, all three) and CPU seconds of all
-    three (user + system of this process: less disturbed by other processes than wall time), and the rows."""
-    cache._VERIFIED.clear()  # each timed run checks every shard again (a process checks a shard once)
-    c0 = time.process_time()
+def old_module(commit: str) -> types.ModuleType:
+    """kmq.cache as of ``commit`` (its VectorStore reads the same shards)."""
+    src = subprocess.run(["git", "show", f"{commit}:src/kmq/cache.py"], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent).stdout  # fmt: skip
+    mod = types.ModuleType("kmq_cache_old")
+    exec(compile(src, f"{commit}:src/kmq/cache.py", "exec"), mod.__dict__)
+    return mod
+
+
+def run(arm: str, folder: Path, keys: np.ndarray, store_dtype: str, full: bool, old) -> dict[str, float]:
+    """Seconds of open, contains, gather (full), iter_gather, for one arm."""
+    if arm != "reopen":
+        cache._OPEN.clear()
     t0 = time.perf_counter()
-    store = VectorStore(folder, dim, verify=verify)
+    if arm == "old":
+        store = old.VectorStore(folder, DIM, dtype=store_dtype)
+    else:
+        store = VectorStore(folder, DIM, store_dtype=store_dtype)
     t1 = time.perf_counter()
-    found = store.contains(keys)  # the shards are checked here, at their first read
+    found = store.contains(keys)
     t2 = time.perf_counter()
-    _, out = store.gather(keys)
-    t3 = time.perf_counter()
-    c3 = time.process_time()
     if not found.all():
-        raise SystemExit(f"only {found.sum()} of {len(keys)} keys found (verify={verify})")
-    return [t1 - t0, t2 - t1, t3 - t2, t3 - t0, c3 - c0], out
+        raise SystemExit(f"{arm}: only {found.sum()} of {len(keys)} keys found")
+    out = {"open": t1 - t0, "contains": t2 - t1}
+    if full:
+        t3 = time.perf_counter()
+        x = store.gather(keys)[1]
+        out["gather"] = time.perf_counter() - t3
+        del x
+    if arm != "old":
+        t4 = time.perf_counter()
+        rows = 0
+        for _, f, _v in store.iter_gather(keys):
+            rows += int(f.sum())
+        out["iter_gather"] = time.perf_counter() - t4
+        if rows != len(keys):
+            raise SystemExit(f"{arm}: iter_gather found {rows} of {len(keys)}")
+    return out
 
 
-def hash_pass(folder: Path, fn) -> float:
-    start = time.perf_counter()
-    for shard in sorted(folder.glob("shard-*")):
-        fn(memoryview(np.load(shard / "vectors.npy", mmap_mode="r").reshape(-1).view(np.uint8)))
-    return time.perf_counter() - start
+def bench(folder: Path, keys: np.ndarray, args, old, label: str) -> None:
+    n = len(keys)
+    full = n <= args.full_max
+    arms = ["reopen", "cold"] + (["old"] if old is not None and n <= args.old_max else [])
+    VectorStore(folder, DIM, store_dtype=args.store_dtype).contains(keys)  # first touch: digests, page cache
+    times: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
+    for r in range(args.repeats):
+        for arm in arms if r % 2 == 0 else arms[::-1]:
+            times[arm].append(run(arm, folder, keys, args.store_dtype, full, old))
+    shards = len(list(folder.glob("shard-*")))
+    for arm in arms:
+        med = {k: statistics.median(t[k] for t in times[arm]) for k in times[arm][0]}
+        total = med["open"] + med["contains"] + med.get("gather", med.get("iter_gather", 0))
+        cells = "  ".join(f"{k} {v:7.3f}" for k, v in med.items())
+        print(f"n={n:>10,} {label:>9} ({shards:>5} shards) {arm:>6}: {cells}  | open+contains+gather "
+              f"{total:7.3f} s = {total / n * 1e9:6.0f} ns/vector", flush=True)  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--sizes", default="100000,1000000,10000000")
+    ap.add_argument("--store-dtype", default="float16", choices=["float32", "float16"])
     ap.add_argument("--block", type=int, default=1024, help="vectors per shard (the embedders' block size)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs of each arm, alternated")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each arm, alternated")
+    ap.add_argument("--full-max", type=int, default=2_000_000, help="largest n gathered into one matrix")
+    ap.add_argument("--old-max", type=int, default=1_000_000, help="largest n the old store is timed at")
+    ap.add_argument("--baseline", default="f202dd2", help="commit of the old store ('' to skip it)")
+    ap.add_argument("--dir", default=None, help="scratch folder (the 10M float16 store takes 7.9 GB)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        folder = Path(tmp) / "vectors" / "bench"
-        start = time.perf_counter()
-        keys = build(folder, args.n, args.dim, args.block)
-        shards = len(list(folder.glob("shard-*")))
-        gb = args.n * args.dim * 4 / 1e9
-        built = time.perf_counter() - start
-        print(f"wrote {args.n:,} x {args.dim} float32 ({gb:.2f} GB) in {shards} shards: {built:.1f} s")
-        warm_run(folder, keys, args.dim, verify=True)  # first touch: page cache, imports, allocator
-        times: dict[bool, list[list[float]]] = {False: [], True: []}
-        reference = None
-        for r in range(args.repeats):
-            for verify in (False, True) if r % 2 == 0 else (True, False):
-                seconds, out = warm_run(folder, keys, args.dim, verify=verify)
-                times[verify].append(seconds)
-                if reference is None:
-                    reference = out
-                elif not np.array_equal(out, reference):
-                    raise SystemExit("the two arms returned different vectors")
-                del out
-        xxh = hash_pass(folder, lambda m: xxhash.xxh3_128(m).digest())
-        b2 = hash_pass(folder, lambda m: hashlib.blake2b(m, digest_size=16).digest())
-    med = {v: [statistics.median(run[i] for run in times[v]) for i in range(5)] for v in times}
-    print(f"{'median seconds':24} {'open':>7} {'lookup':>7} {'gather':>7} {'total':>7} {'CPU':>7}   total of each run")
-    for verify in (False, True):
-        runs = ", ".join(f"{run[3]:.2f}" for run in times[verify])
-        print(f"{f'verify={verify}':24} " + " ".join(f"{t:7.3f}" for t in med[verify]) + f"   {runs}")
-    off, on = med[False][3], med[True][3]
-    cpu_off, cpu_on, check = med[False][4], med[True][4], med[True][1] - med[False][1]
-    print(f"ratio verify/no-verify: wall {on / off:.3f} ({on - off:+.3f} s), CPU {cpu_on / cpu_off:.3f} "
-          f"({cpu_on - cpu_off:+.3f} s); lookup (where the check runs) {check:+.3f} s")  # fmt: skip
-    print(f"one hashing pass over {gb:.2f} GB: xxh3_128 {xxh:.3f} s ({gb / xxh:.1f} GB/s), "
-          f"blake2b {b2:.3f} s ({gb / b2:.2f} GB/s)")  # fmt: skip
+    old = old_module(args.baseline) if args.baseline else None
+    for n in [int(s) for s in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            folder = Path(tmp) / "vectors" / "bench"
+            t0 = time.perf_counter()
+            keys = build(folder, n, args.block, args.store_dtype)
+            gb = sum(p.stat().st_size for p in folder.rglob("*.npy")) / 1e9
+            print(f"n={n:,}: wrote {gb:.2f} GB ({args.store_dtype}) in {len(list(folder.glob('shard-*')))} shards "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+            cache._OPEN.clear()
+            bench(folder, keys, args, old, "as written")
+            t0 = time.perf_counter()
+            stats = VectorStore(folder, DIM, store_dtype=args.store_dtype).compact()
+            print(f"n={n:,}: compacted {stats['merged']} shards into {stats['written']} in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+            bench(folder, keys, args, old, "compacted")
+            cache._OPEN.clear()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

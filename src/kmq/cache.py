@@ -6,7 +6,12 @@ Everything expensive is cached under one directory (``$KMQ_CACHE_DIR``, default 
     Per-text rows (vectors, or per-example scores) keyed by a 128-bit BLAKE2b digest of the text. A
     shard is written atomically (a folder renamed into place) as soon as a block is computed, so an
     interrupted run keeps what it finished and the next run computes only the rest. Any pool sharing a
-    text reuses its row. :func:`cached_map` is that loop, for embedders and scorers alike.
+    text reuses its row. :func:`cached_map` is that loop, for embedders and scorers alike. A process
+    keeps one sorted index per store folder and catches it up with the folder on each open (shards
+    another process wrote are seen, compacted ones dropped); lookups and gathers are O(n log n). Vectors
+    may be stored as float16 (``--store-dtype float16``: half the disk and page cache, returned as
+    float32, in a folder of their own). Small shards are compacted into shards of about 256 MiB once a
+    folder holds 64 of them (:meth:`VectorStore.compact`).
 ``artifacts/<kind>/<key>/``
     Whole-array results (cluster labels and centroids, quality scores) keyed by a digest of
     everything that determines them.
@@ -423,7 +428,9 @@ class _Index:
         if len(self.hi) == 0 or len(keys) == 0:
             return np.full(len(keys), -1, dtype=np.int64)
         q = _words(keys)
-        pos = np.minimum(np.searchsorted(self.hi, q[:, 0]), len(self.hi) - 1)
+        order = np.argsort(q[:, 0])  # searching in key order walks the index forwards: far fewer cache misses
+        pos = np.empty(len(q), dtype=np.int64)
+        pos[order] = np.minimum(np.searchsorted(self.hi, q[order, 0]), len(self.hi) - 1)
         same = self.hi[pos] == q[:, 0]
         found = same & (self.lo[pos] == q[:, 1])
         for i in np.flatnonzero(same & ~found):  # distinct keys sharing a first word (rare): scan that run
@@ -526,7 +533,8 @@ class VectorStore:
                 pos = ix.search(keys)
                 found = pos >= 0
                 sid, row = ix.sid[pos[found]], ix.row[pos[found]]
-                if not self.verify or all([ix.verified(s) for s in np.unique(sid).tolist()]):
+                used = np.flatnonzero(np.bincount(sid, minlength=len(ix.shards))).tolist()
+                if not self.verify or all([ix.verified(s) for s in used]):
                     return found, sid, row
                 # a damaged shard was dropped: its keys may sit in another shard, look again
 
