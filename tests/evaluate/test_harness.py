@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("lm_eval")
 pytest.importorskip("transformers")
@@ -148,12 +150,48 @@ def test_judged_task_answers_with_the_model_and_asks_the_judge(tiny_llama, lora,
     with ChatServer(lambda m: (prompts.append(m), "Both are alike. [[C]]")[1]) as server:
         res = evaluate_model(str(tiny_llama), adapter=str(lora), tasks="alpaca_eval", data_dir=datakit, limit=2,
                              device="cpu", precision="fp32", max_new_tokens=4, seed=0, show_progress=False,
-                             judge=f"judge:test-judge@{server.url}")  # fmt: skip
+                             judge="judge:test-judge@" + server.url.replace("://", "://me:sk-secret@"))  # fmt: skip
     entry = res["tasks"]["alpaca_eval"]
     assert (entry["primary"], entry["value"], entry["n"], entry["limited"]) == ("win_rate", 0.5, 2, True)
     assert "samples" not in entry and entry["settings"]["limit"] == 2
     assert len(prompts) == 4  # 2 instructions, each judged in both orders
     assert res["adapter"]["fingerprint"] == "sha256:" + sha256_tree(lora)
+    assert "sk-secret" not in json.dumps(res) and "***@" in res["settings"]["judge"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(
+    st.tuples(st.from_regex(r"[a-z][a-z_@0-9]{0,8}", fullmatch=True).filter(lambda m: not m.endswith("_stderr")),
+              st.sampled_from(["none", "strict-match", "get-answer"])),
+    st.tuples(st.floats(allow_nan=True, allow_infinity=False), st.one_of(st.floats(0, 1), st.just("N/A"))),
+    max_size=6,
+))  # fmt: skip
+def test_split_metrics_keeps_every_metric_and_its_stderr(rows):
+    row = {"alias": "t", "name": "t", "sample_len": 3}
+    for (metric, filt), (value, err) in rows.items():
+        row[f"{metric},{filt}"] = value
+        row[f"{metric}_stderr,{filt}"] = err
+    metrics, stderr = split_metrics(row)
+    labels = {m if f == "none" else f"{m},{f}" for m, f in rows}
+    assert set(metrics) == set(stderr) == labels
+    for (metric, filt), (value, err) in rows.items():
+        label = metric if filt == "none" else f"{metric},{filt}"
+        assert metrics[label] == (None if value != value else value)  # NaN is written as null
+        assert stderr[label] == (None if err == "N/A" else err)
+
+
+def test_table_of_hand_made_results():
+    results = {"limit": 0.5, "tasks": {
+        "a": {"primary": "acc", "value": 0.25, "stderr": {"acc": 0.125}, "n": 8, "limited": True},
+        "b": {"primary": "score", "value": None, "stderr": {}, "n": 0, "limited": False},
+        "c": {"primary": "em", "value": 1.0, "stderr": {"em": None}, "n": 2, "limited": False},
+    }}  # fmt: skip
+    assert results_table(results, digits=2).splitlines() == [
+        "| task | metric | value | n | flag |", "| --- | --- | --- | --- | --- |",
+        "| a | acc | 0.25 ± 0.12 | 8 | limit 0.5 |", "| b | score | n/a | 0 |  |", "| c | em | 1.00 | 2 |  |",
+    ]  # fmt: skip
+    del results["tasks"]["a"]
+    assert results_table(results).splitlines()[0] == "| task | metric | value | n |"
 
 
 # -- errors before anything heavy runs -------------------------------------------------------------------------

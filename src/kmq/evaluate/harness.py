@@ -1,12 +1,10 @@
 """``kmq eval``: evaluate a model on lm-eval tasks, kmq's local tasks and the judge-based tasks; one results dict.
 
 The lm-eval tasks (any task name lm-eval knows, and kmq's local definitions for the datakit eval sets, see
-:mod:`kmq.evaluate.tasks`) run through ``lm_eval.simple_evaluate`` on a model kmq loads itself
-(:mod:`kmq.hf`: a local folder or a hub name, one-line errors when it is missing or offline, no remote code
-unless asked), wrapped in lm-eval's ``HFLM``; a LoRA adapter is applied with peft on top. ``backend="vllm"``
-uses lm-eval's vLLM model instead (with the adapter as a vLLM LoRA). The judge-based tasks (``alpaca_eval``,
-``mt_bench``) answer with kmq's greedy HF generator and are rated by a ``judge:MODEL@URL`` endpoint
-(:func:`kmq.evaluate.judged.run_judged`).
+:mod:`kmq.evaluate.tasks`) run through ``lm_eval.simple_evaluate`` on a model kmq loads itself, wrapped in
+lm-eval's ``HFLM``, a LoRA adapter applied with peft on top, or lm-eval's vLLM model (:mod:`kmq.evaluate.lm`).
+The judge-based tasks (``alpaca_eval``, ``mt_bench``) answer with kmq's greedy HF generator and are rated by a
+``judge:MODEL@URL`` endpoint (:func:`kmq.evaluate.judged.run_judged`).
 
 Tasks are loaded once, before the model: an unknown name, a code task without ``allow_code_execution`` or a
 judged task without ``judge`` fails before anything heavy runs. One ``seed`` sets lm-eval's Python, NumPy,
@@ -16,21 +14,18 @@ dict is the same apart from ``timings`` (see :func:`evaluate_model` for its keys
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import logging
 import os
 import re
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from kmq import hf
-from kmq._deps import require
-from kmq.errors import InvalidParameterError, MissingArtifactError, MissingDependencyError, invalid_parameter
+from kmq.errors import InvalidParameterError, MissingArtifactError, invalid_parameter
 from kmq.evaluate.identity import identity
+from kmq.evaluate.lm import DEFAULT_BATCH_SIZE, build_lm, merged_model, quiet_libraries
 from kmq.evaluate.results import is_results_file, task_entries, write_results
 from kmq.redact import redact, redact_url
 
@@ -39,8 +34,6 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("hf", "vllm")
 JUDGED = ("alpaca_eval", "mt_bench")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: batch size when none is given (lm-eval's own default is 1: slow for log-likelihood tasks)
-DEFAULT_BATCH_SIZE = 8
 #: longest answer of the judge-based tasks when ``max_new_tokens`` is None (lm-eval tasks keep their own)
 JUDGED_MAX_NEW_TOKENS = 1024
 _OWNER = "evaluate_model"
@@ -123,6 +116,9 @@ def evaluate_model(
     names, configs = _split_tasks(tasks)
     judged = [n for n in names if n in JUDGED]
     _check_judge(judged, judge)
+    if judged and isinstance(limit, float) and limit < 1:
+        raise InvalidParameterError(f"--limit {limit}: the judged tasks ({', '.join(judged)}) take a number of "
+                                    "records, not a fraction; pass an int.")  # fmt: skip
     plan = _plan_out(out, overwrite, model, adapter, data_dir)
     data = _data_dir(data_dir, names)
     device = hf.default_device(device)
@@ -130,7 +126,10 @@ def evaluate_model(
 
     prec = resolve_precision(precision, device)
     timings: dict[str, Any] = {}
-    with _quiet(show_progress):
+    logger.info("evaluating %s%s on %s (%s, %s%s)", model, f" + {adapter}" if adapter else "",
+                ", ".join(names + [c["task"] for c in configs]), device, prec,
+                f", limit {limit:g}" if limit is not None else "")  # fmt: skip
+    with quiet_libraries(show_progress):
         harness_tasks = [n for n in names if n not in JUDGED] + configs
         t0 = time.perf_counter()
         paper = "paper" in [p.strip() for t in ([tasks] if isinstance(tasks, str) else tasks)
@@ -267,7 +266,7 @@ def _load_tasks(specs: list[str | dict], data_dir: Path | None, allow_code_execu
     objects, tasks, top = [], {}, {}
     for spec in specs:
         name = spec if isinstance(spec, str) else spec["task"]
-        loaded = manager.load([spec])
+        loaded = _load_one(manager, spec, name)
         tasks.update(loaded["tasks"])
         top[name] = list(loaded["tasks"])
         objects += [loaded["groups"][name]] if name in loaded["groups"] else list(loaded["tasks"].values())
@@ -283,12 +282,32 @@ def _load_tasks(specs: list[str | dict], data_dir: Path | None, allow_code_execu
     return {"manager": manager, "objects": objects, "tasks": tasks, "top": top}
 
 
+def _load_one(manager: Any, spec: str | dict, name: str) -> dict[str, Any]:
+    """``manager.load([spec])``; a dataset that cannot be fetched (offline, no network) is one line naming the task."""
+    from kmq.errors import KmqError
+    from kmq.evaluate.tasks import LOCAL_TASKS
+
+    try:
+        return manager.load([spec])
+    except KmqError:
+        raise
+    except OSError as err:  # datasets' ConnectionError / DatasetNotFoundError
+        offline = hf.offline_variable() or ("HF_DATASETS_OFFLINE" if os.environ.get("HF_DATASETS_OFFLINE") else None)
+        note = f" ({offline} is set)" if offline else ""
+        detail = redact_url(" ".join(str(err).split()))[:300].rstrip(".")
+        raise MissingArtifactError(
+            f"Cannot load the data of the task {name!r}{note}: {detail}. lm-eval "
+            f"downloads its tasks' data from the Hugging Face hub: go online once, or use kmq's local tasks "
+            f"({', '.join(LOCAL_TASKS)}), which read the datakit."
+        ) from err
+
+
 def _run_harness(model, adapter, backend, loaded, *, data_dir, device, precision, batch_size, num_fewshot, seed, limit,
                  max_new_tokens, revision, trust_remote_code, timings) -> dict[str, Any]:  # fmt: skip
     import lm_eval
 
     t0 = time.perf_counter()
-    lm = _build_lm(model, adapter, backend, device=device, precision=precision, batch_size=batch_size, seed=seed,
+    lm = build_lm(model, adapter, backend, device=device, precision=precision, batch_size=batch_size, seed=seed,
                    revision=revision, trust_remote_code=trust_remote_code)  # fmt: skip
     timings["load_model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -303,47 +322,6 @@ def _run_harness(model, adapter, backend, loaded, *, data_dir, device, precision
     return task_entries(res, loaded, limit=limit, data_dir=data_dir)
 
 
-def _build_lm(model, adapter, backend, *, device, precision, batch_size, seed, revision, trust_remote_code) -> Any:
-    """lm-eval's ``HFLM`` over the model (and adapter) kmq loads, or its ``VLLM`` model."""
-    batch = batch_size or DEFAULT_BATCH_SIZE
-    if backend == "vllm":
-        return _build_vllm(model, adapter, precision=precision, batch_size=batch, seed=seed, revision=revision,
-                           trust_remote_code=trust_remote_code)  # fmt: skip
-    from lm_eval.models.huggingface import HFLM
-
-    source = hf.resolve(model, revision=revision, purpose="the evaluated model")
-    tok = hf.load_tokenizer(source, trust_remote_code=trust_remote_code, purpose="the evaluated model's tokenizer")
-    lm = hf.load_model("AutoModelForCausalLM", source, device=device, precision=precision,
-                       trust_remote_code=trust_remote_code, purpose="the evaluated model")  # fmt: skip
-    if adapter:
-        lm = _with_adapter(lm, adapter)
-    return HFLM(pretrained=lm, tokenizer=tok, batch_size=batch, trust_remote_code=trust_remote_code)
-
-
-def _with_adapter(lm: Any, adapter: str) -> Any:
-    peft = require("peft", purpose="a LoRA adapter in kmq eval")
-    src = hf.resolve(adapter, purpose="the evaluated model's adapter")
-    hint = "Pass the folder of an adapter saved with save_pretrained (adapter_config.json)."
-    with hf.loading(src, purpose="the evaluated model's adapter", hint=hint):
-        return peft.PeftModel.from_pretrained(lm, src.location).eval()
-
-
-def _build_vllm(model, adapter, *, precision, batch_size, seed, revision, trust_remote_code) -> Any:
-    try:
-        require("vllm", purpose="--backend vllm")
-        from lm_eval.models.vllm_causallms import VLLM
-    except ImportError as err:
-        raise MissingDependencyError(
-            "--backend vllm needs the `vllm` package (`pip install kmq[vllm]`, on a machine with a GPU); "
-            "or use --backend hf."
-        ) from err
-    source = hf.check_model(model, revision=revision, purpose="the evaluated model")
-    lora = str(hf.resolve(adapter, purpose="the evaluated model's adapter").location) if adapter else None
-    return VLLM(pretrained=source.location, dtype=hf.PRECISIONS[precision], revision=source.revision,
-                trust_remote_code=trust_remote_code, batch_size=batch_size, seed=seed,
-                lora_local_path=lora)  # fmt: skip
-
-
 # -- judged tasks ---------------------------------------------------------------------------------------------
 def _run_judged(task, model, adapter, backend, *, judge, data_dir, limit, seed, device, precision, batch_size,
                 max_new_tokens, show_progress) -> dict[str, Any]:  # fmt: skip
@@ -355,77 +333,10 @@ def _run_judged(task, model, adapter, backend, *, judge, data_dir, limit, seed, 
                          batch_size=batch_size if isinstance(batch_size, int) else DEFAULT_BATCH_SIZE,
                          device=device, precision=precision)  # fmt: skip
     generator = get_generator(cfg, show_progress=show_progress)
-    if isinstance(limit, float) and limit < 1:
-        raise InvalidParameterError(f"--limit {limit}: the judged task {task} takes a number of records, not a "
-                                    "fraction; pass an int.")  # fmt: skip
-    with _merged(model, adapter) as folder:
+    with merged_model(model, adapter) as folder:
         result = run_judged(task, generate=lambda convs: generator.generate(folder, convs), judge=judge,
                             data_dir=data_dir, limit=int(limit) if limit else None, seed=seed,
                             show_progress=show_progress)  # fmt: skip
     available = result.get("settings", {}).get("available")
     result.pop("samples", None)
     return {**result, "num_fewshot": 0, "limited": bool(limit) and available is not None and result["n"] < available}
-
-
-@contextlib.contextmanager
-def _merged(model: str, adapter: str | None) -> Iterator[str]:
-    """``model`` itself, or a temporary folder holding it with ``adapter`` merged in (what a generator loads)."""
-    if not adapter:
-        yield model
-        return
-    with tempfile.TemporaryDirectory(prefix="kmq-eval-merged-") as tmp:
-        lm = hf.load_model("AutoModelForCausalLM", model, purpose="the evaluated model")
-        merged = _with_adapter(lm, adapter).merge_and_unload()
-        merged.save_pretrained(tmp)
-        hf.load_tokenizer(model, purpose="the evaluated model's tokenizer").save_pretrained(tmp)
-        del lm, merged
-        yield tmp
-
-
-# -- what lm-eval prints --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet(show_progress: bool | None) -> Iterator[None]:
-    """The Hugging Face libraries' and lm-eval's logs and bars follow ``show_progress`` (see ``hf.library_output``).
-
-    lm-eval's bars (the ``tqdm`` its modules import) are swapped for disabled ones inside the block, and its
-    logger logs errors only; both are restored on exit. lm-eval (and the ``datasets`` it imports) is imported
-    first, so ``hf.library_output`` quiets ``datasets`` too.
-    """
-    from kmq.cache import progress_enabled
-
-    quiet = not progress_enabled(show_progress)
-    modules = _lm_eval_modules() if quiet else ()
-    with hf.library_output(show_progress):
-        if not modules:
-            yield
-            return
-        from tqdm import tqdm
-
-        class _Silent(tqdm):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                kwargs["disable"] = True
-                super().__init__(*args, **kwargs)
-
-        saved = [m.tqdm for m in modules]
-        log = logging.getLogger("lm_eval")
-        level = log.level
-        log.setLevel(logging.ERROR)
-        for m in modules:
-            m.tqdm = _Silent
-        try:
-            yield
-        finally:
-            for m, bar in zip(modules, saved, strict=True):
-                m.tqdm = bar
-            log.setLevel(level)
-
-
-def _lm_eval_modules() -> tuple:
-    """lm-eval's modules that show bars (empty when lm-eval is not installed: the judged tasks need none)."""
-    try:
-        import lm_eval.api.model
-        import lm_eval.api.task
-        import lm_eval.models.huggingface
-    except ImportError:
-        return ()
-    return lm_eval.api.model, lm_eval.api.task, lm_eval.models.huggingface
