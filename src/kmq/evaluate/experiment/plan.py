@@ -163,7 +163,8 @@ def eval_settings(cfg: ExperimentConfig, cell: Cell) -> dict[str, Any]:
 
 # -- the dry-run plan ------------------------------------------------------------------------------------------
 def cell_status(out: Path, cells: list[Cell]) -> dict[str, dict[str, str]]:
-    """``{cell id: {step: done | failed | todo}}`` read from the markers (nothing is written)."""
+    """``{cell id: {step: done | failed | todo}}`` read from the markers (nothing is written; "changed" is
+    :func:`~kmq.evaluate.experiment.run.plan_experiment`'s)."""
     status = {}
     for cell in cells:
         cd = CellDir(out, cell.id)
@@ -197,6 +198,8 @@ def format_plan(cfg: ExperimentConfig, cells: list[Cell], status: dict[str, dict
         f"evaluations {len(todo['eval'])} to run of {len(cells)}: {len(todo['eval']) * len(cfg.eval.tasks)} task runs "
         f"({', '.join(cfg.eval.tasks)}{limit})",
         f"train tokens {tokens['total']:,} in all ({tokens['how']})",
+        *(["changed     a finished step's settings changed: the run stops there (see --restart-from)"]
+          if any("changed" in st.values() for st in status.values()) else []),
         "",
         f"{'cell':<{max(len(c.id) for c in cells)}}  select  train   eval    train tokens",
     ]  # fmt: skip

@@ -101,8 +101,12 @@ class _Grid:
             "eval": eval_settings(self.cfg, cell),
         }
 
-    def check_markers(self) -> None:
-        """Every finished step must match the current settings (else a SettingsChangedError naming the setting)."""
+    def check_markers(self, *, raise_changed: bool = True) -> dict[str, str]:
+        """Every finished step must match the current settings (else a SettingsChangedError naming the setting).
+
+        With ``raise_changed=False`` the changed steps are returned instead (``{cell id: step}``, for --dry-run).
+        """
+        changed = {}
         for cell in self.cells:
             cd = CellDir(self.out, cell.id)
             if not cd.finished():
@@ -113,8 +117,12 @@ class _Grid:
                 if done is None:
                     break
                 if done.get("digest") != cd.key(step, settings[step], upstream):
-                    raise cd._changed(step, done, settings[step], upstream)
+                    if raise_changed:
+                        raise cd._changed(step, done, settings[step], upstream)
+                    changed[cell.id] = step
+                    break
                 upstream = {step: done["digest"]}
+        return changed
 
     # -- the steps of a cell ----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> None:
@@ -344,6 +352,8 @@ def plan_experiment(cfg: ExperimentConfig, out: str | os.PathLike) -> str:
     out = Path(out).expanduser().absolute()
     grid = _Grid(cfg, out)
     status = cell_status(out, grid.cells)
+    for cid, step in grid.check_markers(raise_changed=False).items():  # a rerun would stop there
+        status[cid].update({s: "changed" for s in STEPS[STEPS.index(step) :] if status[cid][s] == "done"})
     return format_plan(cfg, grid.cells, status, estimate_tokens(grid, status))
 
 
