@@ -327,9 +327,9 @@ def run_experiment(
         raise RunDirBusyError(text) from None
     try:
         if not (out / MARKER).is_file():
-            from kmq import __version__
+            from kmq.selection import versions
 
-            write_json(out / MARKER, {"command": "experiment", "kmq": __version__})
+            write_json(out / MARKER, {"command": "experiment", "versions": versions()})
         write_text(out / "config.yaml", dump_experiment_config(cfg))
         if restart_from:
             for cid, step in parse_restart(restart_from, grid.cells):
