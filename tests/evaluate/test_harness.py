@@ -233,3 +233,25 @@ def test_vllm_backend_without_vllm(tiny_llama, datakit):
     with pytest.raises(MissingDependencyError, match="--backend hf"):
         evaluate_model(str(tiny_llama), tasks="arc_easy", data_dir=datakit, backend="vllm", limit=1, **{
             k: v for k, v in SETTINGS.items() if k in ("device", "precision")})  # fmt: skip
+
+
+def test_a_group_entry_sums_its_members(datakit):
+    """A group (mmlu: 57 subjects) is one entry: lm-eval's aggregate, n summed, each member's value kept."""
+    from kmq.evaluate.results import task_entries
+
+    res = {
+        "results": {"mmlu": {"alias": "mmlu", "acc,none": 0.5, "acc_stderr,none": 0.1},
+                    "mmlu_anatomy": {"acc,none": 1.0, "acc_stderr,none": 0.0},
+                    "mmlu_astronomy": {"acc,none": 0.0, "acc_stderr,none": "N/A"}},
+        "n-samples": {"mmlu_anatomy": {"original": 135, "effective": 2}, "mmlu_astronomy": {"original": 152,
+                                                                                           "effective": 2}},
+        "n-shot": {"mmlu_anatomy": 5, "mmlu_astronomy": 5}, "versions": {"mmlu": "1.0"},
+        "higher_is_better": {"mmlu": {"acc": True}},
+    }  # fmt: skip
+    loaded = {"top": {"mmlu": ["mmlu_anatomy", "mmlu_astronomy"]}}
+    entry = task_entries(res, loaded, limit=2, data_dir=datakit)["mmlu"]
+    assert (entry["metrics"], entry["stderr"], entry["primary"], entry["value"]) == ({"acc": 0.5}, {"acc": 0.1},
+                                                                                   "acc", 0.5)  # fmt: skip
+    assert (entry["n"], entry["available"], entry["limited"], entry["num_fewshot"]) == (4, 287, True, 5)
+    assert entry["subtasks"] == {"mmlu_anatomy": {"value": 1.0, "n": 2}, "mmlu_astronomy": {"value": 0.0, "n": 2}}
+    assert entry["settings"]["source"] == "kmq" and entry["settings"]["group"] is None

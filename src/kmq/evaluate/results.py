@@ -53,8 +53,18 @@ def _entry(res: dict[str, Any], name: str, leaves: list[str], limit: int | float
         "n": n, "available": available, "limited": limit is not None and n < available,
         "num_fewshot": shots.pop() if len(shots) == 1 else sorted(s for s in shots if s is not None),
         "version": res.get("versions", {}).get(name), "settings": _settings(res, name, leaves, data_dir),
-        "subtasks": len(leaves) if leaves != [name] else None,
+        "subtasks": _subtasks(res, leaves, primary) if leaves != [name] else None,
     }  # fmt: skip
+
+
+def _subtasks(res: dict[str, Any], leaves: list[str], primary: str | None) -> dict[str, Any]:
+    """A group's members: the group's primary metric (and n) of each (``mmlu_<subject>`` -> value)."""
+    out = {}
+    for leaf in leaves:
+        metrics = split_metrics(res["results"].get(leaf, {}))[0]
+        n = res.get("n-samples", {}).get(leaf, {}).get("effective")
+        out[leaf] = {"value": metrics.get(primary) if primary else None, "n": n}
+    return out
 
 
 def split_metrics(row: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float | None]]:
