@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kmq.evaluate.experiment.results import csv_text, markdown, mean_std, paired_interval, t_quantile_975
@@ -40,6 +40,7 @@ def test_t_quantiles():
         t_quantile_975(0)
 
 
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=2, max_size=12),
     st.floats(-5, 5),

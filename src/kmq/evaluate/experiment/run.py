@@ -9,6 +9,7 @@ grid goes on; a rerun tries it again. The tables are rewritten (atomically) afte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -73,6 +74,8 @@ class _Grid:
 
     def __init__(self, cfg: ExperimentConfig, out: str | os.PathLike, *, show_progress: bool | None = None,
                  evaluator: Callable[..., dict] | None = None) -> None:  # fmt: skip
+        if cfg.model and Path(cfg.model).expanduser().exists():  # a local folder: the same model from any cwd
+            cfg = dataclasses.replace(cfg, model=os.path.abspath(os.path.expanduser(cfg.model)))
         self.cfg, self.out, self.show_progress = cfg, Path(out), show_progress
         self.methods = check_experiment(cfg)
         self.cells = build_cells(cfg, self.methods)
@@ -330,7 +333,7 @@ def run_experiment(
             from kmq.selection import versions
 
             write_json(out / MARKER, {"command": "experiment", "versions": versions()})
-        write_text(out / "config.yaml", dump_experiment_config(cfg))
+        write_text(out / "config.yaml", dump_experiment_config(grid.cfg))
         if restart_from:
             for cid, step in parse_restart(restart_from, grid.cells):
                 gone = CellDir(out, cid).restart_from(step)
