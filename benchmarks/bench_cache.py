@@ -12,7 +12,8 @@ writes: one shard per block of 1,024 texts), then times, alternately in this one
 
 Each arm runs open, ``contains`` (which keys are cached) and a gather of all n rows in a shuffled pool
 order: ``gather`` into one (n, d) float32 matrix where it fits in memory (n <= ``--full-max``), and
-``iter_gather`` in blocks of 65,536 rows (what a batched consumer such as a faiss assignment takes) at
+``iter_gather`` in blocks of 65,536 rows in pool order, and ``iter_found`` (the same blocks in storage
+order, with their positions: what a consumer that needs no order, such as a faiss assignment, takes) at
 every n. Then compacts the store and times the same arms again. Digest checks are on (each shard is
 checked once per process; the timed runs after the first do not repeat them). Prints seconds per arm
 (medians) and ns per vector, so linearity reads off the last column.
@@ -88,6 +89,11 @@ def run(arm: str, folder: Path, keys: np.ndarray, store_dtype: str, full: bool, 
         out["iter_gather"] = time.perf_counter() - t4
         if rows != len(keys):
             raise SystemExit(f"{arm}: iter_gather found {rows} of {len(keys)}")
+        t5 = time.perf_counter()
+        rows = sum(len(p) for p, _v in store.iter_found(keys))
+        out["iter_found"] = time.perf_counter() - t5
+        if rows != len(keys):
+            raise SystemExit(f"{arm}: iter_found found {rows} of {len(keys)}")
     return out
 
 

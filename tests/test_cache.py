@@ -316,6 +316,13 @@ def _check_against(ref: dict[bytes, np.ndarray], store: VectorStore, queries: np
     found2, rows = store.lookup(keys)
     assert found2.tolist() == expected_found.tolist()
     np.testing.assert_allclose(rows, expected[expected_found], rtol=0, atol=atol)
+    parts = list(store.iter_found(keys, chunk_rows=3))
+    if parts:
+        where, rows = np.concatenate([p for p, _ in parts]), np.concatenate([v for _, v in parts])
+        assert sorted(where.tolist()) == np.flatnonzero(expected_found).tolist()
+        np.testing.assert_allclose(rows, expected[where], rtol=0, atol=atol)
+    else:
+        assert not expected_found.any()
     blocks = list(store.iter_gather(keys, chunk_rows=5))
     assert [lo for lo, _, _ in blocks] == list(range(0, len(keys), 5))
     if blocks:

@@ -616,6 +616,24 @@ class VectorStore:
             found, vectors = self.gather(keys[lo : lo + chunk_rows])
             yield lo, found, vectors
 
+    def iter_found(
+        self, keys: np.ndarray, *, chunk_rows: int = GATHER_ROWS
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The cached rows of ``keys`` in blocks in storage order: yields ``(positions, vectors)`` per block.
+
+        ``positions`` (m,) int64 indexes ``keys``; ``vectors`` has shape (m, d), ``dtype``. Every found key
+        comes once; misses never. One sequential pass over the shards however many there are: the cheapest
+        way to stream a store to a consumer that does not need pool order (assigning rows to centroids).
+        """
+        found, sid, row = self._locate(keys)
+        positions = np.flatnonzero(found)
+        order = np.argsort((sid.astype(np.int64) << 32) | row, kind="stable")
+        for lo in range(0, len(order), chunk_rows):
+            take = order[lo : lo + chunk_rows]
+            out = np.empty((len(take), self.dim), dtype=self.dtype)
+            self._copy_rows(out, np.arange(len(take)), sid[take], row[take])
+            yield positions[take], out
+
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Persist one block of vectors as a new shard (atomically); the in-memory index is updated lazily."""
         if len(keys) == 0:
