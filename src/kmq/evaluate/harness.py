@@ -126,9 +126,6 @@ def evaluate_model(
 
     prec = resolve_precision(precision, device)
     timings: dict[str, Any] = {}
-    logger.info("evaluating %s%s on %s (%s, %s%s)", model, f" + {adapter}" if adapter else "",
-                ", ".join(names + [c["task"] for c in configs]), device, prec,
-                f", limit {limit:g}" if limit is not None else "")  # fmt: skip
     with quiet_libraries(show_progress):
         harness_tasks = [n for n in names if n not in JUDGED] + configs
         t0 = time.perf_counter()
@@ -136,6 +133,9 @@ def evaluate_model(
                             if isinstance(t, str) for p in t.split(",")]  # fmt: skip
         loaded = _load_tasks(harness_tasks, data, allow_code_execution, paper) if harness_tasks else None
         timings["load_tasks_s"] = time.perf_counter() - t0
+        logger.info("evaluating %s%s on %s (%s, %s%s)", model, f" + {adapter}" if adapter else "",
+                    ", ".join(names + [c["task"] for c in configs]), device, prec,
+                    f", limit {limit:g}" if limit is not None else "")  # fmt: skip
         entries: dict[str, Any] = {}
         if loaded is not None:
             entries.update(_run_harness(model, adapter, backend, loaded, data_dir=data, device=device, precision=prec,
