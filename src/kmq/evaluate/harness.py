@@ -93,6 +93,8 @@ def evaluate_model(
         ``judge:MODEL@URL``: needed for ``alpaca_eval`` and ``mt_bench``.
     max_new_tokens : int or None
         Longest generated answer (None: each lm-eval task's own; :data:`JUDGED_MAX_NEW_TOKENS` for judged tasks).
+    revision, trust_remote_code : str or None, bool
+        Hub revision of ``model``; let it run its own code (off unless given).
     out : path or None
         Also write the results there as JSON (checked before anything runs; see :mod:`kmq.publish`).
     overwrite : bool
@@ -105,8 +107,10 @@ def evaluate_model(
     dict
         ``kmq_version``, ``lm_eval_version``, ``model`` and ``adapter`` (``name``, ``path`` or ``hub``,
         ``fingerprint``; ``adapter`` is None without one), ``backend``, ``device``, ``precision``, ``seed``,
-        ``limit``, ``tasks`` (per task: ``metrics``, ``stderr``, ``primary``, ``value``, ``n``, ``num_fewshot``,
-        ``version``, ``settings``, ``limited``), ``settings`` and ``timings`` (seconds).
+        ``limit``, ``tasks`` (per task: ``metrics``, ``stderr``, ``primary``, ``value``, ``n``, ``available``,
+        ``limited``, ``num_fewshot``, ``version``, ``settings`` (:func:`kmq.evaluate.tasks.describe`, file and
+        config digests) and, for a group, ``subtasks``: each member's value and n), ``settings`` and ``timings``
+        (seconds). Keys are written sorted; apart from ``timings`` the dict is the same for the same inputs.
     """
     start = time.perf_counter()
     _check_params(backend, limit, precision, batch_size, num_fewshot, seed, max_new_tokens)
