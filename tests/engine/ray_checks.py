@@ -5,8 +5,11 @@ results and exits 1 on the first failed check. Usage: ``python ray_checks.py WOR
 
 Checks: every listening socket is on loopback while Ray is up; ``kmq.select(..., engine="ray")`` gives the
 local engine's subset and cache contents (hashing encoder, 300 dolly records) and a later local run is
-warm; the bundled MiniLM gives the local vectors through Ray; a ``kmq select --engine ray`` process killed
-between two cached blocks resumes from the cache and ends with the same subset.
+warm; a ``kmq select --engine ray`` process (connected with ``--ray-address``) killed between two cached
+blocks resumes from the cache and ends with the same subset; an error raised in an actor reaches the driver
+as the kmq error it is; with ``--minilm``, the bundled MiniLM gives
+the local vectors through Ray (loading torch and the model in the driver and in an actor doubles the
+script's time, so the test runs it only when ``KMQ_TEST_RAY_MINILM=1``).
 """
 
 from __future__ import annotations
@@ -115,13 +118,45 @@ def main(work: Path, datakit: Path) -> None:
     check("local_after_ray_is_warm", counts["encoded"] == 0 and warm.indices.tolist() == local.indices.tolist(),
           **counts)  # fmt: skip
     RESULTS["select_s"] = round(time.perf_counter() - t0, 1)
+    worker_error()
 
-    # 2. a real model: the bundled MiniLM on 100 texts
+    # 2. a real model: the bundled MiniLM on 48 texts (with --minilm: it costs as much as the rest together)
+    if "--minilm" in sys.argv:
+        minilm(work, texts["conversation"][:48])
+    kill_and_resume(work, pool, texts, local, cold)
+
+    from kmq.engine.ray import _SESSION, shutdown
+
+    tmp = _SESSION["tmp"]
+    shutdown()
+    check("shut_down", not ray.is_initialized() and not Path(tmp).exists())
+    print(json.dumps(RESULTS, default=str))
+
+
+def worker_error() -> None:
+    """A kmq error raised in an actor (an encoder whose identity is not the driver's) reaches the driver as itself."""
+    from kmq.engine import EmbedderFactory
+    from kmq.engine.ray import RayEngine
+    from kmq.errors import InvalidParameterError
+
+    t0 = time.perf_counter()
+    try:
+        list(RayEngine().map_blocks(EmbedderFactory("hashing:32", {}, "another-identity"), [["a text"]]))
+        message = None
+    except InvalidParameterError as err:
+        message = str(err)
+    check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
+          message=message)  # fmt: skip
+    RESULTS["worker_error_s"] = round(time.perf_counter() - t0, 1)
+
+
+def minilm(work: Path, sample: list[str]) -> None:
+    from kmq.config import EngineConfig
+
     t0 = time.perf_counter()
     from kmq.embed import get_embedder
     from kmq.engine import attach
 
-    sample = texts["conversation"][:48]
     use_cache(work / "cache-minilm-local")
     ref = get_embedder("minilm", precision="fp32").encode(sample, show_progress=False)
     RESULTS["minilm_local_s"] = round(time.perf_counter() - t0, 1)
@@ -134,7 +169,11 @@ def main(work: Path, datakit: Path) -> None:
           max_abs_diff=diff)  # fmt: skip
     RESULTS["minilm_s"] = round(time.perf_counter() - t0, 1)
 
-    # 3. a Ray run killed between two cached blocks resumes from the cache and ends equal
+
+def kill_and_resume(work: Path, pool: Path, texts: dict[str, list[str]], local, cold: dict) -> None:
+    """A Ray run killed between two cached blocks resumes from the cache and ends equal."""
+    import ray
+
     import killpoints
 
     t0 = time.perf_counter()
@@ -156,13 +195,6 @@ def main(work: Path, datakit: Path) -> None:
           and resumed.indices.tolist() == local.indices.tolist()
           and (work / "resumed.jsonl").read_bytes() == (work / "local.jsonl").read_bytes(), **counts)  # fmt: skip
     RESULTS["kill_resume_s"] = round(time.perf_counter() - t0, 1)
-
-    from kmq.engine.ray import _SESSION, shutdown
-
-    tmp = _SESSION["tmp"]
-    shutdown()
-    check("shut_down", not ray.is_initialized() and not Path(tmp).exists())
-    print(json.dumps(RESULTS, default=str))
 
 
 if __name__ == "__main__":

@@ -51,5 +51,5 @@ def attach(embedder: Any, spec: str, options: dict[str, Any], engine_cfg: Any) -
     if getattr(engine_cfg, "block_size", None):
         embedder.block_size = int(engine_cfg.block_size)
     factory = EmbedderFactory(spec, dict(options), identity_digest(embedder))
-    embedder.mapper = engine.mapper(factory, desc=embedder.name)
+    embedder.mapper = engine.mapper(factory)
     return embedder

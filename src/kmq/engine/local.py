@@ -16,7 +16,7 @@ class LocalEngine:
 
     name = "local"
 
-    def mapper(self, factory: Callable[[], Callable[[list[str]], np.ndarray]], *, desc: str = "") -> None:
+    def mapper(self, factory: Callable[[], Callable[[list[str]], np.ndarray]]) -> None:
         """None: cached_map's own loop."""
         return None
 

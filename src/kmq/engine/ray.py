@@ -100,7 +100,7 @@ class RayEngine:
         return ray
 
     def mapper(
-        self, factory: Callable[[], Callable[[list[str]], np.ndarray]], *, desc: str = ""
+        self, factory: Callable[[], Callable[[list[str]], np.ndarray]]
     ) -> Callable[[Iterable[list[str]]], Iterator[np.ndarray]]:
         """What :func:`kmq.cache.cached_map` takes as ``mapper``: the blocks' results, in order, computed by actors."""
         return partial(self.map_blocks, factory)
@@ -120,50 +120,52 @@ class RayEngine:
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         worker = type("KmqBlockWorker", (_BlockWorker,), {"factory": factory})  # the factory travels with the class
         remote = {"num_gpus": self.gpus} if self.gpus else {}
-        ds = ds.map_batches(worker, batch_size=1, batch_format="numpy", num_cpus=self.cpus,
-                            compute=ray.data.ActorPoolStrategy(size=self.actors), **remote)  # fmt: skip
+        pool = ray.data.ActorPoolStrategy(size=min(self.actors, len(rows)))  # an idle actor would only hold a model
+        ds = ds.map_batches(worker, batch_size=1, batch_format="numpy", num_cpus=self.cpus, compute=pool, **remote)
         ready: dict[int, np.ndarray] = {}
         nxt = 0
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for seq, values in zip(batch["seq"].tolist(), batch["values"], strict=True):
-                    ready[int(seq)] = np.asarray(values)
-                while nxt in ready:
-                    yield ready.pop(nxt)
-                    nxt += 1
-        except Exception as err:
-            cause = _kmq_cause(err)
-            if cause is not None:
-                raise cause from err
-            raise
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            _raise_worker_error(batch["error"])
+            for seq, values in zip(batch["seq"].tolist(), batch["values"], strict=True):
+                ready[int(seq)] = np.asarray(values)
+            while nxt in ready:
+                yield ready.pop(nxt)
+                nxt += 1
         if nxt != len(blocks):
             raise RuntimeError(f"--engine ray returned {nxt} of {len(blocks)} blocks")
 
 
 class _BlockWorker:
-    """One Ray Data actor: builds the block function once (``factory``, set on a subclass), then computes blocks."""
+    """One Ray Data actor: builds the block function once (``factory``, set on a subclass), then computes blocks.
+
+    It is built at the first block, not in the constructor: an error there (a missing model) is then a task's
+    error, which reaches the driver as the kmq error it is, not a dead actor that Ray restarts.
+    """
 
     factory: Callable[[], Callable[[list[str]], np.ndarray]]
-
-    def __init__(self) -> None:
-        self.fn = type(self).factory()
+    fn: Callable[[list[str]], np.ndarray] | None = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
-        for texts in batch["texts"]:
-            out.append(np.asarray(self.fn([bytes(t).decode("utf-8", "surrogatepass") for t in texts])))
-        return {"seq": np.asarray(batch["seq"], dtype=np.int64), "values": np.stack(out)}
+        seq = np.asarray(batch["seq"], dtype=np.int64)
+        try:
+            if self.fn is None:
+                self.fn = type(self).factory()
+            out = [np.asarray(self.fn([bytes(t).decode("utf-8", "surrogatepass") for t in texts]))
+                   for texts in batch["texts"]]  # fmt: skip
+        except KmqError as err:  # Ray passes on only the text of a task's error: send the kmq error as data
+            return {"seq": seq, "values": np.zeros((len(seq), 0)), "error": np.array([f"{type(err).__name__}:{err}"])}
+        return {"seq": seq, "values": np.stack(out), "error": np.array([""] * len(seq))}
 
 
-def _kmq_cause(err: BaseException) -> KmqError | None:
-    """The kmq error an actor raised, from inside Ray's wrappers (None when there is none)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, KmqError):
-            return err
-        err = getattr(err, "cause", None) or err.__cause__
-    return None
+def _raise_worker_error(errors: np.ndarray) -> None:
+    """Raise the kmq error an actor sent back (``"ClassName:message"``) as that class, with its one-line message."""
+    from kmq import errors as kmq_errors
+
+    for text in np.asarray(errors).tolist():
+        if text:
+            name, _, message = str(text).partition(":")
+            cls = getattr(kmq_errors, name, KmqError)
+            raise (cls if isinstance(cls, type) and issubclass(cls, KmqError) else KmqError)(message)
 
 
 def _init(ray: Any, address: str | None) -> None:
