@@ -9,6 +9,7 @@ import sys
 REPORT_EXAMPLES = """examples:
   kmq report subset.jsonl.kmq-run                      (writes subset.jsonl.kmq-run/report.html)
   kmq report runs/kmq --out ~/reports/kmq.html
+  kmq report grid/                                     (a kmq experiment folder: its results table and cells)
 """
 COMPARE_EXAMPLES = """examples:
   kmq compare kmq.jsonl.kmq-run random.jsonl.kmq-run qdit.jsonl.kmq-run
@@ -31,7 +32,8 @@ def _parser(sub: argparse._SubParsersAction, name: str, help: str, description: 
 def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(sub, "report", "write the HTML report of a run directory",
                 "Write one self-contained report.html (it loads nothing; open it offline) for a run directory of "
-                "kmq select or kmq iterate.", REPORT_EXAMPLES)  # fmt: skip
+                "kmq select or kmq iterate, or for a kmq experiment folder (its results table and the diagnostics "
+                "of every cell's selection).", REPORT_EXAMPLES)  # fmt: skip
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (SUBSET.kmq-run beside the subset)")
     p.add_argument("--out", default=None, metavar="PATH", help="write here instead of RUN_DIR/report.html")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file kmq did not write")
@@ -60,9 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from kmq.report import write_report
+    from kmq.report import is_experiment, write_experiment_report, write_report
 
-    path = write_report(args.run_dir, out=args.out, overwrite=args.overwrite)
+    write = write_experiment_report if is_experiment(args.run_dir) else write_report
+    path = write(args.run_dir, out=args.out, overwrite=args.overwrite)
     sys.stdout.write(f"{path}\n")
     return 0
 
