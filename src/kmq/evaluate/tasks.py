@@ -186,7 +186,7 @@ def _manager(root: str | None, include_defaults: bool) -> Any:
     meta = {"kmq_data_dir": root}
     manager = TaskManager(include_path=str(DEFS_DIR), include_defaults=include_defaults, metadata=meta)
     if include_defaults:
-        log.info("kmq's local tasks on %s replace lm-eval's tasks of the same names (%s, mmlu_<subject>)", root,
+        log.debug("kmq's local tasks on %s replace lm-eval's tasks of the same names (%s, mmlu_<subject>)", root,
                  ", ".join(LOCAL_TASKS))  # fmt: skip
     return manager
 
