@@ -34,14 +34,18 @@ def exact_duplicates(texts: list[str]) -> np.ndarray:
     digests = bytearray()  # 16 bytes per text, no dict of n entries
     for text in texts:
         digests += hashlib.blake2b(normalise(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    keys = np.frombuffer(bytes(digests), dtype=np.uint64).reshape(-1, 2)
+    keys = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
     dup_of = np.full(len(keys), -1, dtype=np.int64)
     if len(keys) < 2:
         return dup_of
     order = np.lexsort((keys[:, 1], keys[:, 0]))  # stable: pool order inside each group of equal digests
-    sorted_keys = keys[order]
-    starts = np.concatenate([[True], (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)])
-    first = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]  # each row's group's first row
+    hi, lo = keys[order, 0], keys[order, 1]
+    new_group = np.empty(len(order), dtype=bool)
+    new_group[0] = True
+    np.not_equal(hi[1:], hi[:-1], out=new_group[1:])
+    new_group[1:] |= lo[1:] != lo[:-1]
+    del hi, lo
+    first = order[np.flatnonzero(new_group)][np.cumsum(new_group) - 1]  # each row's group's first row
     later = first != order
     dup_of[order[later]] = first[later]
     return dup_of
