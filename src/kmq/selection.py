@@ -165,10 +165,7 @@ class Selection:
         dup_ids = None
         if dup_of is not None:
             dup_ids = [ids[j] if j >= 0 else None for j in np.asarray(dup_of).tolist()]
-        from kmq.data.formats import LONE_SURROGATE
-
-        # Arrow strings are UTF-8: a lone surrogate (kept in the records and the subset) shows as U+FFFD here
-        previews = [LONE_SURROGATE.sub("\ufffd", t[:PREVIEW_CHARS]) for t in self.pool.texts("prompt")]
+        previews = _previews(self.pool)
         return pa.table(
             {
                 "id": pa.array(ids, pa.string()),
@@ -180,7 +177,7 @@ class Selection:
                 "duplicate_of": pa.array(dup_ids if dup_ids is not None else [None] * n, pa.string()),
                 "contaminated": _column(info.get("contaminated"), n, pa.string()),
                 "stratum": _column(info.get("stratum"), n, pa.string()),
-                "preview": pa.array(previews, pa.string()),
+                "preview": previews,
                 "cos_centroid": _column(info.get("cos_centroid"), n, pa.float32()),
             }
         )
@@ -409,3 +406,23 @@ def versions() -> dict[str, str]:
     out["argv"] = " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("kmq") else ""
     return out
 
+
+def _previews(pool: Any) -> Any:
+    """The first :data:`PREVIEW_CHARS` characters of each record's prompt, as a ``pyarrow.StringArray``.
+
+    Sliced in Arrow (no Python str per record); Arrow strings are UTF-8, so when some text holds a lone
+    surrogate (kept in the records and the subset) the texts are decoded a batch at a time and it shows as U+FFFD.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pool.text_array("prompt")
+    if pa.types.is_large_string(arr.type):
+        return pc.utf8_slice_codeunits(arr, 0, PREVIEW_CHARS).cast(pa.string())
+    from kmq.data.formats import LONE_SURROGATE
+
+    chunks = [
+        pa.array([LONE_SURROGATE.sub("\ufffd", t[:PREVIEW_CHARS]) for t in batch], pa.string())
+        for batch in pool.iter_texts("prompt")
+    ]
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
