@@ -265,7 +265,7 @@ def fill_run_tables(
             info["quota"] = quota
     if X is not None:
         rows = map_rows(n, selection.indices, seed=seed)
-        selection.map_xy = (rows, project_2d(X[rows], seed=seed))
+        selection.map_xy = (rows, project_2d(X, rows=rows, seed=seed))
     selection.pool_info = info
 
 

@@ -44,16 +44,13 @@ def map_rows(n: int, picks: np.ndarray, *, seed: int, max_points: int = MAP_POIN
     return np.sort(np.concatenate([picks, others]))
 
 
-def project_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Coordinates (m, 2) float32 of the rows of ``X`` (m, d): the top two principal components, or UMAP.
+def project_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0, rows: np.ndarray | None = None) -> np.ndarray:
+    """Coordinates (m, 2) float32 of the rows of ``X`` (m, d), or of ``X[rows]``: the top two principal components.
 
     PCA's component signs are fixed (the largest loading positive), so the map does not flip between
-    runs or BLAS builds.
+    runs or BLAS builds. With ``rows`` the sample is gathered a block at a time straight into the one float64
+    matrix PCA centres in place (no float32 copy of the sample beside it); ``method="umap"`` runs UMAP.
     """
-    X = np.asarray(X, dtype=np.float32)
-    m = X.shape[0]
-    if m == 0:
-        return np.zeros((0, 2), dtype=np.float32)
     if method == "umap":
         try:
             import umap
@@ -61,11 +58,17 @@ def project_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarr
             raise InvalidParameterError(
                 "The map projection 'umap' needs the umap-learn package: pip install umap-learn, or use pca."
             ) from None
+        X = np.asarray(X if rows is None else X[rows], dtype=np.float32)
+        if X.shape[0] == 0:
+            return np.zeros((0, 2), dtype=np.float32)
         return umap.UMAP(n_components=2, random_state=seed, metric="cosine").fit_transform(X).astype(np.float32)
     if method != "pca":
         raise InvalidParameterError(f"The map projection must be pca or umap. Got {method!r} instead.")
-    mean = X.mean(axis=0, dtype=np.float64)
-    Xc = X.astype(np.float64) - mean
+    Xc = _float64_rows(X, rows)
+    m = Xc.shape[0]
+    if m == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    Xc -= Xc.mean(axis=0)  # row-by-row sums: the same bits as X.mean(axis=0, dtype=np.float64) on float32 rows
     cov = Xc.T @ Xc / max(m - 1, 1)
     vals, vecs = np.linalg.eigh(cov)
     comps = vecs[:, np.argsort(vals)[::-1][:2]]
@@ -74,3 +77,13 @@ def project_2d(X: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarr
     signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(comps.shape[1])])
     comps = comps * np.where(signs == 0, 1.0, signs)
     return (Xc @ comps).astype(np.float32)
+
+
+def _float64_rows(X: np.ndarray, rows: np.ndarray | None, block: int = 8192) -> np.ndarray:
+    """``X[rows]`` (all rows when None) as float32 values widened to a new C-contiguous float64 matrix."""
+    X = np.asarray(X)
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), X.shape[1]), dtype=np.float64)
+    for lo in range(0, len(rows), block):
+        out[lo : lo + block] = X[rows[lo : lo + block]].astype(np.float32, copy=False)
+    return out
