@@ -128,7 +128,7 @@ class KMeans:
             min_points_per_centroid=1,
             verbose=False,
         )
-        km.train(X[train_idx])
+        km.train(X[train_idx] if n_train < n else X)  # the whole of X: no copy of it
         self.centroids_ = np.ascontiguousarray(km.centroids, dtype=np.float32)
         fit_s = time.perf_counter() - start
         self.labels_, self.similarity_ = self._assign(X)
