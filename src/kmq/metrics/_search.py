@@ -94,6 +94,10 @@ class PickIndex:
         self._flat = None
         self._cells: tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    def release_exact(self) -> None:
+        """Free the exact search's faiss index (its own copy of the base); a later exact search builds it again."""
+        self._flat = None
+
     def search(
         self,
         queries: np.ndarray,

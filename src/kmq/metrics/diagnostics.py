@@ -217,6 +217,7 @@ def _diversity(
     similarity, out["coverage_search"] = index.search(X, rows=cov_rows, index="exact")
     out["coverage_mean"], out["coverage_p95"] = coverage_from_similarity(similarity)
     out["facility_location"] = float(np.mean(similarity, dtype=np.float64))
+    index.release_exact()  # faiss's copy of the picks goes before the cell search groups its own
     nearest_other, out["near_search"] = index.search(picked, exclude_self=True)
     out["duplicates_near"] = int((nearest_other > tau).sum())
     return out
