@@ -92,7 +92,7 @@ class PickIndex:
         self.base = np.ascontiguousarray(base, dtype=np.float32)
         self.seed = int(seed)
         self._flat = None
-        self._cells: tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._cells: tuple[Any, np.ndarray, np.ndarray] | None = None
 
     def release_exact(self) -> None:
         """Free the exact search's faiss index (its own copy of the base); a later exact search builds it again."""
@@ -153,8 +153,9 @@ class PickIndex:
                 out[lo : lo + len(chunk)] = D[:, 0]
         return out
 
-    def _build_cells(self, faiss: ModuleType) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-        """(coarse index of the centroids, members grouped by cell, cell starts, grouped member rows)."""
+    def _build_cells(self, faiss: ModuleType) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(coarse index of the centroids, members grouped by cell, cell starts); a cell's rows are gathered when
+        searched (no grouped copy of the base beside it)."""
         if self._cells is None:
             b, d = self.base.shape
             nlist = _nlist(b)
@@ -170,13 +171,13 @@ class PickIndex:
                 cell[lo : lo + len(chunk)] = coarse.search(chunk, 1)[1][:, 0]
             members = np.argsort(cell, kind="stable")
             starts = np.searchsorted(cell[members], np.arange(nlist + 1))
-            self._cells = (coarse, members, starts, self.base[members])
+            self._cells = (coarse, members, starts)
         return self._cells
 
     def _search_cells(
         self, faiss: ModuleType, queries: np.ndarray, rows: np.ndarray | None, exclude_self: bool, nprobe: int
     ) -> np.ndarray:
-        coarse, members, starts, grouped = self._build_cells(faiss)
+        coarse, members, starts = self._build_cells(faiss)
         nlist = len(starts) - 1
         best = np.full(len(queries) if rows is None else len(rows), -np.inf, dtype=np.float32)
         for lo, chunk in _chunks(queries, rows):
@@ -189,7 +190,7 @@ class PickIndex:
                 qs, a, z = visitor[vstarts[c] : vstarts[c + 1]], starts[c], starts[c + 1]
                 if qs.size == 0 or z == a:
                     continue
-                S = chunk[qs] @ grouped[a:z].T
+                S = chunk[qs] @ self.base[members[a:z]].T
                 if exclude_self:
                     S[np.equal.outer(qs + lo, members[a:z])] = -np.inf
                 part[qs] = np.maximum(part[qs], S.max(axis=1))  # a query visits a cell once: no repeats in qs
