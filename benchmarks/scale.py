@@ -40,6 +40,22 @@ def _hwm():
             if line.startswith(("VmHWM", "VmRSS")):
                 sys.stderr.write("SCALE " + line)
 atexit.register(_hwm)
+import os, threading, time, traceback
+_highs, _main = [], threading.get_ident()
+def _trace():  # KMQ_SCALE_TRACE=1: sample VmRSS every 10 ms, keep the main thread's kmq frames at each new high
+    best, t0 = 0, time.perf_counter()
+    while True:
+        with open("/proc/self/status") as fh:
+            rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+        if rss > best + 32:
+            best, frame = rss, sys._current_frames().get(_main)
+            stack = [f"{f.filename.rpartition('/kmq/')[2]}:{f.lineno} {f.name}"
+                     for f in traceback.extract_stack(frame) if "/kmq/" in f.filename][-3:]
+            _highs.append(f"SCALE HIGH {time.perf_counter() - t0:7.1f} s {rss:7.0f} MiB  " + " < ".join(stack[::-1]))
+        time.sleep(0.01)
+if os.environ.get("KMQ_SCALE_TRACE"):
+    threading.Thread(target=_trace, daemon=True).start()
+    atexit.register(lambda: sys.stderr.write("".join(h + "\n" for h in _highs[-12:])))
 from kmq.cli.main import main
 sys.argv = ["kmq", *sys.argv[1:]]
 try:
@@ -90,14 +106,19 @@ def generate(folder: Path, n: int, dtype: str, *, chunk: int = 200_000) -> None:
     (folder / "done").write_text(json.dumps({"n": n, "d": D, "dtype": dtype, "seed": SEED}))
 
 
-def run_select(folder: Path, cache: Path, out: Path, *, budget: int, k: int, extra: list[str]) -> dict:
-    """One ``kmq select`` in a subprocess: wall seconds, VmHWM and ru_maxrss (MiB)."""
+def run_select(
+    folder: Path, cache: Path, out: Path, *, budget: int, k: int, extra: list[str], trace: bool = False
+) -> dict:
+    """One ``kmq select`` in a subprocess: wall seconds, VmHWM and ru_maxrss (MiB); with ``trace`` the last
+    12 new highs of its RSS (sampled every 10 ms) and where the main thread was in kmq at each."""
     cmd = [
         sys.executable, "-c", _WRAPPER, "select", str(folder / "pool.jsonl"),
         "--embedder", f"npy:{folder / 'vectors.npy'}", "--scorer", "column:score", "--clusters", str(k),
         "--budget", str(budget), "--out", str(out), "--overwrite", "-q", *extra,
     ]  # fmt: skip
     env = {**os.environ, "KMQ_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    if trace:
+        env["KMQ_SCALE_TRACE"] = "1"
     load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -109,7 +130,8 @@ def run_select(folder: Path, cache: Path, out: Path, *, budget: int, k: int, ext
     hwm = [int(line.split()[2]) / 1024 for line in err.splitlines() if line.startswith("SCALE VmHWM")]
     return {"seconds": round(wall, 1), "vmhwm_mib": round(hwm[0]) if hwm else None,
             "maxrss_mib": round(usage.ru_maxrss / 1024), "load_before": load,
-            "load_after": os.getloadavg()[0]}  # fmt: skip
+            "load_after": os.getloadavg()[0],
+            "highs": [line[11:] for line in err.splitlines() if line.startswith("SCALE HIGH ")]}  # fmt: skip
 
 
 def main() -> None:
@@ -123,6 +145,7 @@ def main() -> None:
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--delete", action="store_true", help="remove this pool's scratch files and stop")
     ap.add_argument("--extra", default="", help="more kmq select flags, space-separated")
+    ap.add_argument("--trace", action="store_true", help="print where each run's RSS reached its last new highs")
     args = ap.parse_args()
     dtype = args.dtype or ("float16" if args.n >= 10_000_000 else "float32")
     folder = pool_dir(args.scratch, args.n, dtype)
@@ -142,15 +165,17 @@ def main() -> None:
         tmp = Path(tmp)
         extra = args.extra.split()
         runs = [("cold", run_select(folder, tmp / "cache", tmp / "a.jsonl", budget=args.budget, k=args.clusters,
-                                    extra=extra))]  # fmt: skip
+                                    extra=extra, trace=args.trace))]  # fmt: skip
         for i in range(args.warm_runs):
             runs.append(("warm", run_select(folder, tmp / "cache", tmp / f"b{i}.jsonl", budget=args.budget,
-                                            k=args.clusters, extra=extra)))  # fmt: skip
+                                            k=args.clusters, extra=extra, trace=args.trace)))  # fmt: skip
     for name, r in runs:
         peak = r["vmhwm_mib"] or r["maxrss_mib"]
         print(f"{name}: {r['seconds']:8.1f} s  peak RSS {peak:8,.0f} MiB  = {peak / matrix_mib:.2f}x the float32 "
               f"matrix, {peak / file_mib:.2f}x the .npy file  (ru_maxrss {r['maxrss_mib']:,} MiB; 1-min load "
               f"{r['load_before']:.1f} -> {r['load_after']:.1f})")  # fmt: skip
+        for line in r.pop("highs"):
+            print(f"    {line}")
     print(json.dumps({"n": args.n, "dtype": dtype, "load": load, "runs": runs}))
 
 
