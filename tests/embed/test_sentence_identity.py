@@ -128,7 +128,7 @@ def test_warm_select_constructs_no_model(tiny_bert, tmp_path, datakit, capsys):
     assert main([*args, "--out", str(tmp_path / "warm.jsonl")]) == 0
     assert SentenceTransformerEmbedder.models_loaded == warm  # everything cached: no model constructed
     assert (tmp_path / "warm.jsonl").read_bytes() == (tmp_path / "cold.jsonl").read_bytes()
-    assert "(0 encoded, 40 cached)" in capsys.readouterr().out
+    assert "(pooled from the prompt and response vectors): 80 texts (0 encoded, 80 cached" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -141,4 +141,5 @@ def test_warm_select_on_dolly_with_minilm_loads_no_encoder(tmp_path, datakit, ca
     warm = SentenceTransformerEmbedder.models_loaded
     assert main([*args, "--out", str(tmp_path / "warm.jsonl")]) == 0
     assert SentenceTransformerEmbedder.models_loaded == warm
-    assert "minilm on conversations: 60 texts (0 encoded, 60 cached)" in capsys.readouterr().out
+    out = capsys.readouterr().out  # 60 prompts and 60 responses: the pooled default encodes each view once
+    assert "minilm on conversations (pooled from the prompt and response vectors): 120 texts (0 encoded, 120 cac" in out
