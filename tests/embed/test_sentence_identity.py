@@ -142,4 +142,4 @@ def test_warm_select_on_dolly_with_minilm_loads_no_encoder(tmp_path, datakit, ca
     assert main([*args, "--out", str(tmp_path / "warm.jsonl")]) == 0
     assert SentenceTransformerEmbedder.models_loaded == warm
     out = capsys.readouterr().out  # 60 prompts and 60 responses: the pooled default encodes each view once
-    assert "minilm on conversations (pooled from the prompt and response vectors): 120 texts (0 encoded, 120 cac" in out
+    assert "on conversations (pooled from the prompt and response vectors): 120 texts (0 encoded, 120 cached" in out
