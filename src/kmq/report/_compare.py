@@ -42,7 +42,6 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
     for path in run_dirs:
         run = RunData(path)
         m = run.manifest
-        diag = run.diagnostics or {}
         row: dict[str, Any] = {
             "run": str(path),
             "command": run.command,
@@ -50,13 +49,20 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
             "params": params_text(dig(m, "method.params")),
             "budget": dig(m, "budget.resolved"),
             "k": stage(m, "cluster")[1].get("n_clusters"),
-            "n": dig(diag, "selected.n") if diag else dig(m, "counts.selected"),
+            **diagnostic_columns(m),
         }
-        for name in METRICS:
-            row[name] = _metric(diag.get("selected"), name)
-            row[f"{name}_random"] = _metric(diag.get("random"), name)
         rows.append(row)
     return rows
+
+
+def diagnostic_columns(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``n`` and each of :data:`METRICS` with its random reference (``<name>_random``) from a run's manifest."""
+    diag = manifest.get("diagnostics") or {}
+    row: dict[str, Any] = {"n": dig(diag, "selected.n") if diag else dig(manifest, "counts.selected")}
+    for name in METRICS:
+        row[name] = _metric(diag.get("selected"), name)
+        row[f"{name}_random"] = _metric(diag.get("random"), name)
+    return row
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kmq.errors import MissingArtifactError
-from kmq.report._compare import METRICS, _metric
+from kmq.report._compare import METRICS, diagnostic_columns
 from kmq.report._html import dig, esc, num, page, section, table, value
 
 MARKER = "experiment.json"
@@ -107,19 +107,14 @@ def cell_diagnostics(root: str | os.PathLike) -> list[dict[str, Any]]:
             m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        diag = m.get("diagnostics") or {}
-        row: dict[str, Any] = {
+        rows.append({
             "cell": folder.parent.name,
             "method": dig(m, "method.name"),
             "budget": dig(m, "budget.resolved"),
             "seed": m.get("seed"),
             "k": dig(m, "stages.cluster.n_clusters"),
-            "n": dig(diag, "selected.n") if diag else dig(m, "counts.selected"),
-        }
-        for name in METRICS:
-            row[name] = _metric(diag.get("selected"), name)
-            row[f"{name}_random"] = _metric(diag.get("random"), name)
-        rows.append(row)
+            **diagnostic_columns(m),
+        })  # fmt: skip
     return rows
 
 
