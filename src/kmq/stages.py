@@ -84,7 +84,7 @@ class EmbedderSource:
         if self._pooled(view):
             prompts, responses = pool.texts("prompt"), pool.texts("response")
             X = emb.encode_conversations(prompts, responses, show_progress=show_progress)
-            return Stage(X, emb.pooled_key(prompts, responses), {**emb.stats_, "conversation_vectors": "pooled"})
+            return Stage(X, emb.pooled_key_, {**emb.stats_, "conversation_vectors": "pooled"})
         X = emb.encode(pool.texts(view), show_progress=show_progress, desc=f"embedding {view}s")
         return Stage(X, digest(emb.key, emb.text_keys_.tobytes()), dict(emb.stats_))
 

@@ -85,6 +85,8 @@ def test_the_pooled_key_is_its_own_and_needs_no_encoding(dolly):
     assert key != digest(emb.key, text_keys(dolly.texts("conversation")).tobytes())  # not the joined text's
     assert key != emb.pooled_key(prompts, responses[::-1])
     assert key != emb.pooled_key(responses, prompts)
+    emb.encode_conversations(prompts, responses, cache=False)
+    assert emb.pooled_key_ == key  # what the stage stores: the same key, from the keys encode() computed
 
 
 def test_views_of_different_lengths_are_refused():
