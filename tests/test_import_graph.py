@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Data-flow order: a module may import from its own stage and from earlier ones only.
 STAGES = [
-    {"errors", "_deps", "_cpu", "redact", "cache", "config", "endpoints", "publish", "hf"},  # the base layer
+    {"errors", "_deps", "_cpu", "_lazy", "redact", "cache", "config", "endpoints", "publish", "hf"},  # the base layer
     {"data"},
     {"embed"},
     {"cluster"},

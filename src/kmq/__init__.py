@@ -9,8 +9,7 @@ Importing kmq is light (no torch, no faiss): the public names load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kmq._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -36,13 +35,7 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kmq' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

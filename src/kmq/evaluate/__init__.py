@@ -9,8 +9,7 @@ The public names load on first use (importing ``kmq.evaluate`` imports no lm-eva
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kmq._lazy import lazy_getattr
 
 _LAZY = {
     "evaluate_model": "kmq.evaluate.harness",
@@ -19,13 +18,7 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kmq.evaluate' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -11,9 +11,7 @@ model library.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from kmq._lazy import lazy_getattr
 from kmq.loop.reweight import REWEIGHTS, split_budget, update_weights
 from kmq.loop.signal import cluster_signal, instance_scores
 
@@ -31,10 +29,4 @@ _LAZY = {
 
 __all__ = ["REWEIGHTS", "cluster_signal", "instance_scores", "split_budget", "update_weights", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kmq.loop' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,9 +6,7 @@ The model-based scorers (:class:`PerplexityScorer`, :class:`IFDScorer`, :class:`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from kmq._lazy import lazy_getattr
 from kmq.scorers.base import Scorer, check_scores, require_scored
 from kmq.scorers.column import ColumnScorer
 from kmq.scorers.scorers import HeuristicScorer, get_scorer
@@ -23,10 +21,4 @@ _LAZY = {
 
 __all__ = ["ColumnScorer", "HeuristicScorer", "Scorer", "check_scores", "get_scorer", "require_scored", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kmq.scorers' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
