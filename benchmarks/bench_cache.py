@@ -25,9 +25,12 @@ checked once per process; the timed runs after the first do not repeat them). Pr
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -53,21 +56,54 @@ def build(folder: Path, n: int, block: int, store_dtype: str) -> np.ndarray:
 
 
 def old_module(commit: str) -> types.ModuleType:
-    """kmq.cache as of ``commit`` (its VectorStore reads the same shards)."""
-    src = subprocess.run(["git", "show", f"{commit}:src/kmq/cache.py"], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parent).stdout  # fmt: skip
-    mod = types.ModuleType("kmq_cache_old")
-    exec(compile(src, f"{commit}:src/kmq/cache.py", "exec"), mod.__dict__)
+    """kmq.cache as of ``commit`` (its VectorStore reads the same shards): the one module, or the package.
+
+    A package (``src/kmq/cache/``, after the split) imports its siblings as ``kmq.cache._...``: the commit's
+    ``src/kmq`` is extracted to a temporary folder and imported with ``sys.modules`` swapped, so the old
+    modules bind to each other while this process's kmq stays what it was.
+    """
+    here = Path(__file__).parent
+    single = subprocess.run(["git", "cat-file", "-e", f"{commit}:src/kmq/cache.py"], cwd=here).returncode == 0
+    if single:
+        src = subprocess.run(["git", "show", f"{commit}:src/kmq/cache.py"], capture_output=True, text=True,
+                             check=True, cwd=here).stdout  # fmt: skip
+        mod = types.ModuleType("kmq_cache_old")
+        exec(compile(src, f"{commit}:src/kmq/cache.py", "exec"), mod.__dict__)
+        return mod
+    root = Path(tempfile.mkdtemp(prefix="kmq-bench-old-"))
+    archive = subprocess.run(["git", "archive", commit, "src/kmq"], capture_output=True, check=True,
+                             cwd=here.parent).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    ours = {name: m for name, m in sys.modules.items() if name == "kmq" or name.startswith("kmq.")}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(root / "src"))
+    try:
+        mod = importlib.import_module("kmq.cache")
+    finally:
+        sys.path.remove(str(root / "src"))
+        for name in [n for n in sys.modules if n == "kmq" or n.startswith("kmq.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+        shutil.rmtree(root, ignore_errors=True)  # every old module is loaded by now
     return mod
+
+
+def _old_store(old: types.ModuleType, folder: Path, store_dtype: str):
+    """``old.VectorStore`` opened with the store-dtype keyword of its commit (``dtype`` before ``store_dtype``)."""
+    params = inspect.signature(old.VectorStore).parameters
+    return old.VectorStore(folder, DIM, **{("store_dtype" if "store_dtype" in params else "dtype"): store_dtype})
 
 
 def run(arm: str, folder: Path, keys: np.ndarray, store_dtype: str, full: bool, old) -> dict[str, float]:
     """Seconds of open, contains, gather (full), iter_gather, for one arm."""
     if arm != "reopen":
         cache._OPEN.clear()
+        if old is not None and hasattr(old, "_OPEN"):
+            old._OPEN.clear()
     t0 = time.perf_counter()
     if arm == "old":
-        store = old.VectorStore(folder, DIM, dtype=store_dtype)
+        store = _old_store(old, folder, store_dtype)
     else:
         store = VectorStore(folder, DIM, store_dtype=store_dtype)
     t1 = time.perf_counter()
