@@ -63,7 +63,8 @@ def old_module(commit: str) -> types.ModuleType:
     modules bind to each other while this process's kmq stays what it was.
     """
     here = Path(__file__).parent
-    single = subprocess.run(["git", "cat-file", "-e", f"{commit}:src/kmq/cache.py"], cwd=here).returncode == 0
+    single = subprocess.run(["git", "cat-file", "-e", f"{commit}:src/kmq/cache.py"], cwd=here,
+                            stderr=subprocess.DEVNULL).returncode == 0  # fmt: skip
     if single:
         src = subprocess.run(["git", "show", f"{commit}:src/kmq/cache.py"], capture_output=True, text=True,
                              check=True, cwd=here).stdout  # fmt: skip
