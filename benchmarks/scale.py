@@ -5,8 +5,9 @@ short alpaca records with a numeric ``score`` field, ``vectors.npy`` their (n, 3
 float16 at 10M by default), drawn around 200 random directions. Each ``kmq select`` (``npy:`` vectors,
 ``column:score``, k = 1,000, budget 100k) runs in a subprocess: first with an empty cache (cold), then again
 with the cache it left (warm). The child's peak RSS is its ``VmHWM`` (read by a small wrapper at exit; also
-``ru_maxrss`` from ``wait4``), and the ratio divides it by the size of the embedding matrix kmq holds (n x d
-float32: ``load_npy_embeddings`` returns float32 whatever the file's dtype) and by the ``.npy`` file's size.
+``ru_maxrss`` from ``wait4``), and the ratios divide it by the size of the embedding matrix kmq holds (n x d in
+the file's dtype: a float16 file's rows stay float16, ``resident_dtype`` in the manifest), by the float32
+matrix (what kmq held before) and by the ``.npy`` file's size.
 
     .venv/bin/python benchmarks/scale.py --n 1000000                 # generate if missing, cold + warm
     .venv/bin/python benchmarks/scale.py --n 10000000 --dtype float16
@@ -156,11 +157,12 @@ def main() -> None:
     generate(folder, args.n, dtype)
     if args.generate_only:
         return
-    matrix_mib = args.n * D * 4 / 2**20  # what kmq holds: float32 rows
+    f32_mib = args.n * D * 4 / 2**20
+    matrix_mib = args.n * D * np.dtype(dtype).itemsize / 2**20  # what kmq holds: the file's float16 or float32
     file_mib = (folder / "vectors.npy").stat().st_size / 2**20
     load = os.getloadavg()
-    print(f"n={args.n:,} d={D} file {dtype} {file_mib:,.0f} MiB; float32 matrix {matrix_mib:,.0f} MiB; "
-          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
+    print(f"n={args.n:,} d={D} file {dtype} {file_mib:,.0f} MiB; resident {dtype} matrix {matrix_mib:,.0f} MiB, "
+          f"float32 {f32_mib:,.0f} MiB; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         tmp = Path(tmp)
         extra = args.extra.split()
@@ -171,9 +173,9 @@ def main() -> None:
                                             k=args.clusters, extra=extra, trace=args.trace)))  # fmt: skip
     for name, r in runs:
         peak = r["vmhwm_mib"] or r["maxrss_mib"]
-        print(f"{name}: {r['seconds']:8.1f} s  peak RSS {peak:8,.0f} MiB  = {peak / matrix_mib:.2f}x the float32 "
-              f"matrix, {peak / file_mib:.2f}x the .npy file  (ru_maxrss {r['maxrss_mib']:,} MiB; 1-min load "
-              f"{r['load_before']:.1f} -> {r['load_after']:.1f})")  # fmt: skip
+        print(f"{name}: {r['seconds']:8.1f} s  peak RSS {peak:8,.0f} MiB  = {peak / matrix_mib:.2f}x the {dtype} "
+              f"matrix, {peak / f32_mib:.2f}x the float32 one, {peak / file_mib:.2f}x the .npy file  (ru_maxrss "
+              f"{r['maxrss_mib']:,} MiB; 1-min load {r['load_before']:.1f} -> {r['load_after']:.1f})")  # fmt: skip
         for line in r.pop("highs"):
             print(f"    {line}")
     print(json.dumps({"n": args.n, "dtype": dtype, "load": load, "runs": runs}))

@@ -105,8 +105,10 @@ class PrecomputedSource:
         if self._loaded is None:
             from kmq.embed.precomputed import load_npy_source
 
-            X, key = load_npy_source(self.path, len(pool))  # key = digest("npy", X), hashed without a copy
-            stats = {"embedder": self.spec, "rows": len(X), "dim": int(X.shape[1]), "source": "precomputed"}
+            # key = digest("npy", X), hashed without a copy; a float16 file stays float16 (half the memory)
+            X, key = load_npy_source(self.path, len(pool), keep_float16=True)
+            stats = {"embedder": self.spec, "rows": len(X), "dim": int(X.shape[1]), "source": "precomputed",
+                     "resident_dtype": str(X.dtype)}  # fmt: skip
             self._loaded = Stage(X, key, stats)
         return self._loaded
 

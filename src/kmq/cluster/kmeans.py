@@ -106,9 +106,13 @@ class KMeans:
             )
 
     def fit(self, X: np.ndarray) -> KMeans:
-        """Train on a seeded sample of X, then assign every row of X."""
+        """Train on a seeded sample of X, then assign every row of X.
+
+        X may be float16 (rows a float16 ``npy:`` file kept resident): the training sample is converted to
+        float32 and the rows are assigned in float32 chunks, so the result equals ``fit(X.astype(np.float32))``.
+        """
         faiss = require("faiss", purpose="k-means clustering")
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = _rows(X)
         self._check(X)
         rng = _check_random_state(self.random_state)
         n, d = X.shape
@@ -128,7 +132,8 @@ class KMeans:
             min_points_per_centroid=1,
             verbose=False,
         )
-        km.train(X[train_idx] if n_train < n else X)  # the whole of X: no copy of it
+        # the sample as float32 (sample-sized); float32 X whole: no copy of it
+        km.train(np.ascontiguousarray(X[train_idx] if n_train < n else X, dtype=np.float32))
         self.centroids_ = np.ascontiguousarray(km.centroids, dtype=np.float32)
         fit_s = time.perf_counter() - start
         self.labels_, self.similarity_ = self._assign(X)
@@ -171,4 +176,13 @@ class KMeans:
         """Nearest-centroid labels of new rows, ndarray of shape (m,), int64."""
         if not hasattr(self, "centroids_"):
             raise NotFittedError("This KMeans instance is not fitted yet. Call 'fit' first.")
-        return self._assign(np.ascontiguousarray(X, dtype=np.float32))[0]
+        return self._assign(_rows(X))[0]
+
+
+def _rows(X: np.ndarray) -> np.ndarray:
+    """X as k-means reads it: float32 or float16 rows as they are (float16 goes to faiss as float32 chunks, never
+    as a whole-matrix copy), any other dtype converted to one C-contiguous float32 matrix."""
+    X = np.asarray(X)
+    if X.dtype == np.float16:
+        return X
+    return np.ascontiguousarray(X, dtype=np.float32)

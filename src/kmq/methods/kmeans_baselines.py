@@ -85,7 +85,8 @@ def centroid_distances(embeddings: np.ndarray, labels: np.ndarray, centroids: np
     distances = np.empty(n, dtype=np.float64)
     for lo in range(0, n, _CHUNK):
         rows = slice(lo, lo + _CHUNK)
-        distances[rows] = 1.0 - np.einsum("ij,ij->i", embeddings[rows], Cn[labels[rows]])
+        block = np.asarray(embeddings[rows], dtype=np.float32)  # float16 rows: one float32 chunk, no (n, d) copy
+        distances[rows] = 1.0 - np.einsum("ij,ij->i", block, Cn[labels[rows]])
     return distances
 
 

@@ -101,7 +101,12 @@ def check_labels(
 
 
 def check_embeddings(embeddings: np.ndarray, n: int, owner: str) -> np.ndarray:
-    """Validate (n, d) finite L2-normalised rows; return them as C-contiguous float32 (no copy when already so)."""
+    """Validate (n, d) finite L2-normalised rows; return them as C-contiguous float32 (no copy when already so).
+
+    float16 rows (a float16 ``npy:`` file, kept float16) are converted to one float32 matrix here: the methods
+    that take embeddings (k-center, QDIT, Deita, kmeans-closest) compute BLAS products over all rows, which
+    numpy does not do in float16. The default ``kmq`` method takes no embeddings, so it never pays this copy.
+    """
     arr = np.asarray(embeddings)
     if arr.ndim != 2 or arr.shape[0] != n or not np.issubdtype(arr.dtype, np.floating) or arr.shape[1] == 0:
         raise InvalidParameterError(

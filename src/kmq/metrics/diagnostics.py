@@ -258,8 +258,8 @@ def _check_array(values: np.ndarray, n: int, name: str, ndim: int, kind: type = 
             f"The {name!r} parameter of {_OWNER} must be {what} array of shape {shape}, one row per pool row. "
             f"Got shape {arr.shape} and dtype {arr.dtype} instead."
         )
-    if ndim == 2:
-        return np.ascontiguousarray(arr, dtype=np.float32)  # no copy when already float32 and contiguous
+    if ndim == 2:  # float16 rows stay float16 (searched in float32 chunks); else no copy when float32 and contiguous
+        return arr if arr.dtype == np.float16 else np.ascontiguousarray(arr, dtype=np.float32)
     return arr
 
 

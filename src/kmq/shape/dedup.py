@@ -82,9 +82,10 @@ def near_duplicates(
         kept_vecs = np.empty((0, X.shape[1]), dtype=np.float32)
         for start in range(0, len(rows), block):
             chunk = rows[start : start + block]
-            keep_local = _greedy_block(X[chunk], chunk, kept, kept_vecs, tau, out)
+            V = np.asarray(X[chunk], dtype=np.float32)  # float16-resident rows: compared in float32 (H1, scale)
+            keep_local = _greedy_block(V, chunk, kept, kept_vecs, tau, out)
             kept = np.concatenate([kept, chunk[keep_local]])
-            kept_vecs = np.concatenate([kept_vecs, X[chunk[keep_local]]])
+            kept_vecs = np.concatenate([kept_vecs, V[keep_local]])
     return out
 
 
