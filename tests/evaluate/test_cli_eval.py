@@ -82,7 +82,9 @@ def test_bad_flag_values_exit_2(tiny_llama, capsys):
         assert exit_info.value.code == 2
 
 
-@pytest.mark.slow  # lm-eval indexes its whole task tree to know that a name is not one of its tasks
 def test_unknown_task_name(tiny_llama, datakit, capsys):
+    """Known from a scan of lm-eval's task YAMLs (kmq.evaluate.task_names), not from lm-eval's index."""
     _one_line_exit_2(["eval", str(tiny_llama), "--tasks", "arc_easy,no_such_task", "--data-dir", str(datakit)],
                      capsys, "'no_such_task'")  # fmt: skip
+    _one_line_exit_2(["eval", str(tiny_llama), "--tasks", "hellaswagg", "--data-dir", str(datakit)], capsys,
+                     "Close: hellaswag")  # fmt: skip

@@ -69,6 +69,15 @@ def test_same_numbers_as_lm_eval_called_directly(run, tiny_llama, datakit):
         assert entry["available"] == direct["n-samples"][task]["original"] > 4
         assert entry["num_fewshot"] == direct["n-shot"][task] == 1
         assert entry["version"] == direct["versions"][task]
+    # kmq calls lm-eval's evaluate (not simple_evaluate, whose environment report takes seconds): the same entries
+    assert results["tasks"] == _entries(direct, TASKS.split(","), 4, datakit)
+
+
+def _entries(direct, names, limit, datakit):
+    from kmq.evaluate.results import task_entries
+    from kmq.evaluate.tasks import resolve_data_dir
+
+    return task_entries(direct, {"top": {n: [n] for n in names}}, limit=limit, data_dir=resolve_data_dir(datakit))
 
 
 def test_continuous_metrics_equal_lm_eval_called_directly(perplexity, tiny_llama, datakit):
@@ -76,6 +85,7 @@ def test_continuous_metrics_equal_lm_eval_called_directly(perplexity, tiny_llama
     entry = perplexity["tasks"]["kmq_test_perplexity"]
     assert entry["metrics"] == split_metrics(direct["results"]["kmq_test_perplexity"])[0]
     assert entry["metrics"]["word_perplexity"] > 1.0 and entry["n"] == 2
+    assert perplexity["tasks"] == _entries(direct, ["kmq_test_perplexity"], 2, datakit)  # and its config digest
 
 
 def test_results_schema(run, tiny_llama, datakit):

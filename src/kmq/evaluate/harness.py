@@ -1,12 +1,16 @@
 """``kmq eval``: evaluate a model on lm-eval tasks, kmq's local tasks and the judge-based tasks; one results dict.
 
 The lm-eval tasks (any task name lm-eval knows, and kmq's local definitions for the datakit eval sets, see
-:mod:`kmq.evaluate.tasks`) run through ``lm_eval.simple_evaluate`` on a model kmq loads itself, wrapped in
+:mod:`kmq.evaluate.tasks`) run through ``lm_eval.evaluator.evaluate`` on a model kmq loads itself, wrapped in
 lm-eval's ``HFLM``, a LoRA adapter applied with peft on top, or lm-eval's vLLM model (:mod:`kmq.evaluate.lm`).
+kmq does what ``simple_evaluate`` does before it (:func:`_evaluate`: the seeds, shots and generation
+settings), not what it adds after (the environment report, whose ``torch.utils.collect_env`` subprocesses
+take seconds per call, and the git hash): kmq's results never held those.
 The judge-based tasks (``alpaca_eval``, ``mt_bench``) answer with kmq's greedy HF generator and are rated by a
 ``judge:MODEL@URL`` endpoint (:func:`kmq.evaluate.judged.run_judged`).
 
-Tasks are loaded once, before the model: an unknown name, a code task without ``allow_code_execution`` or a
+Tasks are loaded once, before the model: an unknown name (known without lm-eval's task index, see
+:func:`kmq.evaluate.tasks.check_task_names`), a code task without ``allow_code_execution`` or a
 judged task without ``judge`` fails before anything heavy runs. One ``seed`` sets lm-eval's Python, NumPy,
 torch and few-shot seeds, so the same model, tasks, settings and seed give the same numbers; the results
 dict is the same apart from ``timings`` (see :func:`evaluate_model` for its keys).
@@ -125,6 +129,10 @@ def evaluate_model(
                                     "records, not a fraction; pass an int.")  # fmt: skip
     plan = _plan_out(out, overwrite, model, adapter, data_dir)
     data = _data_dir(data_dir, names)
+    if [n for n in names if n not in JUDGED]:
+        from kmq.evaluate.tasks import check_task_names
+
+        check_task_names([n for n in names if n not in JUDGED], data)  # before lm-eval's heavy imports
     device = hf.default_device(device)
     from kmq._cpu import resolve_precision
 
@@ -261,7 +269,7 @@ def _load_tasks(specs: list[str | dict], data_dir: Path | None, allow_code_execu
                 paper: bool) -> dict[str, Any]:  # fmt: skip
     """Build every task once, before the model loads (a bad name or a code task fails first).
 
-    Returns ``{"manager", "objects": what simple_evaluate gets, "tasks": leaf tasks, "top": name -> leaf names}``;
+    Returns ``{"manager", "objects": the loaded tasks and groups, "tasks": leaf tasks, "top": name -> leaf names}``;
     with ``paper`` the paper's shots go to the suite's tasks that set none.
     """
     from kmq.evaluate.tasks import apply_paper_shots, task_manager
@@ -308,22 +316,47 @@ def _load_one(manager: Any, spec: str | dict, name: str) -> dict[str, Any]:
 
 def _run_harness(model, adapter, backend, loaded, *, data_dir, device, precision, batch_size, num_fewshot, seed, limit,
                  max_new_tokens, revision, trust_remote_code, timings) -> dict[str, Any]:  # fmt: skip
-    import lm_eval
-
     t0 = time.perf_counter()
     lm = build_lm(model, adapter, backend, device=device, precision=precision, batch_size=batch_size, seed=seed,
                    revision=revision, trust_remote_code=trust_remote_code)  # fmt: skip
     timings["load_model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     gen_kwargs = {"max_gen_toks": max_new_tokens} if max_new_tokens is not None else None
-    res = lm_eval.simple_evaluate(
-        model=lm, tasks=loaded["objects"], num_fewshot=num_fewshot, limit=limit, gen_kwargs=gen_kwargs,
-        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-        confirm_run_unsafe_code=True, log_samples=False,  # code tasks were checked in _load_tasks
-        task_manager=loaded["manager"],  # else lm-eval indexes its whole task tree again
-    )  # fmt: skip
+    res = _evaluate(lm, loaded, num_fewshot=num_fewshot, limit=limit, gen_kwargs=gen_kwargs, seed=seed)
     timings["evaluate_s"] = time.perf_counter() - t0
     return task_entries(res, loaded, limit=limit, data_dir=data_dir)
+
+
+def _evaluate(lm: Any, loaded: dict[str, Any], *, num_fewshot: int | None, limit: int | float | None,
+              gen_kwargs: dict[str, Any] | None, seed: int) -> dict[str, Any]:  # fmt: skip
+    """``lm_eval.simple_evaluate(model=lm, tasks=loaded["objects"], ...)`` less its environment report.
+
+    The same steps in the same order as lm-eval 0.4.13's ``simple_evaluate``: Python, NumPy and torch seeded
+    with ``seed``; the task dict from the loaded objects; per task the generation settings (generation tasks),
+    the shots (``num_fewshot`` unless the task's config pins 0; a task that sets none gets 0) and the few-shot
+    seed; then ``evaluate`` with ``simple_evaluate``'s defaults (bootstrap 100000, few-shot as multi-turn).
+    """
+    import random
+
+    import numpy as np
+    from lm_eval.evaluator import evaluate
+    from lm_eval.utils import set_torch_seed
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - lm-eval's tasks draw from the global generators
+    set_torch_seed(seed)
+    task_dict = loaded["manager"].load(loaded["objects"])  # objects as they are: no task is built again
+    for task in task_dict["tasks"].values():
+        if gen_kwargs is not None and task.get_config("output_type") == "generate_until":
+            task.set_config(key="generation_kwargs", value=gen_kwargs, update=True)
+        if num_fewshot is not None:
+            if task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=num_fewshot)
+        elif task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=seed)
+    return evaluate(lm=lm, task_dict=task_dict, limit=limit, bootstrap_iters=100000, log_samples=False,
+                    fewshot_as_multiturn=True, confirm_run_unsafe_code=True)  # code tasks were checked in _load_tasks
 
 
 # -- judged tasks ---------------------------------------------------------------------------------------------

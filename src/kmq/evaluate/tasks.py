@@ -34,8 +34,9 @@ from kmq.evaluate.task_defs import BBH_TASKS, DEFS_DIR, MMLU_SUBJECTS
 from kmq.evaluate.task_defs.data import DATA_DIR_ENV, FILES, resolve_data_dir
 
 __all__ = [
-    "LOCAL_SUBTASKS", "LOCAL_TASKS", "PAPER_SUITE", "LocalTask", "apply_paper_shots", "describe", "expand_tasks",
-    "is_local", "local_task_names", "primary_metric", "primary_metric_key", "resolve_data_dir", "task_manager",
+    "LOCAL_SUBTASKS", "LOCAL_TASKS", "PAPER_SUITE", "LocalTask", "apply_paper_shots", "check_task_names", "describe",
+    "expand_tasks", "is_local", "local_task_names", "primary_metric", "primary_metric_key", "resolve_data_dir",
+    "task_manager",
 ]  # fmt: skip
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +146,9 @@ def task_manager(
     data_dir : path or None
         The datakit folder (see :func:`resolve_data_dir`). None: lm-eval's tasks only, no local ones.
     tasks : sequence of str, optional
-        The names the caller will load: each is checked (InvalidParameterError listing the local tasks when
-        a name is neither local nor lm-eval's), and lm-eval's own index (seconds to build) is skipped when
-        all of them are local.
+        The names the caller will load: each is checked (InvalidParameterError listing the local tasks and
+        the closest names when a name is neither local nor lm-eval's; :func:`check_task_names`, before lm-eval's
+        index is built), and lm-eval's own index (tens of seconds to build) is skipped when all are local.
     include_defaults : bool, optional
         Force lm-eval's own tasks in or out (default: in, unless ``tasks`` are all local).
 
@@ -165,16 +166,54 @@ def task_manager(
     if include_defaults is None:
         include_defaults = data_dir is None or names is None or not all(is_local(n) for n in names)
     root = str(resolve_data_dir(data_dir)) if data_dir is not None else None
+    if names:  # before lm-eval's index is built: a name that no YAML file gives is unknown
+        _check_known(names, _known_names(root is not None, include_defaults), include_defaults)
     _quiet_lm_eval()
     manager = _manager(root, include_defaults)
-    unknown = [n for n in names or () if n not in manager.all_tasks and not Path(n).is_file()]
-    if unknown:
-        raise InvalidParameterError(
-            f"Unknown task{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: neither one of kmq's "
-            f"local tasks ({', '.join(LOCAL_TASKS)}; subtasks mmlu_<subject>, bbh_<task>) nor an lm-eval task"
-            f"{'' if include_defaults else ' (lm-eval tasks were not indexed)'}. See `lm-eval ls tasks`."
-        )
+    if names:
+        _check_known(names, frozenset(manager.all_tasks), include_defaults)
     return manager
+
+
+def check_task_names(names: Sequence[str], data_dir: str | os.PathLike | None) -> None:
+    """InvalidParameterError for a name that is neither a local task, an lm-eval task nor a YAML file.
+
+    What :func:`task_manager` checks, without lm-eval's index (a scan of the task YAMLs, cached per lm-eval
+    version: :func:`kmq.evaluate.task_names.lm_eval_task_names`); the error lists the closest known names.
+    """
+    include_defaults = data_dir is None or not all(is_local(n) for n in names)
+    _check_known(names, _known_names(data_dir is not None, include_defaults), include_defaults)
+
+
+def _known_names(local: bool, include_defaults: bool) -> frozenset[str]:
+    """The names the manager will index, from a scan of the YAML files (:mod:`kmq.evaluate.task_names`)."""
+    from kmq.evaluate.task_names import lm_eval_task_names
+
+    names = lm_eval_task_names() if include_defaults else frozenset()
+    return names | _local_names() if local else names
+
+
+@lru_cache(maxsize=1)
+def _local_names() -> frozenset[str]:
+    from kmq.evaluate.task_names import scan_task_names
+
+    return scan_task_names([DEFS_DIR])
+
+
+def _check_known(names: Sequence[str], known: frozenset[str], include_defaults: bool) -> None:
+    """InvalidParameterError naming each unknown task and the known names closest to it."""
+    import difflib
+
+    unknown = [n for n in names if n not in known and not Path(n).is_file()]
+    if not unknown:
+        return
+    close = [c for n in unknown for c in difflib.get_close_matches(n, sorted(known), n=3, cutoff=0.75)]
+    hint = f" Close: {', '.join(dict.fromkeys(close))}." if close else ""
+    raise InvalidParameterError(
+        f"Unknown task{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: neither one of kmq's "
+        f"local tasks ({', '.join(LOCAL_TASKS)}; subtasks mmlu_<subject>, bbh_<task>) nor an lm-eval task"
+        f"{'' if include_defaults else ' (lm-eval tasks were not indexed)'}.{hint} See `lm-eval ls tasks`."
+    )
 
 
 @lru_cache(maxsize=8)
