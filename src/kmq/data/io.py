@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 
 from kmq._deps import require
 from kmq.data._cells import decode_cells, json_columns
+from kmq.data._jsonl_arrow import read_jsonl_arrow
 from kmq.data.formats import FORMATS, detect_format
 from kmq.data.memory import add_table, is_in_memory, read_memory
 from kmq.data.pool import ArrowStore, JsonlStore, ListStore, Pool, PoolBuilder
@@ -370,6 +371,11 @@ def _max_depth(data: bytes) -> tuple[int, int]:
 
 
 def _read_jsonl(path: Src, builder: PoolBuilder, suffix: str, container: str | None) -> Pool:
+    pool = read_jsonl_arrow(path, builder, _open, suffix, container)  # None: the records need json.loads
+    return pool if pool is not None else _read_jsonl_lines(path, builder, suffix, container)
+
+
+def _read_jsonl_lines(path: Src, builder: PoolBuilder, suffix: str, container: str | None) -> Pool:
     builder.unit = "line"
     digest, offsets, lengths = hashlib.sha256(), array("q"), array("q")
     with _open(path) as fh:

@@ -71,6 +71,15 @@ class MessagesBuilder:
         if self._records >= self.chunk:
             self._flush()
 
+    def extend(self, counts: np.ndarray, roles: np.ndarray, contents: pa.Array) -> None:
+        """Add records whose turns are already in Arrow: ``counts`` (records,) turns each, their ``roles``
+        (turns,) int8 codes and ``contents`` (a LargeBinaryArray of valid UTF-8), record after record."""
+        self._flush()
+        ends = np.cumsum(counts, dtype=np.int64) + self._offsets[-1]
+        self._offsets.frombytes(ends.tobytes())
+        self._roles += roles.astype(np.int8).tobytes()
+        self._chunks.append(contents)
+
     def _flush(self) -> None:
         if self._contents:
             arr, ok = _binary(self._contents)
@@ -113,6 +122,7 @@ class Messages(Sequence):
         self.contents = contents
         self.utf8 = utf8
         self._views: dict[str, pa.Array] = {}
+        self._texts: dict[str, list[str]] = {}
 
     @classmethod
     def from_turns(cls, records: Sequence[list[Turn]]) -> Messages:
@@ -201,23 +211,45 @@ class Messages(Sequence):
         ``surrogatepass`` bytes. Computed once per view and kept (it holds the view's bytes).
         """
         if view not in self._views:
-            if view == "conversation":
-                offsets, contents = self.offsets, self.contents
-            else:
-                mask = np.isin(self.roles, _VIEW_CODES[view])
-                counts = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-                offsets, contents = counts[self.offsets], self.contents.filter(pa.array(mask))
-            lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), contents)
-            joined = pc.binary_join(lists, _SEP)
-            self._views[view] = joined.view(pa.large_string()) if self.utf8 else joined
+            self._views[view] = self._join(view)
         return self._views[view]
 
+    def _join(self, view: str) -> pa.Array:
+        if view == "conversation":
+            offsets, contents = self.offsets, self.contents
+        else:
+            mask = np.isin(self.roles, _VIEW_CODES[view])
+            counts = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+            offsets, contents = counts[self.offsets], self.contents.filter(pa.array(mask))
+        lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), contents)
+        joined = pc.binary_join(lists, _SEP)
+        return joined.view(pa.large_string()) if self.utf8 else joined
+
     def texts(self, view: str) -> list[str]:
-        """One Python str per record for ``view`` (see :meth:`text_array`)."""
-        return self._decode(self.text_array(view).view(pa.large_binary()))
+        """One Python str per record for ``view`` (see :meth:`text_array`), decoded once and kept.
+
+        Every call returns the same list (do not mutate it): a run that hashes a view and then encodes it
+        decodes it once. Only the views asked for are held; :meth:`release_texts` drops them. The Arrow view is
+        not kept for it (:meth:`text_array` keeps its own).
+        """
+        if view not in self._texts:
+            arr = self._views.get(view)
+            self._texts[view] = self._decode((self._join(view) if arr is None else arr).view(pa.large_binary()))
+        return self._texts[view]
+
+    def release_texts(self, *views: str) -> None:
+        """Drop the Python strings :meth:`texts` keeps for ``views`` (all views when none is given)."""
+        for view in views or list(self._texts):
+            self._texts.pop(view, None)
 
     def iter_texts(self, view: str, batch_size: int = _BATCH) -> Iterator[list[str]]:
-        """Yield :meth:`texts` ``batch_size`` records at a time."""
+        """Yield :meth:`texts` ``batch_size`` records at a time (slices of the kept list when there is one, else
+        decoded a batch at a time and not kept)."""
+        kept = self._texts.get(view)
+        if kept is not None:
+            for lo in range(0, len(kept), batch_size):
+                yield kept[lo : lo + batch_size]
+            return
         arr = self.text_array(view).view(pa.large_binary())
         for lo in range(0, len(arr), batch_size):
             yield self._decode(arr.slice(lo, batch_size))
@@ -249,6 +281,9 @@ class LazyTexts(Sequence):
         return len(self.messages)
 
     def __getitem__(self, index: Any) -> Any:
+        kept = self.messages._texts.get(self.view)
+        if kept is not None:
+            return kept[index]
         arr = self.messages.text_array(self.view).view(pa.large_binary())
         if isinstance(index, slice):
             lo, hi, step = index.indices(len(arr))

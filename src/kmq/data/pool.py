@@ -148,8 +148,16 @@ class Pool:
         return f"Pool(n={len(self)}, format={self.format!r}, container={self.container!r}, source={self.source!r})"
 
     def texts(self, view: str) -> list[str]:
-        """Return one text per record for ``view`` in :data:`VIEWS` (see the module docstring for the rule)."""
+        """Return one text per record for ``view`` in :data:`VIEWS` (see the module docstring for the rule).
+
+        Decoded on the first call and kept: later calls return the same list (do not mutate it).
+        :meth:`release_texts` drops it; :meth:`iter_texts` and :meth:`text_array` keep no Python strings.
+        """
         return self.messages.texts(_check_view(view, "Pool.texts"))
+
+    def release_texts(self, *views: str) -> None:
+        """Drop the strings :meth:`texts` keeps for ``views`` (every view when none is given)."""
+        self.messages.release_texts(*(_check_view(view, "Pool.release_texts") for view in views))
 
     def iter_texts(self, view: str, batch_size: int = 8192) -> Iterator[list[str]]:
         """Yield :meth:`texts` of ``view`` ``batch_size`` records at a time (no list of all n texts)."""
