@@ -256,6 +256,9 @@ class EngineConfig(Validated):
     block_size: int | None = opt(
         None, "ray: texts per task and per cached shard (None: the encoder's, which keeps the local vectors)", min=1
     )
+    window: int | None = opt(
+        None, "ray: blocks per Ray dataset, so the object store holds one window of texts (None: 256)", min=1
+    )
 
 
 @dataclass

@@ -245,6 +245,7 @@ def build_scorer(
     Text scorers (heuristic, relevance) reuse the clustering encoder and its cache; with precomputed
     ``npy:`` vectors they use ``score.relevance_embedder`` (default: the bundled MiniLM when installed,
     else the hashing embedder).
+    Model scorers compute their cache misses on the source's engine (``--engine ray``: Ray Data actors).
     """
     from kmq.scorers import get_scorer
 
@@ -276,7 +277,19 @@ def build_scorer(
         api_key_env=sc.judge_api_key_env,
         on_unparsable=sc.judge_unparsable,
     )
-    return scorer, rel_spec
+    return _scorer_on_engine(scorer, getattr(source, "engine_cfg", None)), rel_spec
+
+
+def _scorer_on_engine(scorer: Any, engine_cfg: Any) -> Any:
+    """``scorer``, its models' cache misses computed on ``engine_cfg``'s engine (:func:`kmq.engine.attach_scorer`).
+
+    Only model scorers (perplexity, ifd, reward, deita) move; the others are returned as they are.
+    """
+    if engine_cfg is None or engine_cfg.engine == "local" or not scorer.model_parts():
+        return scorer
+    from kmq.engine import attach_scorer
+
+    return attach_scorer(scorer, engine_cfg)
 
 
 def _default_relevance_encoder() -> str:

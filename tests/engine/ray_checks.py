@@ -1,15 +1,18 @@
 """The Ray engine's checks, run as one script inside a private network namespace (``test_ray_engine.py``).
 
 Ray starts once (it is slow to start) and every check runs in it; the script prints one JSON line of
-results and exits 1 on the first failed check. Usage: ``python ray_checks.py WORK_DIR DATAKIT``.
+results and exits 1 on the first failed check. Usage: ``python ray_checks.py WORK_DIR DATAKIT``. Each Ray
+dataset starts its own actor processes (about 4 CPU-seconds each: Ray and Ray Data are imported there), so
+the checks share datasets where they can, and independent work overlaps (threads).
 
-Checks: every listening socket is on loopback while Ray is up; ``kmq.select(..., engine="ray")`` gives the
-local engine's subset and cache contents (hashing encoder, 300 dolly records) and a later local run is
-warm; a ``kmq select --engine ray`` process (connected with ``--ray-address``) killed between two cached
-blocks resumes from the cache and ends with the same subset; an error raised in an actor reaches the driver
-as the kmq error it is; with ``--minilm``, the bundled MiniLM gives
-the local vectors through Ray (loading torch and the model in the driver and in an actor doubles the
-script's time, so the test runs it only when ``KMQ_TEST_RAY_MINILM=1``).
+Checks: every listening socket is on loopback while Ray is up; a ``kmq select --engine ray`` process
+(connected with ``--ray-address``, hashing encoder, 300 dolly records, the blocks fed to Ray two at a time)
+killed between two cached blocks resumes on Ray from the cache and ends with the local engine's subset and
+cache contents, and a later local run is warm; the perplexity scorer on a tiny local Llama gives exactly the
+local values through a Ray actor and caches them; an error raised in an actor reaches the driver as the kmq
+error it is; with ``--minilm``, the bundled MiniLM gives the local vectors through Ray (loading torch and
+the model in the driver and in an actor doubles the script's time, so the test runs it only when
+``KMQ_TEST_RAY_MINILM=1``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +72,14 @@ def cache_rows(cache: Path, texts: dict[str, list[str]]) -> dict[str, tuple[np.n
     return out
 
 
+def same_cache(one: Path, two: Path, texts: dict[str, list[str]]) -> bool:
+    """Whether two caches hold the same vectors for the pool's texts (and hold some)."""
+    a, b = cache_rows(one, texts), cache_rows(two, texts)
+    return len(a) > 0 and a.keys() == b.keys() and all(
+        np.array_equal(a[k][0], b[k][0]) and np.array_equal(a[k][1], b[k][1]) for k in a
+    )
+
+
 def select(pool: Path, out: Path, engine: str, **kw):
     import kmq
 
@@ -91,6 +103,8 @@ def main(work: Path, datakit: Path) -> None:
     lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text(encoding="utf-8").splitlines()
     pool = work / "pool.jsonl"
     pool.write_text("\n".join(lines[:300]) + "\n", encoding="utf-8")
+    # the local side of the perplexity check (torch, a tiny model) while Ray starts: Ray's start is mostly waiting
+    reference = Background(perplexity_reference, work, pool)
 
     t0 = time.perf_counter()
     get_engine(EngineConfig(engine="ray")).start()
@@ -98,32 +112,22 @@ def main(work: Path, datakit: Path) -> None:
     addrs = listening()
     check("loopback_only", addrs and all(a.rsplit(":", 1)[0] in LOOPBACK for a in addrs), listening=addrs)
 
-    # 1. the same subset and cache contents as the local engine; a later local run is warm
-    t0 = time.perf_counter()
+    # 1. a Ray run killed mid-embedding resumes on Ray, several windows of blocks, with the local subset and cache
     use_cache(work / "cache-local")
     local = select(pool, work / "local.jsonl", "local")
-    use_cache(work / "cache-ray")
-    remote = select(pool, work / "ray.jsonl", "ray")
-    check("same_selection", local.indices.tolist() == remote.indices.tolist()
-          and (work / "local.jsonl").read_bytes() == (work / "ray.jsonl").read_bytes())  # fmt: skip
-    counts = cold = embed_counts(work / "ray.run")
-    check("ray_encoded", counts["engines"] == ["ray"] and counts["encoded"] > 0, **counts)
+    error = Background(worker_error)  # meanwhile: an error raised in an actor
     texts = views(pool)
-    a, b = cache_rows(work / "cache-local", texts), cache_rows(work / "cache-ray", texts)
-    same = a.keys() == b.keys() and all(np.array_equal(a[k][0], b[k][0]) and np.array_equal(a[k][1], b[k][1])
-                                        for k in a)  # fmt: skip
-    check("same_cache", same and len(a) > 0, stores=sorted(a), rows={k: int(v[0].sum()) for k, v in a.items()})
-    warm = select(pool, work / "warm.jsonl", "local")
-    counts = embed_counts(work / "warm.run")
-    check("local_after_ray_is_warm", counts["encoded"] == 0 and warm.indices.tolist() == local.indices.tolist(),
-          **counts)  # fmt: skip
-    RESULTS["select_s"] = round(time.perf_counter() - t0, 1)
-    worker_error()
+    kill_and_resume(work, pool, texts, local)
 
-    # 2. a real model: the bundled MiniLM on 48 texts (with --minilm: it costs as much as the rest together)
+    # 2. a model scorer on Ray: exactly the local values
+    perplexity(work, reference.result())
+    message = error.result()
+    check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
+          message=message)  # fmt: skip
+
+    # 3. a real encoder: the bundled MiniLM on 48 texts (with --minilm: it costs as much as the rest together)
     if "--minilm" in sys.argv:
         minilm(work, texts["conversation"][:48])
-    kill_and_resume(work, pool, texts, local, cold)
 
     from kmq.engine.ray import _SESSION, shutdown
 
@@ -133,7 +137,28 @@ def main(work: Path, datakit: Path) -> None:
     print(json.dumps(RESULTS, default=str))
 
 
-def worker_error() -> None:
+class Background(threading.Thread):
+    """``fn(*args)`` in a thread; :meth:`result` joins it and returns its value (or raises its error)."""
+
+    def __init__(self, fn, *args) -> None:
+        super().__init__(daemon=True)
+        self.fn, self.args, self.value, self.error = fn, args, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as err:  # noqa: BLE001  (handed to the main thread)
+            self.error = err
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def worker_error() -> str | None:
     """A kmq error raised in an actor (an encoder whose identity is not the driver's) reaches the driver as itself."""
     from kmq.engine import EmbedderFactory
     from kmq.engine.ray import RayEngine
@@ -145,9 +170,51 @@ def worker_error() -> None:
         message = None
     except InvalidParameterError as err:
         message = str(err)
-    check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
-          message=message)  # fmt: skip
     RESULTS["worker_error_s"] = round(time.perf_counter() - t0, 1)
+    return message
+
+
+#: the perplexity check's scorer: a tiny local Llama, short inputs, 3 blocks of 8 conversations
+PPL = {"batch_size": 4, "max_length": 96, "show_progress": False}
+
+
+def perplexity_reference(work: Path, pool: Path) -> tuple[Path, list, np.ndarray]:
+    """The tiny model, the conversations and their local perplexity scores (no cache: this runs in a thread)."""
+    import tiny_models
+    from kmq.config import RunConfig
+    from kmq.data import load_pool
+    from kmq.scorers import get_scorer
+
+    t0 = time.perf_counter()
+    model = tiny_models.build_causal_lm(work / "tiny-llama", arch="llama")
+    convs = load_pool(RunConfig(pool=str(pool))).messages[:24]
+    scorer = get_scorer(f"perplexity:{model}", **PPL)
+    scorer.cache, scorer.block_size = False, 8
+    values = scorer.score_messages(convs)
+    RESULTS["perplexity_local_s"] = round(time.perf_counter() - t0, 1)
+    return model, convs, values
+
+
+def perplexity(work: Path, reference: tuple[Path, list, np.ndarray]) -> None:
+    """The perplexity scorer through Ray actors: exactly the local values, cached, and a local run is then warm."""
+    from kmq.engine import attach_scorer
+    from kmq.engine.ray import RayEngine
+    from kmq.scorers import get_scorer
+
+    t0 = time.perf_counter()
+    model, convs, local = reference
+    use_cache(work / "cache-ppl")
+    scorer = get_scorer(f"perplexity:{model}", **PPL)
+    scorer.block_size = 8  # the reference's blocks
+    remote = attach_scorer(scorer, RayEngine()).score_messages(convs)
+    stats = dict(scorer.stats_)
+    warm = get_scorer(f"perplexity:{model}", **PPL)
+    again = warm.score_messages(convs)
+    check("perplexity_on_ray_equals_local", np.array_equal(local, remote) and stats["computed"] == len(convs)
+          and np.array_equal(again, local) and warm.stats_["computed"] == 0,
+          max_abs_diff=float(np.abs(local - remote).max()), computed=stats["computed"],
+          warm_computed=warm.stats_["computed"])  # fmt: skip
+    RESULTS["perplexity_s"] = round(time.perf_counter() - t0, 1)
 
 
 def minilm(work: Path, sample: list[str]) -> None:
@@ -170,8 +237,12 @@ def minilm(work: Path, sample: list[str]) -> None:
     RESULTS["minilm_s"] = round(time.perf_counter() - t0, 1)
 
 
-def kill_and_resume(work: Path, pool: Path, texts: dict[str, list[str]], local, cold: dict) -> None:
-    """A Ray run killed between two cached blocks resumes from the cache and ends equal."""
+def kill_and_resume(work: Path, pool: Path, texts: dict[str, list[str]], local) -> None:
+    """A Ray run killed between two cached blocks resumes on Ray and ends with the local subset and cache.
+
+    The blocks (100 texts) go to Ray two at a time, so the resumed run's responses take two windows (two
+    datasets): their vectors land under the right keys only if the windows' results come back whole and in order.
+    """
     import ray
 
     import killpoints
@@ -179,21 +250,30 @@ def kill_and_resume(work: Path, pool: Path, texts: dict[str, list[str]], local, 
     t0 = time.perf_counter()
     cache = use_cache(work / "cache-kill")
     cfg = work / "blocks.yaml"
-    cfg.write_text("engine: {engine: ray, block_size: 64}\n", encoding="utf-8")
+    cfg.write_text("engine: {engine: ray, block_size: 100, window: 2}\n", encoding="utf-8")
     address = ray.get_runtime_context().gcs_address
     args = ["select", str(pool), "--budget", "30", "--embedder", "hashing", "--seed", "0", "--config", str(cfg),
             "--ray-address", address, "--out", str(work / "killed.jsonl"), "-q"]  # fmt: skip
     (work / "kp").mkdir()
-    run = killpoints.run_kmq(killpoints.wrapper(work / "kp"), args, root=cache, kill_at=3, match=r"shard-[^/]*$",
+    run = killpoints.run_kmq(killpoints.wrapper(work / "kp"), args, root=cache, kill_at=2, match=r"shard-[^/]*$",
                              env={**os.environ}, timeout=240)  # fmt: skip
     stored = sum(int(v[0].sum()) for v in cache_rows(cache, texts).values())
     check("killed_mid_embedding", run.killed and stored > 0, returncode=run.returncode, stored=stored,
           stderr=run.stderr[-2000:])  # fmt: skip
     resumed = select(pool, work / "resumed.jsonl", "ray", config=str(cfg))
-    counts = embed_counts(work / "resumed.run")
-    check("resumed_from_cache", counts["cached"] > 0 and counts["cached"] + counts["encoded"] == cold["encoded"]
-          and resumed.indices.tolist() == local.indices.tolist()
-          and (work / "resumed.jsonl").read_bytes() == (work / "local.jsonl").read_bytes(), **counts)  # fmt: skip
+    check("same_selection", resumed.indices.tolist() == local.indices.tolist()
+          and (work / "resumed.jsonl").read_bytes() == (work / "local.jsonl").read_bytes())  # fmt: skip
+    counts, cold = embed_counts(work / "resumed.run"), embed_counts(work / "local.run")
+    check("ray_encoded", counts["engines"] == ["ray"] and counts["encoded"] > 0, **counts)
+    check("resumed_from_cache", counts["cached"] > 0 and counts["cached"] + counts["encoded"] == cold["encoded"],
+          **counts)  # fmt: skip
+    a = cache_rows(work / "cache-local", texts)
+    check("same_cache", same_cache(work / "cache-local", cache, texts), stores=sorted(a),
+          rows={k: int(v[0].sum()) for k, v in a.items()})  # fmt: skip
+    warm = select(pool, work / "warm.jsonl", "local")
+    counts = embed_counts(work / "warm.run")
+    check("local_after_ray_is_warm", counts["encoded"] == 0 and warm.indices.tolist() == local.indices.tolist(),
+          **counts)  # fmt: skip
     RESULTS["kill_resume_s"] = round(time.perf_counter() - t0, 1)
 
 

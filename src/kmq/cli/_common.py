@@ -42,7 +42,7 @@ def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sectio
     setting(g, config, "embed.timeout", "--embed-timeout")
     setting(g, config, "embed.dimensions", "--embed-dimensions")
     if "engine" in {f.name for f in dataclasses.fields(config)}:
-        e = p.add_argument_group("engine (where the encoder's cache misses are computed)")
+        e = p.add_argument_group("engine (where the cache misses of the encoder and the model scorers are computed)")
         setting(e, config, "engine.engine", "--engine")
         setting(e, config, "engine.ray_address", "--ray-address", metavar="ADDRESS")
         setting(e, config, "engine.gpus", "--engine-gpus", metavar="GPUS")

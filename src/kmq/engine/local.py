@@ -62,3 +62,36 @@ def identity_digest(embedder: Any) -> str:
     from kmq.cache import digest
 
     return digest(embedder.identity())
+
+
+@dataclass(frozen=True)
+class ScorerFactory:
+    """Builds a model scorer's :meth:`~kmq.scorers._lm.HFModelScorer.compute_block` where it runs (a Ray actor).
+
+    Parameters
+    ----------
+    cls : type
+        The scorer's class (an :class:`~kmq.scorers._lm.HFModelScorer`; Ray pickles it by reference).
+    model : str
+        Hub name or local folder, as the driver's scorer was given it.
+    options : dict
+        :meth:`~kmq.scorers._lm.HFModelScorer.options` (device, precision, batch size, max length, ...).
+    identity : str
+        :func:`identity_digest` of the driver's scorer: the worker's must be the same (another model file, hub
+        commit or chat template on that node would give other values under the same cache key), else it refuses.
+    """
+
+    cls: type
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    identity: str | None = None
+
+    def __call__(self) -> Callable[[list[str]], np.ndarray]:
+        scorer = self.cls(self.model, **self.options, show_progress=False, cache=False)
+        if self.identity is not None and identity_digest(scorer) != self.identity:
+            raise InvalidParameterError(
+                f"The {scorer.name} scorer on this worker has identity {scorer.identity()}, not the driver's "
+                f"({self.identity}): its values would differ. Give every node the same model files (or pin "
+                "--score-revision)."
+            )
+        return scorer.compute_block

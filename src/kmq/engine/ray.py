@@ -1,10 +1,12 @@
-"""The Ray engine: an encoder's cache misses as a Ray Data ``map_batches`` over a pool of actors.
+"""The Ray engine: the cache misses of an encoder or a model scorer as a Ray Data ``map_batches`` over actors.
 
 Each actor builds its own block function from a picklable factory (:class:`~kmq.engine.local.EmbedderFactory`:
-the encoder's spec and options), so a loaded model never goes through the object store. Every block of
-:func:`kmq.cache.cached_map` is one row of the dataset and one call of the function in an actor: the same
-blocks as the local engine, so the same vectors. Results come back to the driver in the blocks' order and
-cached_map writes each one to the cache as it arrives.
+the encoder's spec and options; :class:`~kmq.engine.local.ScorerFactory`: the scorer's class, model and
+options), so a loaded model never goes through the object store. Every block of :func:`kmq.cache.cached_map`
+is one row of the dataset and one call of the function in an actor: the same blocks as the local engine, so
+the same values. Results come back to the driver in the blocks' order and cached_map writes each one to the
+cache as it arrives. The blocks go to Ray ``window`` at a time (one dataset per window), so the object store
+never holds more than one window of texts.
 
 Ray itself: ``address`` (``--ray-address``) connects to a running cluster; without it kmq starts a local
 Ray once per process (no dashboard, worker logs kept out of the driver's stderr, a temporary folder under
@@ -24,6 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,9 @@ from kmq.errors import InvalidParameterError, KmqError
 logger = logging.getLogger(__name__)
 
 PIP = "pip install 'kmq[ray]'"
+#: blocks per Ray dataset: 256 blocks are 256k texts of an encoder (blocks of 1,024; ~256 MB of 1 kB texts in the
+#: object store) or 64k inputs of a model scorer (blocks of 256); every window loads the actors' models once more
+WINDOW_BLOCKS = 256
 #: the Ray session this process started (kmq shuts it down), and its temporary folder
 _SESSION: dict[str, Any] = {"owned": False, "tmp": None}
 
@@ -65,24 +71,33 @@ class RayEngine:
         GPUs per actor (fractions share a GPU).
     cpus : float, default 0.5
         CPUs reserved per actor.
+    window : int, default WINDOW_BLOCKS
+        Blocks per Ray dataset (:meth:`map_blocks`): the most texts the object store holds at once is ``window``
+        blocks' worth. Each window starts its own actors, which load their model again.
     """
 
     address: str | None = None
     actors: int = 1
     gpus: float = 0.0
     cpus: float = 0.5
+    window: int = 0
     name = "ray"
+
+    def __post_init__(self) -> None:
+        self.window = int(self.window) or WINDOW_BLOCKS
 
     @classmethod
     def from_config(cls, cfg: Any) -> RayEngine:
         """From an :class:`~kmq.config.EngineConfig`."""
-        return cls(address=cfg.ray_address, actors=cfg.actors, gpus=cfg.gpus, cpus=cfg.cpus)
+        return cls(address=cfg.ray_address, actors=cfg.actors, gpus=cfg.gpus, cpus=cfg.cpus,
+                   window=getattr(cfg, "window", None) or 0)  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         from kmq.redact import redact_url
 
         address = redact_url(self.address) if self.address else None
-        return {"engine": self.name, "address": address, "actors": self.actors, "gpus": self.gpus, "cpus": self.cpus}
+        return {"engine": self.name, "address": address, "actors": self.actors, "gpus": self.gpus, "cpus": self.cpus,
+                "window": self.window}  # fmt: skip
 
     def start(self) -> Any:
         """Connect to ``address`` or start a local Ray (once per process); checks that the actors fit."""
@@ -110,17 +125,28 @@ class RayEngine:
     ) -> Iterator[np.ndarray]:
         """``factory()(block)`` of every block, computed on the actors and yielded in the blocks' order.
 
-        Ray starts only when there is a block to compute (a warm run starts nothing).
+        The blocks are taken from ``blocks`` (a generator: :func:`kmq.cache.cached_map` builds each block's texts
+        when it is taken) ``window`` at a time, and each window is one Ray dataset: only that window's texts are
+        in the object store, whatever the pool's size. Ray starts only when there is a block to compute (a warm
+        run starts nothing).
         """
-        blocks = list(blocks)
-        if not blocks:
-            return
+        it = iter(blocks)
+        seq = 0
+        while window := list(islice(it, self.window)):
+            yield from self._map_window(factory, window, seq)
+            seq += len(window)
+
+    def _map_window(
+        self, factory: Callable[[], Callable[[list[str]], np.ndarray]], blocks: list[list[str]], first: int
+    ) -> Iterator[np.ndarray]:
+        """One window of blocks as one dataset over its own actor pool; results in order."""
         ray = self.start()
         rows = [{"seq": i, "texts": [t.encode("utf-8", "surrogatepass") for t in b]} for i, b in enumerate(blocks)]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        del rows  # the object store holds them now
         worker = type("KmqBlockWorker", (_BlockWorker,), {"factory": factory})  # the factory travels with the class
         remote = {"num_gpus": self.gpus} if self.gpus else {}
-        pool = ray.data.ActorPoolStrategy(size=min(self.actors, len(rows)))  # an idle actor would only hold a model
+        pool = ray.data.ActorPoolStrategy(size=min(self.actors, len(blocks)))  # an idle actor would only hold a model
         ds = ds.map_batches(worker, batch_size=1, batch_format="numpy", num_cpus=self.cpus, compute=pool, **remote)
         ready: dict[int, np.ndarray] = {}
         nxt = 0
@@ -132,7 +158,7 @@ class RayEngine:
                 yield ready.pop(nxt)
                 nxt += 1
         if nxt != len(blocks):
-            raise RuntimeError(f"--engine ray returned {nxt} of {len(blocks)} blocks")
+            raise RuntimeError(f"--engine ray returned {nxt} of {len(blocks)} blocks (blocks {first}-{first + nxt})")
 
 
 class _BlockWorker:

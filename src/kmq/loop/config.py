@@ -3,7 +3,8 @@
 It reuses the static pipeline's ``embed``, ``cluster``, ``score`` (quality for the within-cluster draw)
 and ``select`` (kMQ's ``allocation``, ``within``, ``temperature``) sections and adds ``train``,
 ``generate``, ``judge`` (a :class:`~kmq.config.ScoreConfig` whose ``scorer`` is the judge spec) and
-``reweight``. A YAML file mirrors the dataclasses::
+``reweight``; ``engine`` (:class:`~kmq.config.EngineConfig`, ``--engine ray``) is where the embedding's and
+the quality scorer's cache misses are computed, as for ``kmq select``. A YAML file mirrors the dataclasses::
 
     pool: pool.jsonl
     budget: 6000
@@ -13,6 +14,7 @@ and ``select`` (kMQ's ``allocation``, ``within``, ``temperature``) sections and 
     generate: {generator: vllm, max_new_tokens: 512}
     judge: {scorer: reward:sfairXC/FsfairX-LLaMA3-RM-v0.1}
     reweight: {method: multiplicative, temperature: 1.0}
+    engine: {engine: ray, actors: 2}
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from kmq.config import (
     ClusterConfig,
     EmbedConfig,
+    EngineConfig,
     FieldsConfig,
     OutFormat,
     RunConfig,
@@ -142,6 +145,7 @@ class IterateConfig(RunSettings):
     judge: ScoreConfig = field(default_factory=_judge_default)
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
     fields: FieldsConfig = opt(factory=FieldsConfig)
+    engine: EngineConfig = opt(factory=EngineConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> IterateConfig:
@@ -162,7 +166,7 @@ class IterateConfig(RunSettings):
             shuffle=self.shuffle, dedup=self.dedup, out_format=self.out_format,
             embed=self.embed, cluster=self.cluster, score=self.score,
             select=SelectConfig(method="kmq", params=dict(self.select.params)),
-            fields=self.fields,
+            fields=self.fields, engine=self.engine,
         )  # fmt: skip
 
 
@@ -176,6 +180,7 @@ _SECTIONS: dict[str, type] = {
     "judge": ScoreConfig,
     "reweight": ReweightConfig,
     "fields": FieldsConfig,
+    "engine": EngineConfig,
 }
 
 

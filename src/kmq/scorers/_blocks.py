@@ -11,7 +11,7 @@ progress bar on stderr.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ def cached_rows(
     block_size: int,
     show_progress: bool | None = None,
     desc: str = "scoring",
+    mapper: Callable[[Iterable[list[str]]], Iterable[Any]] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Values for every input, reading and extending a per-input cache block by block.
 
@@ -71,6 +72,9 @@ def cached_rows(
         Values per input.
     block_size : int
         Inputs per persisted block.
+    mapper : callable, optional
+        Computes ``compute`` of every block elsewhere (an engine's actors: :func:`kmq.engine.attach_scorer`),
+        results in the blocks' order; None: here, block after block (:func:`kmq.cache.cached_map`).
 
     Returns
     -------
@@ -90,6 +94,7 @@ def cached_rows(
         show_progress=show_progress,
         desc=desc,
         unit="ex",
+        mapper=mapper,
     )
     stats = {"inputs": res.stats["items"], **{k: res.stats[k] for k in ("unique", "cached", "computed", "seconds")}}
     logger.debug("%s: %s", desc, stats)

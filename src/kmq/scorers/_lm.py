@@ -118,6 +118,10 @@ class HFModelScorer(Scorer):
     auto_class = "AutoModelForCausalLM"
     #: inputs per persisted cache block
     block_size = 256
+    #: the constructor's options that change where or how the model runs; :meth:`options` returns them
+    OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code", "revision")
+    #: computes the blocks of cache misses elsewhere (:func:`kmq.engine.attach_scorer`); None: here, in turn
+    mapper: Any = None
 
     def __init__(
         self,
@@ -229,6 +233,20 @@ class HFModelScorer(Scorer):
         if not self.cache:
             return None
         return digest(kind, self.model_identity(), self.precision, self.max_tokens, *extra)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this scorer elsewhere (a Ray actor): ``type(self)(model, **options)``."""
+        return {name: getattr(self, name) for name in self.OPTIONS}
+
+    def model_parts(self) -> list[HFModelScorer]:
+        return [self]
+
+    def compute_block(self, block: list[str]) -> np.ndarray:
+        """Values of one block of distinct model inputs (the cache's misses), shape (len(block), dim), float64.
+
+        What :func:`~kmq.scorers._blocks.cached_rows` calls for every block, here or in an engine's actor.
+        """
+        raise NotImplementedError
 
     def score_messages(self, conversations: list[Conversation]) -> np.ndarray:
         """Score conversations that need not belong to any pool.

@@ -46,6 +46,14 @@ class Scorer(ABC):
         """Everything that changes the scores; the quality cache key is built from it."""
         return {"class": type(self).__name__, "name": self.name}
 
+    def model_parts(self) -> list[Any]:
+        """The model scorers inside this one whose cache misses an engine may compute (:mod:`kmq.engine`).
+
+        Each part is a :class:`~kmq.scorers._lm.HFModelScorer` (itself; Deita's two models); none for scorers
+        without a local model (heuristic, column, relevance, whose encoder is the run's, and the HTTP judge).
+        """
+        return []
+
     @abstractmethod
     def score(self, pool: Any) -> np.ndarray:
         """Score every record.

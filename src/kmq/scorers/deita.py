@@ -97,11 +97,12 @@ class DigitExpectationScorer(HFModelScorer):
     def rate(self, prompts: list[str], desc: str) -> tuple[np.ndarray, dict[str, Any]]:
         """Expected rating of each prompt, cached per prompt; returns (scores (n,), stats)."""
         key = self.store_key("deita-digits-v1", digit_token_ids(self.tokenizer))
-        rows, stats = cached_rows(prompts, self._compute, store_key=key, dim=2, block_size=self.block_size,
-                                  show_progress=self.show_progress, desc=desc)  # fmt: skip
+        rows, stats = cached_rows(prompts, self.compute_block, store_key=key, dim=2, block_size=self.block_size,
+                                  show_progress=self.show_progress, desc=desc, mapper=self.mapper)  # fmt: skip
         return rows[:, 0].copy(), {**stats, "truncated": int(rows[:, 1].sum())}
 
-    def _compute(self, prompts: list[str]) -> np.ndarray:
+    def compute_block(self, prompts: list[str]) -> np.ndarray:
+        """``[expected rating, truncated]`` of each prompt, shape (len(prompts), 2), float64."""
         torch = require("torch", purpose=f"the {self.name} scorer")
         from kmq.scorers.perplexity import _logits_at
 
@@ -158,6 +159,9 @@ class DeitaScorer(Scorer):
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "complexity": self.complexity.identity(), "quality": self.quality.identity()}
+
+    def model_parts(self) -> list[HFModelScorer]:
+        return [self.complexity, self.quality]
 
     def score_messages(self, conversations: list[Conversation]) -> np.ndarray:
         """Evol score per conversation, shape (n,), float64."""

@@ -176,24 +176,23 @@ class PerplexityScorer(HFModelScorer):
 
     def _nll(self, items: list[tuple[str, list[tuple[int, int]]]], desc: str) -> tuple[np.ndarray, dict[str, Any]]:
         """``[sum NLL, scored tokens, truncated]`` per (text, spans) item, cached per item."""
-        tok = self.tokenizer
-        limit = self.max_tokens
-
-        def compute(block: list[str]) -> np.ndarray:
-            seqs, cut = [], []
-            for text, spans in (json.loads(x) for x in block):
-                ids, scored = tokenize_masked(tok, text, spans)
-                cut.append(len(ids) > limit)
-                seqs.append((ids[-limit:], scored[-limit:]))
-            pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-            nll = token_nll(self.model, seqs, batch_size=self.batch_size, pad_id=pad)
-            return np.column_stack([nll, np.asarray(cut, dtype=np.float64)])
-
         inputs = [encode_item(text, spans) for text, spans in items]
         return cached_rows(
-            inputs, compute, store_key=self.store_key("causal-lm-nll-v1"), dim=3, block_size=self.block_size,
-            show_progress=self.show_progress, desc=desc,
+            inputs, self.compute_block, store_key=self.store_key("causal-lm-nll-v1"), dim=3,
+            block_size=self.block_size, show_progress=self.show_progress, desc=desc, mapper=self.mapper,
         )  # fmt: skip
+
+    def compute_block(self, block: list[str]) -> np.ndarray:
+        """``[sum NLL, scored tokens, truncated]`` of each :func:`~kmq.scorers._lm.encode_item` input, (len, 3)."""
+        tok, limit = self.tokenizer, self.max_tokens
+        seqs, cut = [], []
+        for text, spans in (json.loads(x) for x in block):
+            ids, scored = tokenize_masked(tok, text, spans)
+            cut.append(len(ids) > limit)
+            seqs.append((ids[-limit:], scored[-limit:]))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        nll = token_nll(self.model, seqs, batch_size=self.batch_size, pad_id=pad)
+        return np.column_stack([nll, np.asarray(cut, dtype=np.float64)])
 
     def _conditional(self, conversations: list[Conversation]) -> list[tuple[str, list[tuple[int, int]]]]:
         return [render_with_spans(self.tokenizer, conv) for conv in conversations]

@@ -74,8 +74,8 @@ class RewardScorer(HFModelScorer):
         tok = self.tokenizer
         texts = [tok.apply_chat_template(conv, tokenize=False) for conv in conversations]
         rows, stats = cached_rows(
-            texts, self._compute, store_key=self.store_key("reward-v1"), dim=2, block_size=self.block_size,
-            show_progress=self.show_progress, desc="reward",
+            texts, self.compute_block, store_key=self.store_key("reward-v1"), dim=2, block_size=self.block_size,
+            show_progress=self.show_progress, desc="reward", mapper=self.mapper,
         )  # fmt: skip
         truncated = int(rows[:, 1].sum())
         if truncated:
@@ -92,7 +92,8 @@ class RewardScorer(HFModelScorer):
         }
         return rows[:, 0].copy()
 
-    def _compute(self, texts: list[str]) -> np.ndarray:
+    def compute_block(self, texts: list[str]) -> np.ndarray:
+        """``[reward, truncated]`` of each rendered conversation, shape (len(texts), 2), float64."""
         torch = require("torch", purpose=f"the {self.name} scorer")
         model, limit = self.model, self.max_tokens
         encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
