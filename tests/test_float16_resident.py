@@ -120,3 +120,15 @@ def test_a_float16_pool_selects_as_its_float32_upcast(datakit, tmp_path):
     for out in ("h.jsonl", "{}/selection.parquet", "{}/pool.parquet", "{}/map.parquet", "{}/clusters.parquet"):
         assert (tmp_path / out.format("h")).read_bytes() == (tmp_path / out.format("f")).read_bytes(), out
     assert {**h.manifest["diagnostics"], "seconds": 0} == {**f.manifest["diagnostics"], "seconds": 0}
+
+
+@pytest.mark.parametrize("name", ["fastchat_dummy", "dolly_3k"])
+def test_prompt_keys_a_batch_at_a_time_equal_the_whole_pool_ones(datakit, name):
+    from kmq.data import read_pool
+    from kmq.metrics import prompt_keys
+    from kmq.pipeline import first_prompt_keys
+
+    messages = read_pool(str(datakit / name / f"{name}.jsonl")).messages
+    whole = prompt_keys(messages.first_user())
+    assert np.array_equal(first_prompt_keys(messages, batch=7), whole) and len(set(whole.tolist())) > 50
+    assert messages.first_user(5, 9) == messages.first_user()[5:9] and messages.first_user(9, 9) == []

@@ -289,10 +289,9 @@ MIX_FIELDS = ("source", "category")
 def run_diagnostics(selection: Selection, X: np.ndarray | None, candidates: np.ndarray, *, seed: int) -> dict:
     """:func:`kmq.metrics.diagnostics` of a selection (the manifest's ``diagnostics``), from what the run computed."""
     from kmq.config import DEDUP_TAU, parse_dedup
-    from kmq.metrics import diagnostics, prompt_keys
+    from kmq.metrics import diagnostics
 
     pool, info = selection.pool, selection.pool_info
-    first = pool.messages.first_user()  # from the Arrow turns, no dict per turn
     columns = pool.columns()
     fields = {f: [None if v is None else str(v) for v in pool.column(f)] for f in MIX_FIELDS if f in columns}
     stratify = getattr(selection.config, "stratify", None)
@@ -301,9 +300,22 @@ def run_diagnostics(selection: Selection, X: np.ndarray | None, candidates: np.n
     mode, tau = parse_dedup(getattr(selection.config, "dedup", "none"))
     return diagnostics(
         picks=selection.indices, n=len(pool), embeddings=X, labels=info.get("labels"), quality=info.get("quality"),
-        candidates=candidates, prompt_keys=prompt_keys(first), fields=fields or None, seed=seed,
+        candidates=candidates, prompt_keys=first_prompt_keys(pool.messages), fields=fields or None, seed=seed,
         near_tau=tau if mode == "near" else DEDUP_TAU,
     )  # fmt: skip
+
+
+def first_prompt_keys(messages: Any, batch: int = 65536) -> np.ndarray:
+    """:func:`kmq.metrics.prompt_keys` of every record's first user turn (``""`` without one), (n,) uint64.
+
+    A batch of records at a time: no list of n prompts (about 1 GB of str at 10M short records).
+    """
+    from kmq.metrics import prompt_keys
+
+    keys = np.empty(len(messages), dtype=np.uint64)
+    for lo in range(0, len(messages), batch):
+        keys[lo : lo + batch] = prompt_keys(messages.first_user(lo, lo + batch))
+    return keys
 
 
 def first_match(found: Any, ids: list[str]) -> list[str | None]:

@@ -91,6 +91,7 @@ class MessagesBuilder:
         self._flush()
         contents = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.large_binary())
         self._chunks = []
+        pa.default_memory_pool().release_unused()  # the chunks (and a reader's tables): pages back to the system
         offsets = np.frombuffer(self._offsets, dtype=np.int64).copy()
         self._offsets = array("q", [0])
         roles = np.frombuffer(bytes(self._roles), dtype=np.int8)
@@ -258,15 +259,21 @@ class Messages(Sequence):
         """The texts of ``view`` as a sequence that decodes them on access, a batch at a time (no list of n str)."""
         return LazyTexts(self, view, batch_size)
 
-    def first_user(self) -> list[str]:
-        """The first user turn's content of every record (``""`` when there is none)."""
-        user = np.flatnonzero(self.roles == _CODE["user"])
+    def first_user(self, lo: int = 0, hi: int | None = None) -> list[str]:
+        """The first user turn's content of records ``lo:hi``, all by default (``""`` when there is none).
+
+        A range lets a caller walk the pool a batch at a time (no list of n str: H1, 10M rows).
+        """
+        hi = len(self) if hi is None else max(lo, min(hi, len(self)))
+        starts, stops = self.offsets[lo:hi], self.offsets[lo + 1 : hi + 1]
+        base = int(self.offsets[lo])
+        user = base + np.flatnonzero(self.roles[base : int(self.offsets[hi])] == _CODE["user"])
         if not len(user):
-            return [""] * len(self)
-        pos = np.searchsorted(user, self.offsets[:-1])  # first user turn at or after each record's start
+            return [""] * (hi - lo)
+        pos = np.searchsorted(user, starts)  # first user turn at or after each record's start
         pos = np.minimum(pos, len(user) - 1)
         first = user[pos]
-        has = (first >= self.offsets[:-1]) & (first < self.offsets[1:])
+        has = (first >= starts) & (first < stops)
         taken = self._decode(self.contents.take(pa.array(np.where(has, first, 0))))
         return [t if h else "" for t, h in zip(taken, has.tolist(), strict=True)]
 
