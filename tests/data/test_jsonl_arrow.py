@@ -169,7 +169,9 @@ def test_gz_and_zip_members_take_the_fast_path(tmp_path):
 
 
 def test_python_whitespace_is_what_str_strip_strips():
-    assert fast.PY_WHITESPACE == "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    from kmq.data._arrow_turns import PY_WHITESPACE
+
+    assert PY_WHITESPACE == "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
 def test_a_field_and_a_type_that_appear_late_are_no_error(tmp_path, small_chunks):
