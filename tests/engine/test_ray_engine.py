@@ -2,7 +2,9 @@
 
 Ray binds the host's interface address (not 127.0.0.1), so the checks run in ``unshare --net`` (with a PID
 namespace, so that every Ray process ends with the script): there the only interface is ``lo``, and
-``ray_checks.py`` proves that every listening socket is on loopback while Ray is up. Without permission to
+``ray_checks.py`` proves that every listening socket is on loopback while Ray is up, then runs every Ray check
+in that one Ray session (a killed and resumed ``kmq select --engine ray`` over several windows of blocks, the
+perplexity scorer of a tiny Llama on an actor, an actor's error). Without permission to
 unshare (not root) the test is skipped, except under CI (``CI=true``), where it fails. The bundled MiniLM
 through Ray (vectors equal to the local engine's) is checked with ``KMQ_TEST_RAY_MINILM=1``: loading torch
 and the model twice doubles the test's time.

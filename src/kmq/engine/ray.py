@@ -84,7 +84,7 @@ class RayEngine:
     name = "ray"
 
     def __post_init__(self) -> None:
-        self.window = int(self.window) or WINDOW_BLOCKS
+        self.window = int(self.window or 0) or WINDOW_BLOCKS
 
     @classmethod
     def from_config(cls, cfg: Any) -> RayEngine:
