@@ -3,8 +3,8 @@
 The command trainer (a script that copies the base model: a loadable "trained" model) runs the grid once
 uninterrupted, once SIGKILLed right before the second cell's ``DONE-train`` marker (cell 1 finished, cell 2's
 train folder in place but unmarked) and resumed: the resumed run must write the uninterrupted run's
-``results.csv`` bytes. A cell whose trainer exits 1 is reported and the other finishes; a changed setting of a
-finished step is an error naming it. The TRL trainer (LoRA, 2 steps) runs the same grid in the slow test.
+``results.csv`` bytes. A cell whose trainer exits 1 is reported and the other finishes (one task); a changed
+setting of a finished step is an error naming it. The TRL trainer (LoRA, 2 steps) trains and evaluates one cell.
 """
 
 from __future__ import annotations
@@ -26,9 +26,16 @@ if seed == fail_seed:
     sys.exit(1)
 shutil.copytree(base, out)
 """
+#: imported once by the fork server, not by each run (transformers and lm-eval import their parts lazily: the Llama
+#: model and tokenizer classes, lm-eval's evaluator and HF model, datasets; ~2,400 modules, seconds per run)
 PRELOAD = ["torch", "transformers", "lm_eval", "pyarrow.parquet", "yaml", "kmq.pipeline", "kmq.loop.train",
-           "kmq.evaluate.harness", "kmq.evaluate.experiment.run", "kmq.embed.hashing"]  # fmt: skip
-TASKS = ["arc_easy", "gsm8k"]
+           "kmq.evaluate.harness", "kmq.evaluate.experiment.run", "kmq.embed.hashing", "kmq.cli.main",
+           "kmq.cli.experiment", "kmq.methods", "kmq.metrics.diagnostics", "kmq.shape", "kmq.scorers",
+           "kmq.embed.tokens", "kmq.evaluate.tasks", "kmq.evaluate.task_defs.loaders", "lm_eval.evaluator",
+           "lm_eval.models.huggingface", "transformers.models.llama.modeling_llama",
+           "transformers.models.auto.tokenization_auto"]  # fmt: skip
+TASKS = ["arc_easy", "truthfulqa_mc1"]  # two multiple-choice tasks: the generation path is test_harness.py's
+EVAL = {"tasks": TASKS, "limit": 2, "num_fewshot": 0, "max_new_tokens": 8, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +55,9 @@ def grid(datakit, tiny_llama, tmp_path_factory):
             "trainer": {"name": "command",
                         "command": f"{sys.executable} {root / 'train.py'} {{base_model}} {{output_dir}} {{seed}} "
                         f"{fail_seed}"},
-            "eval": {"tasks": TASKS, "limit": 2, "num_fewshot": 0, "max_new_tokens": 8, "data_dir": str(datakit),
-                     "batch_size": 4},
+            "eval": {**EVAL, "data_dir": str(datakit)},
         }  # fmt: skip
+        cfg["eval"].update(changes.pop("eval", {}))  # eval changes are merged into the eval settings
         cfg.update(changes)
         return cfg
 
@@ -87,12 +94,15 @@ def test_grid_end_to_end_then_killed_and_resumed_equals_uninterrupted(grid, tiny
     from kmq.embed.tokens import count_tokens
     from kmq.loop.train import read_training_data
 
+    tokens = {}
     for r in rows:
         cell = out / "cells" / r["cell"]
         result = json.loads((cell / "eval" / "results.json").read_text())["tasks"][r["task"]]
         assert float(r["value"]) == result["value"] and r["metric"] == result["primary"]
-        counts, _ = count_tokens(read_training_data(cell / "select" / "train.jsonl"), str(tiny_llama))
-        assert int(r["train_tokens"]) == int(counts.sum()) > 0
+        if r["cell"] not in tokens:
+            counts, _ = count_tokens(read_training_data(cell / "select" / "train.jsonl"), str(tiny_llama))
+            tokens[r["cell"]] = int(counts.sum())
+        assert int(r["train_tokens"]) == tokens[r["cell"]] > 0
     md = (out / "results.md").read_text()
     assert ref.stdout == md
     assert "| kmq | 16 | 2 |" in md and "| random | 16 | 2 |" in md and "Difference to random" in md
@@ -111,17 +121,17 @@ def test_grid_end_to_end_then_killed_and_resumed_equals_uninterrupted(grid, tiny
     assert f"cells/{cells[0]}/DONE-select" not in steps and f"cells/{cells[1]}/DONE-train" in steps
 
     # a finished step's setting changed: stop before any work, naming the setting and the fix
-    settings = {"tasks": TASKS, "limit": 3, "num_fewshot": 0, "max_new_tokens": 8, "data_dir": str(datakit)}
-    changed, _ = grid("kill", changes={"eval": {**settings, "batch_size": 4}})
+    changed, _ = grid("kill", changes={"eval": {"limit": 3}})
     assert changed.returncode == 2
     assert "was evaluated with limit=2; now limit=3" in changed.stderr and "--restart-from" in changed.stderr
 
 
 def test_a_failing_cell_is_reported_and_the_others_finish(grid):
-    res, out = grid("fail", fail_seed=1, changes={"methods": ["random"]})
+    res, out = grid("fail", fail_seed=1, changes={"methods": ["random"], "eval": {"tasks": ["arc_easy"]}})
     assert res.returncode == 1
     assert "1 of 2 cells failed" in res.stderr
     rows = {(r["cell"], r["task"]): r for r in _rows(out)}
+    assert len(rows) == 2
     ok, bad = rows[("pool__random__b16__s0", "arc_easy")], rows[("pool__random__b16__s1", "arc_easy")]
     assert ok["status"] == "ok" and ok["value"]
     assert bad["status"] == "failed" and bad["failed_step"] == "train" and bad["value"] == ""
@@ -134,14 +144,17 @@ def test_a_failing_cell_is_reported_and_the_others_finish(grid):
 def test_trl_lora_grid(grid):
     trainer = {"name": "trl", "finetune": "lora", "max_steps": 2, "batch_size": 2, "grad_accum": 1,
                "max_seq_length": 128, "lora_r": 4, "lora_alpha": 8}  # fmt: skip
-    res, out = grid("trl", changes={"trainer": trainer})
+    res, out = grid("trl", changes={"trainer": trainer, "methods": ["kmq"], "seeds": [0]})  # one cell: the TRL path
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
-    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    assert [(r["cell"], r["task"]) for r in rows] == [("pool__kmq__b16__s0", t) for t in TASKS]
+    assert all(r["status"] == "ok" and 0 <= float(r["value"]) <= 1 for r in rows)
     import json
 
-    for cell in {r["cell"] for r in rows}:
-        marker = json.loads((out / "cells" / cell / "DONE-train").read_text())
-        assert marker["stats"]["trainer"] == "trl" and marker["stats"]["steps"] == 2
-        assert (out / "cells" / cell / "train" / "model" / "config.json").is_file()
+    cell = out / "cells" / rows[0]["cell"]
+    marker = json.loads((cell / "DONE-train").read_text())
+    assert marker["stats"]["trainer"] == "trl" and marker["stats"]["steps"] == 2
+    assert (cell / "train" / "model" / "config.json").is_file()
+    result = json.loads((cell / "eval" / "results.json").read_text())
+    assert result["model"]["path"] == str((cell / "train" / "model").resolve())  # the trained model was evaluated
     assert "trl lora, max_steps 2" in (out / "results.md").read_text()

@@ -291,21 +291,25 @@ def test_describe_records_versions_files_and_digest(datakit):
 
 
 # -- the path kmq eval wraps ----------------------------------------------------------------------------------
-def test_simple_evaluate_on_a_tiny_llama(local_tasks, tiny_llama):
-    lm_eval = pytest.importorskip("lm_eval")
+def test_lm_evals_evaluate_on_a_tiny_llama(local_tasks, tiny_llama):
+    """The call kmq eval makes (harness._evaluate: lm-eval's evaluate with simple_evaluate's settings)."""
+    pytest.importorskip("lm_eval")
+    from lm_eval.evaluator import evaluate
     from lm_eval.models.huggingface import HFLM
 
+    from kmq.evaluate.harness import _evaluate
+
     lm = HFLM(pretrained=str(tiny_llama), device="cpu", dtype="float32", batch_size=4)
-    res = lm_eval.simple_evaluate(model=lm, tasks=["arc_easy", "gsm8k"], task_manager=local_tasks, limit=4,
-                                  gen_kwargs={"max_gen_toks": 8}, bootstrap_iters=0)  # fmt: skip
+    loaded = {"manager": local_tasks, "objects": list(local_tasks.load(["arc_easy", "gsm8k"])["tasks"].values())}
+    res = _evaluate(lm, loaded, num_fewshot=None, limit=4, gen_kwargs={"max_gen_toks": 8}, seed=0)
     got = res["results"]
     for name, key in (("arc_easy", "acc,none"), ("arc_easy", "acc_norm,none"), ("gsm8k", "exact_match,strict-match"),
                       ("gsm8k", "exact_match,flexible-extract")):  # fmt: skip
         assert 0.0 <= got[name][key] <= 1.0
     assert res["n-shot"] == {"arc_easy": 0, "gsm8k": 5} and res["n-samples"]["gsm8k"]["effective"] == 4
     assert res["configs"]["gsm8k"]["metadata"]["kmq_data_dir"] == str(local_tasks.metadata["kmq_data_dir"])
-    with pytest.raises(ValueError, match="unsafe"):
-        lm_eval.simple_evaluate(model=lm, tasks=["humaneval"], task_manager=local_tasks, limit=1)
+    with pytest.raises(ValueError, match="unsafe"):  # lm-eval's own guard, under kmq's allow_code_execution check
+        evaluate(lm=lm, task_dict=local_tasks.load(["humaneval"]), limit=1)
 
 
 def test_lm_eval_per_task_noise_is_dropped(local_tasks):

@@ -91,18 +91,29 @@ def scan_task_names(roots: Iterable[Path]) -> frozenset[str]:
 
 def _register(cfg: dict[str, Any], index: dict[Any, str]) -> None:
     """lm-eval's ``TaskIndex.process_cfg`` on the merged keys: what it registers, and where it stops on an error
-    (a config of no known shape, a missing or unhashable name); names that are not strings are kept, as there."""
+    (a config of no known shape, a missing or unhashable name or tag); names that are not strings are kept."""
+    tags = cfg.get("tag")
     if "class" in cfg or ("group" not in cfg and "task" in cfg):
-        if "task" not in cfg or not _hashable(name := cfg["task"]) or name in index:
+        if "task" not in cfg or not _hashable(name := cfg["task"]) or name in index or not _settable(tags):
             return
         index[name] = "task"
-        tags = cfg.get("tag")
         for tag in (tags if isinstance(tags, list) else [tags]) if tags else []:
             if not _hashable(tag):
                 return
             index.setdefault(tag, "tag")
-    elif "group" in cfg and _hashable(cfg["group"]):
-        index.setdefault(cfg["group"], "group")
+    elif "group" in cfg and _hashable(cfg["group"]) and cfg["group"] not in index and _settable(tags):
+        index[cfg["group"]] = "group"
+
+
+def _settable(tags: Any) -> bool:
+    """Whether lm-eval's ``_str_to_set(tags)`` succeeds (it runs before the entry is registered)."""
+    if tags is None or isinstance(tags, str):
+        return True
+    try:
+        set().update(tags)
+    except TypeError:
+        return False
+    return True
 
 
 def _hashable(value: Any) -> bool:
@@ -160,7 +171,9 @@ def _scan(text: str) -> dict[str, Any] | object:
     out: dict[str, Any] = {}
     for m in _TOP.finditer(text):
         key, value = m.group(2), m.group(3)
-        if value:
+        if key == "class":
+            parsed = value  # only its presence counts
+        elif value:
             parsed = _scalar_or_flow(value)
         else:
             parsed = _block_list(text, m.end(), want_items=key != "task")
@@ -171,8 +184,8 @@ def _scan(text: str) -> dict[str, Any] | object:
 
 
 def _scalar_or_flow(value: str) -> Any:
-    if value.startswith("!function "):
-        return value.split(None, 1)[1]
+    if value.startswith("!"):
+        return _UNSURE  # a tag (``!function``: lm-eval reads a path beside the file)
     if value.startswith("[") and value.endswith("]"):
         items = [_scalar_or_flow(v.strip()) for v in value[1:-1].split(",") if v.strip()]
         return _UNSURE if any(i is _UNSURE or not isinstance(i, str) for i in items) else items
@@ -209,7 +222,7 @@ def _block_list(text: str, start: int, *, want_items: bool) -> Any:
 
 
 def _parse(path: str) -> dict[str, Any] | None:
-    """The keys as PyYAML reads them (lm-eval's loader: C-accelerated safe loader, ``!function`` as text)."""
+    """The keys as lm-eval's index reads them (C-accelerated safe loader, ``!function`` as a path beside the file)."""
     import yaml
 
     base = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
@@ -217,7 +230,8 @@ def _parse(path: str) -> dict[str, Any] | None:
     class _Loader(base):  # type: ignore[misc, valid-type]
         pass
 
-    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    base_dir = Path(path).parent.expanduser()  # lm-eval's loader without resolving functions: a path
+    _Loader.add_constructor("!function", lambda loader, node: str(base_dir / loader.construct_scalar(node)))
     try:
         with open(path, "rb") as fh:
             cfg = yaml.load(fh, Loader=_Loader)  # noqa: S506 - a safe loader with one more tag
