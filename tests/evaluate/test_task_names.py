@@ -1,6 +1,6 @@
 """kmq's scan of lm-eval's task YAMLs names what lm-eval's own ``TaskIndex`` names: on generated task trees
 (quoted keys, flow and block lists, comments, includes, duplicates, cycles, files lm-eval skips), on a sample of
-lm-eval's real task folders, and (``KMQ_TEST_FULL_TASK_INDEX=1``, ~30 s) on its whole tree; the names are
+lm-eval's real task folders, and (``KMQ_TEST_FULL_TASK_INDEX=1``, 13 s idle) on its whole tree; the names are
 cached per lm-eval version; an unknown task name fails fast with the closest names."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_scan_names_what_lm_eval_indexes_on_its_task_folders(datakit):
     assert scan_task_names(roots) == _lm_eval_names(roots)  # later roots shadow earlier ones by name
 
 
-@pytest.mark.skipif(not os.environ.get("KMQ_TEST_FULL_TASK_INDEX"), reason="~30 s: set KMQ_TEST_FULL_TASK_INDEX=1")
+@pytest.mark.skipif(not os.environ.get("KMQ_TEST_FULL_TASK_INDEX"), reason="~15-30 s: set KMQ_TEST_FULL_TASK_INDEX=1")
 def test_scan_names_every_task_of_lm_evals_index():
     from lm_eval.tasks import TaskManager
 

@@ -26,7 +26,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 def task_entries(
     res: dict[str, Any], loaded: dict[str, Any], *, limit: int | float | None, data_dir: Path | None
 ) -> dict[str, Any]:
-    """One entry per requested task (a tag gives one per task it names) from ``lm_eval.simple_evaluate``'s output.
+    """One entry per requested task (a tag gives one per task it names) from lm-eval's results (``evaluate``'s dict).
 
     ``loaded["top"]`` maps each requested name to the leaf tasks it loaded.
     """
