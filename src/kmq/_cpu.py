@@ -1,9 +1,13 @@
-"""What the machine's processors can do fast, and the encoder precision ``auto`` picks from it.
+"""What the machine's processors can do fast, and the encoder precision and backend ``auto`` picks from it.
 
 bf16 pays on a CPU only where the silicon multiplies bf16 natively (AVX512-BF16, or AMX tiles): there the
 bundled MiniLM ran 2x faster than fp32 (issue 15: 306 vs 152 texts/s, cosine >= 0.9999). Elsewhere (AVX2,
 plain AVX-512) torch emulates bf16 and it is several times slower than fp32, so ``auto`` keeps fp32. On a
 GPU ``auto`` picks bf16 where the device supports it, else fp16.
+
+The backend: on this project's AVX2 CPU, ONNX Runtime's fused BERT graph ran the bundled MiniLM at the same
+vectors but no faster than torch on a quiet machine (1.00x; BENCHMARKS.md, "MiniLM on an AVX2 CPU: backends"),
+so ``auto`` keeps torch for fp32 and takes ONNX Runtime only for ``int8``, which runs only there.
 
 Everything here is cheap and imports torch only when asked about a GPU.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["BF16_FLAGS", "cpu_flags", "has_native_bf16", "resolve_precision"]
+__all__ = ["BF16_FLAGS", "cpu_flags", "has_native_bf16", "resolve_backend", "resolve_precision"]
 
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (AVX512-BF16 dot products, AMX bf16 tiles)
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -85,3 +89,40 @@ def resolve_precision(precision: str, device: str = "cpu", *, flags: frozenset[s
     if kind == "mps":
         return "fp16"
     return "fp32"
+
+
+def resolve_backend(
+    backend: str, precision: str, device: str = "cpu", *, onnx: bool, flags: frozenset[str] | None = None
+) -> str:
+    """What runs an encoder's network: ``backend`` itself, or for ``"auto"`` the faster one measured here.
+
+    Parameters
+    ----------
+    backend : {"auto", "torch", "onnx"}
+        Anything but ``"auto"`` is returned unchanged (the caller validates it).
+    precision : str
+        The resolved precision (:func:`resolve_precision`).
+    device : str, default "cpu"
+    onnx : bool
+        Whether the ONNX backend can run this model here (onnxruntime installed, a model it takes).
+    flags : frozenset of str, optional
+        CPU flags to decide from (default: :func:`cpu_flags`).
+
+    Returns
+    -------
+    backend : str
+        ``"onnx"`` for ``int8`` (it runs only there), else ``"torch"``: fp32 ONNX Runtime was measured no
+        faster than torch on an AVX2 CPU (``onnx`` and ``flags`` are the inputs a CPU where it wins would use).
+
+    Examples
+    --------
+    >>> resolve_backend("auto", "fp32", "cpu", onnx=True, flags=frozenset({"avx2", "fma"}))
+    'torch'
+    >>> resolve_backend("auto", "int8", "cpu", onnx=True)
+    'onnx'
+    >>> resolve_backend("onnx", "fp32", "cpu", onnx=True)
+    'onnx'
+    """
+    if backend != "auto":
+        return backend
+    return "onnx" if precision == "int8" else "torch"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from kmq import hf
-from kmq._cpu import resolve_precision
+from kmq._cpu import resolve_backend, resolve_precision
 from kmq._deps import require
 from kmq.data.formats import LONE_SURROGATE
 from kmq.embed.base import Embedder, l2_normalize
@@ -27,7 +27,8 @@ from kmq.errors import InvalidParameterError, MissingArtifactError
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def bundled_minilm_path() -> Path:
@@ -50,13 +51,22 @@ class SentenceTransformerEmbedder(Embedder):
     model : str
         Hub name or local folder. ``"minilm"`` means the bundled all-MiniLM-L6-v2.
     device : str, default "cpu"
-    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}, default "auto"
         ``auto`` picks at run time (:func:`kmq._cpu.resolve_precision`): bf16 on a CPU that multiplies bf16
         natively (AVX512-BF16 or AMX: about 2x fp32's speed there), fp32 on other CPUs (AVX2 emulates bf16,
         several times slower), bf16 or else fp16 on a GPU. fp16 is for GPUs only. The precision that ran is in
         :attr:`stats_` (the manifest) and in the cache key: bf16 vectors differ from fp32 ones beyond float
         noise (cosine >= 0.9999, i.e. up to 1e-4, where two fp32 runs agree to 1e-6), enough to move k-means
         assignments, so a cache entry always holds vectors of one precision, reproducible to float32 noise.
+        ``int8`` (only when asked for; CPU, ONNX backend) is ONNX Runtime's dynamic quantisation: faster, cosine
+        to fp32 about 0.99, a cache entry of its own.
+    backend : {"auto", "torch", "onnx"}, default "auto"
+        What runs the network (:func:`kmq._cpu.resolve_backend`). ``onnx`` is ONNX Runtime on a fused graph
+        exported once from the model's weights (:mod:`kmq.embed.onnx_backend`; BERT encoders with mean pooling,
+        such as the bundled MiniLM; ``pip install kmq[onnx]``); ``auto`` is torch, except for int8 (ONNX only):
+        on this project's AVX2 CPU fp32 ONNX Runtime ran no faster than torch (BENCHMARKS.md). Its fp32 vectors
+        equal torch's to float32 noise (cosine >= 1 - 1e-6, tested), so the backend is not part of the fp32 cache
+        key; it is in :attr:`stats_`.
     batch_size : int, default 64
         Windows per forward pass.
     trust_remote_code : bool, default False
@@ -71,6 +81,7 @@ class SentenceTransformerEmbedder(Embedder):
         *,
         device: str = "cpu",
         precision: str = "auto",
+        backend: str = "auto",
         batch_size: int = 64,
         trust_remote_code: bool = False,
     ) -> None:
@@ -79,10 +90,13 @@ class SentenceTransformerEmbedder(Embedder):
         self.name = model if model == "minilm" else f"st:{model}"
         self.device = device
         self.precision = precision
+        self.backend = backend
         self.batch_size = batch_size
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
         self._precision: str | None = None  # the resolved precision
+        self._backend: str | None = None  # the resolved backend
+        self._ort: Any = None  # the ONNX Runtime session (backend onnx)
         self._files_shape: tuple[int, int] | tuple[()] | None = None  # () once the files did not say
         self._show_progress: bool | None = None
 
@@ -111,11 +125,32 @@ class SentenceTransformerEmbedder(Embedder):
                 )
             SentenceTransformerEmbedder.models_loaded += 1
             model.eval()
-            if precision != "fp32":
+            if precision in ("bf16", "fp16"):
                 model.to(torch.bfloat16 if precision == "bf16" else torch.float16)
             self._model = model
             self._check_shape(model)
+            if self.resolved_backend == "onnx":
+                self._ort = self._onnx_session(model)
         return self._model
+
+    def _onnx_session(self, model: Any) -> Any:
+        """The ONNX Runtime session of ``model`` (exported on first use, then cached: :mod:`.onnx_backend`)."""
+        from kmq.embed import onnx_backend
+
+        torch = require("torch", purpose=f"the {self.name} encoder")
+        folder = self._folder()
+        reason = onnx_backend.unsupported(model) if folder is not None else "no local model folder"
+        if reason is not None:
+            if self.backend == "onnx" or self.resolved_precision == "int8":
+                raise InvalidParameterError(
+                    f"The 'backend' parameter of {self.name}: onnx does not take this model: {reason}. "
+                    "Use --encoder-backend torch (and a precision other than int8)."
+                )
+            logger.info("%s: the ONNX backend does not take this model (%s): running torch", self.name, reason)
+            self._backend = "torch"
+            return None
+        path = onnx_backend.export(model, folder, precision=self.resolved_precision)
+        return onnx_backend.OrtEncoder(path, threads=torch.get_num_threads())
 
     @property
     def resolved_precision(self) -> str:
@@ -127,13 +162,40 @@ class SentenceTransformerEmbedder(Embedder):
                     f"Got {self.precision!r} instead."
                 )
             precision = resolve_precision(self.precision, self.device)
-            if precision == "fp16" and str(self.device).split(":", 1)[0] == "cpu":
+            on_cpu = str(self.device).split(":", 1)[0] == "cpu"
+            if precision == "fp16" and on_cpu:
                 raise InvalidParameterError(
                     f"The 'precision' parameter of {self.name}: fp16 runs on GPUs only (device {self.device!r}). "
                     "Use --precision auto, bf16 or fp32."
                 )
+            if precision == "int8" and (not on_cpu or self.backend == "torch"):
+                raise InvalidParameterError(
+                    f"The 'precision' parameter of {self.name}: int8 runs on the CPU with the ONNX backend only "
+                    f"(device {self.device!r}, backend {self.backend!r}). Use --precision auto or fp32."
+                )
             self._precision = precision
         return self._precision
+
+    @property
+    def resolved_backend(self) -> str:
+        """``backend`` with ``auto`` decided (:func:`kmq._cpu.resolve_backend`; torch where onnx cannot run it)."""
+        if self._backend is None:
+            if self.backend not in BACKENDS:
+                raise InvalidParameterError(
+                    f"The 'backend' parameter of {self.name} must be one of {list(BACKENDS)}. "
+                    f"Got {self.backend!r} instead."
+                )
+            from kmq.embed import onnx_backend
+
+            precision = self.resolved_precision
+            folder = self._folder()
+            takes = folder is not None and onnx_backend.takes_files(folder)
+            backend = resolve_backend(self.backend, precision, self.device, onnx=onnx_backend.available() and takes)
+            if backend == "onnx" and not onnx_backend.available():
+                require("onnxruntime", purpose=f"the ONNX backend of {self.name} (pip install kmq[onnx])")
+                require("onnx", purpose=f"the ONNX backend of {self.name} (pip install kmq[onnx])")
+            self._backend = backend
+        return self._backend
 
     def _shape(self) -> tuple[int, int]:
         """``(window, dim)``: from the model's files when they say (:func:`window_and_dim`), else from the model."""
@@ -177,6 +239,8 @@ class SentenceTransformerEmbedder(Embedder):
             "precision": self.resolved_precision,
             "pooling": "window-mean-v1",
         }
+        if self.resolved_precision == "int8":  # fp32 vectors agree across backends (float noise): one key
+            ident["backend"] = "onnx"
         if Path(source).is_dir():
             ident["files"] = hf.fingerprint(Path(source))
         ident["window"], ident["dim"] = self._shape()
@@ -186,6 +250,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._show_progress = show_progress  # the model loads inside (on a cache miss): its bars follow this
         vectors = super().encode(texts, show_progress=show_progress, **kwargs)
         self.stats_["precision"] = self.resolved_precision
+        self.stats_["backend"] = self.resolved_backend
         return vectors
 
     # -- encoding ---------------------------------------------------------------------------------
@@ -210,11 +275,15 @@ class SentenceTransformerEmbedder(Embedder):
         fields = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         window_vecs = np.empty((len(owner), self.dim), dtype=np.float32)
         order = np.argsort(-lengths, kind="stable")
+        ort = self._ort
         with torch.inference_mode():
             for lo in range(0, len(order), self.batch_size):
                 idx = order[lo : lo + self.batch_size]
-                batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in fields}, return_tensors="pt")
-                batch = {k: v.to(model.device) for k, v in batch.items()}
+                rows = {k: [enc[k][i] for i in idx] for k in fields}
+                if ort is not None:
+                    window_vecs[idx] = ort(tokenizer.pad(rows, return_tensors="np"))
+                    continue
+                batch = {k: v.to(model.device) for k, v in tokenizer.pad(rows, return_tensors="pt").items()}
                 emb = model.forward(batch)["sentence_embedding"]
                 window_vecs[idx] = emb.float().cpu().numpy()
         # windows of one text are consecutive in `owner`: a weighted sum per text is one reduceat
