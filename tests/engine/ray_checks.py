@@ -112,15 +112,17 @@ def main(work: Path, datakit: Path) -> None:
     addrs = listening()
     check("loopback_only", addrs and all(a.rsplit(":", 1)[0] in LOOPBACK for a in addrs), listening=addrs)
 
-    # 1. a Ray run killed mid-embedding resumes on Ray, several windows of blocks, with the local subset and cache
+    # 1. a Ray run killed mid-embedding resumes on Ray, several windows of blocks, with the local subset and cache;
+    # meanwhile (threads, each its own dataset and actor) a model scorer on Ray gives exactly the local values, and
+    # an error raised in an actor reaches the driver. They share the cache folder (scores/ beside vectors/).
     use_cache(work / "cache-local")
     local = select(pool, work / "local.jsonl", "local")
-    error = Background(worker_error)  # meanwhile: an error raised in an actor
     texts = views(pool)
+    use_cache(work / "cache-kill")
+    error = Background(worker_error)
+    scores = Background(perplexity, reference)
     kill_and_resume(work, pool, texts, local)
-
-    # 2. a model scorer on Ray: exactly the local values
-    perplexity(work, reference.result())
+    check("perplexity_on_ray_equals_local", **scores.result())
     message = error.result()
     check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
           message=message)  # fmt: skip
@@ -195,26 +197,28 @@ def perplexity_reference(work: Path, pool: Path) -> tuple[Path, list, np.ndarray
     return model, convs, values
 
 
-def perplexity(work: Path, reference: tuple[Path, list, np.ndarray]) -> None:
-    """The perplexity scorer through Ray actors: exactly the local values, cached, and a local run is then warm."""
+def perplexity(reference: Background) -> dict:
+    """The perplexity scorer through a Ray actor: exactly the local values, cached, and a local run is then warm.
+
+    Runs in a thread: the cache folder is the one ``KMQ_CACHE_DIR`` names when it starts (the kill check's).
+    """
     from kmq.engine import attach_scorer
     from kmq.engine.ray import RayEngine
     from kmq.scorers import get_scorer
 
+    model, convs, local = reference.result()
     t0 = time.perf_counter()
-    model, convs, local = reference
-    use_cache(work / "cache-ppl")
     scorer = get_scorer(f"perplexity:{model}", **PPL)
     scorer.block_size = 8  # the reference's blocks
     remote = attach_scorer(scorer, RayEngine()).score_messages(convs)
     stats = dict(scorer.stats_)
     warm = get_scorer(f"perplexity:{model}", **PPL)
     again = warm.score_messages(convs)
-    check("perplexity_on_ray_equals_local", np.array_equal(local, remote) and stats["computed"] == len(convs)
-          and np.array_equal(again, local) and warm.stats_["computed"] == 0,
-          max_abs_diff=float(np.abs(local - remote).max()), computed=stats["computed"],
-          warm_computed=warm.stats_["computed"])  # fmt: skip
     RESULTS["perplexity_s"] = round(time.perf_counter() - t0, 1)
+    ok = (np.array_equal(local, remote) and stats["computed"] == len(convs) and np.array_equal(again, local)
+          and warm.stats_["computed"] == 0)  # fmt: skip
+    return {"ok": ok, "max_abs_diff": float(np.abs(local - remote).max()), "computed": stats["computed"],
+            "warm_computed": warm.stats_["computed"]}  # fmt: skip
 
 
 def minilm(work: Path, sample: list[str]) -> None:
