@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,13 @@ def _on_engine(embedder: Any, spec: str, embed_cfg: Any, engine_cfg: Any) -> Any
 
 
 def cluster_stage(
-    X: Stage, k: int, cluster_cfg: Any, *, seed: int, store: ArtifactStore
+    X: Stage, k: int, cluster_cfg: Any, *, seed: int, store: ArtifactStore, engine_cfg: Any = None
 ) -> Stage:
-    """Spherical k-means of ``X`` with ``k`` clusters; value = (labels (n,) int64, centroids (k, d) float32)."""
+    """Spherical k-means of ``X`` with ``k`` clusters; value = (labels (n,) int64, centroids (k, d) float32).
+
+    The training runs here; with ``--engine ray`` the assignment of every row runs as Ray tasks
+    (:func:`kmq.engine.arrays.assign_rows`: the same chunks and kernel, so the same labels and key).
+    """
     c = cluster_cfg
     params = {"niter": c.niter, "nredo": c.nredo, "max_points_per_centroid": c.max_points_per_centroid}
     key = digest("kmeans-v1", X.key, k, params, seed)
@@ -146,13 +151,26 @@ def cluster_stage(
         labels, centroids = hit
         stats: dict[str, Any] = {"n_clusters": k, "cached": True}
     else:
-        km = KMeans(k, random_state=np.random.default_rng([seed, STREAM_KMEANS]), **params).fit(X.value)
+        km = KMeans(k, random_state=np.random.default_rng([seed, STREAM_KMEANS]), assigner=_assigner(engine_cfg),
+                    **params).fit(X.value)  # fmt: skip
         labels, centroids = km.labels_, km.centroids_
         stats = {**km.stats_, "cached": False}
+        if km.assigner is not None:
+            stats["assigned_on"] = engine_cfg.engine
         store.put("clusters", key, stats, labels=labels, centroids=centroids)
     sizes = np.bincount(labels, minlength=k)
     stats.update(empty_clusters=int((sizes == 0).sum()), size_min=int(sizes.min()), size_max=int(sizes.max()))
     return Stage((labels, centroids), key, stats)
+
+
+def _assigner(engine_cfg: Any) -> Any:
+    """k-means' row assignment on ``engine_cfg``'s engine, or None for this process's loop."""
+    if engine_cfg is None or engine_cfg.engine == "local":
+        return None
+    from kmq.engine import get_engine
+    from kmq.engine.arrays import assign_rows
+
+    return partial(assign_rows, get_engine(engine_cfg))
 
 
 def resolve_k(
@@ -375,7 +393,8 @@ class Stages:
         X = self.vectors()
         start = time.perf_counter()
         k, choice = self.k(budget)
-        st = cluster_stage(X, k, self.cfg.cluster, seed=self.cfg.seed, store=self.store)
+        st = cluster_stage(X, k, self.cfg.cluster, seed=self.cfg.seed, store=self.store,
+                           engine_cfg=getattr(self.source, "engine_cfg", None))  # fmt: skip
         stats = {**st.stats, "k_source": choice["source"], "seconds": round(time.perf_counter() - start, 3)}
         if "table" in choice:
             stats["silhouette"] = choice["table"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,10 @@ class KMeans:
         Seeds both the training sample and faiss.
     chunk_size : int, default 65536
         Rows per assignment chunk.
+    assigner : callable or None, default None
+        ``assigner(X, centroids, chunk_size) -> (labels, similarity)`` assigns every row after training, for
+        instance on Ray (:func:`kmq.engine.arrays.assign_rows`); it must give what :func:`assign_chunk` gives
+        chunk by chunk. None: in this process.
 
     Attributes
     ----------
@@ -83,6 +88,7 @@ class KMeans:
         max_points_per_centroid: int = 256,
         random_state: int | np.random.Generator | None = 0,
         chunk_size: int = 65536,
+        assigner: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.niter = niter
@@ -90,6 +96,7 @@ class KMeans:
         self.max_points_per_centroid = max_points_per_centroid
         self.random_state = random_state
         self.chunk_size = chunk_size
+        self.assigner = assigner
 
     def _check(self, X: np.ndarray) -> None:
         for name in ("n_clusters", "niter", "nredo", "max_points_per_centroid", "chunk_size"):
@@ -161,15 +168,14 @@ class KMeans:
         return self
 
     def _assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        faiss = require("faiss", purpose="k-means clustering")
-        index = faiss.IndexFlatIP(self.centroids_.shape[1])
-        index.add(self.centroids_)
+        if self.assigner is not None:
+            return self.assigner(X, self.centroids_, int(self.chunk_size))
         labels = np.empty(len(X), dtype=np.int64)
         sims = np.empty(len(X), dtype=np.float32)
         for lo in range(0, len(X), self.chunk_size):
-            s, i = index.search(np.ascontiguousarray(X[lo : lo + self.chunk_size], dtype=np.float32), 1)
-            labels[lo : lo + len(i)] = i[:, 0]
-            sims[lo : lo + len(s)] = s[:, 0]
+            labels[lo : lo + self.chunk_size], sims[lo : lo + self.chunk_size] = assign_chunk(
+                X[lo : lo + self.chunk_size], self.centroids_
+            )
         return labels, sims
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -177,6 +183,19 @@ class KMeans:
         if not hasattr(self, "centroids_"):
             raise NotFittedError("This KMeans instance is not fitted yet. Call 'fit' first.")
         return self._assign(_rows(X))[0]
+
+
+def assign_chunk(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid (by inner product) of each row of one chunk: labels (m,) int64, similarity (m,) float32.
+
+    A pure function of the chunk's bytes (and the BLAS thread count): the local loop and a distributed one
+    (:func:`kmq.engine.arrays.assign_rows`) call it on the same chunks and get the same values.
+    """
+    faiss = require("faiss", purpose="k-means clustering")
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    s, i = index.search(np.ascontiguousarray(X, dtype=np.float32), 1)
+    return i[:, 0].astype(np.int64, copy=False), s[:, 0]
 
 
 def _rows(X: np.ndarray) -> np.ndarray:
