@@ -121,8 +121,10 @@ def main(work: Path, datakit: Path) -> None:
     use_cache(work / "cache-kill")
     error = Background(worker_error)
     scores = Background(perplexity, reference)
+    assigned = Background(assignment)
     kill_and_resume(work, pool, texts, local)
     check("perplexity_on_ray_equals_local", **scores.result())
+    check("kmeans_assignment_on_ray_equals_local", **assigned.result())
     message = error.result()
     check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
           message=message)  # fmt: skip
@@ -158,6 +160,24 @@ class Background(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def assignment() -> dict:
+    """k-means with its rows assigned as Ray tasks (float16 rows, 5 chunks) gives the local labels and similarities
+    to the bit (runs in a thread)."""
+    from functools import partial
+
+    from kmq.cluster import KMeans
+    from kmq.config import EngineConfig
+    from kmq.engine import get_engine
+    from kmq.engine.arrays import assign_rows
+
+    X = np.random.default_rng(7).standard_normal((18_000, 48)).astype(np.float16)
+    local = KMeans(40, random_state=3, chunk_size=4_000).fit(X)
+    ray_engine = get_engine(EngineConfig(engine="ray", actors=2))
+    on_ray = KMeans(40, random_state=3, chunk_size=4_000, assigner=partial(assign_rows, ray_engine)).fit(X)
+    return {"ok": np.array_equal(local.centroids_, on_ray.centroids_) and np.array_equal(local.labels_, on_ray.labels_)
+            and np.array_equal(local.similarity_, on_ray.similarity_), "n": len(X)}  # fmt: skip
 
 
 def worker_error() -> str | None:

@@ -54,6 +54,7 @@ def test_ray_engine_matches_local_stays_on_loopback_and_resumes(tmp_path, dataki
     assert not failed and proc.returncode == 0, (failed, proc.stderr[-5000:])
     names = ["loopback_only", "same_selection", "same_cache", "local_after_ray_is_warm", "killed_mid_embedding",
              "resumed_from_cache", "ray_encoded", "worker_error_surfaces", "perplexity_on_ray_equals_local",
+             "kmeans_assignment_on_ray_equals_local",
              "shut_down"]  # fmt: skip
     names += ["minilm_same_vectors"] if minilm else []
     for name in names:

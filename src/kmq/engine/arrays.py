@@ -40,9 +40,12 @@ def map_chunks(
 
 def _ray_map(engine: Any, fn: Callable[..., Any], parts: Iterator[np.ndarray], shared: tuple) -> Iterator[Any]:
     ray = engine.start()
-    task = ray.remote(num_cpus=engine.cpus, max_retries=0)(_run)
-    shared_refs = [ray.put(s) for s in shared]
     threads = thread_counts()
+    # libraries a task loads later (faiss's OpenMP BLAS) read the counts from the environment; loaded ones get limits
+    most = str(max(threads.values(), default=1))
+    env = {"OMP_NUM_THREADS": most, "OPENBLAS_NUM_THREADS": most, "MKL_NUM_THREADS": most}
+    task = ray.remote(num_cpus=engine.cpus, max_retries=0, runtime_env={"env_vars": env})(_run)
+    shared_refs = [ray.put(s) for s in shared]
     limit = max(1, int(engine.actors)) * IN_FLIGHT_PER_ACTOR
     pending: list[Any] = []
     for part in parts:
