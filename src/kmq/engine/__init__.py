@@ -8,7 +8,8 @@ a pool of actors, each building its own model from a picklable factory: the enco
 (:class:`EmbedderFactory`), or the model scorer's class, model and options (:class:`ScorerFactory`); a
 loaded model never travels through the object store. The results come back in order and are written to the
 same cache block by block, so a killed Ray run resumes from the cache and a later local run is warm.
-Clustering stays local.
+k-means trains on its sample here; with ``ray`` the assignment of every row runs as Ray tasks
+(:func:`kmq.engine.arrays.assign_rows`, the same chunks and kernel as the local loop, so the same labels).
 
 What runs on the engine: the encoder (:func:`attach`) and the model scorers ``perplexity:``, ``ifd:``,
 ``reward:`` and ``deita:`` (:func:`attach_scorer`; Deita's two models each get their own actors). What stays
