@@ -167,7 +167,7 @@ def test_parameter_errors():
         run(X, q[:5], 3)
 
 
-def test_uncached_exact_gains_give_the_same_selection(monkeypatch):
+def test_uncached_exact_gains_give_the_same_selection():
     import kmq.methods.qdit as qdit_module
 
     rng = np.random.default_rng(2)
@@ -175,19 +175,26 @@ def test_uncached_exact_gains_give_the_same_selection(monkeypatch):
     bonus, w_fl = 0.5 * zscore(quality) / 30, 0.5 / 200
     cached = qdit_module._lazy_greedy_array(qdit_module._DenseGains(X), bonus, w_fl, 30, 8)
     full = qdit_greedy(X, quality, 30, mode="exact")
-    monkeypatch.setattr(qdit_module, "CACHE_MAX_N", 0)
-    engine = qdit_module._DenseGains(X)
+    assert full[2]["similarity_cache"] is True
+    engine = qdit_module._DenseGains(X, cache_max_n=199)
     assert engine.S is None
     chunked = qdit_module._lazy_greedy_array(engine, bonus, w_fl, 30, 8)
     assert chunked[0].tolist() == cached[0].tolist()  # same gains, same weights: the same greedy
     np.testing.assert_allclose(chunked[1], cached[1], rtol=1e-5)
     # the whole run: the pure facility-location calibration has near-ties that float32 rounding (X[c] @ X.T
     # against X @ X.T) may break the other way, which moves the quality range; the objective stays put
-    other = qdit_greedy(X, quality, 30, mode="exact")
+    other = qdit_greedy(X, quality, 30, mode="exact", cache_max_n=199)
+    assert other[2]["similarity_cache"] is False
     assert np.intersect1d(other[0], full[0]).size >= 27
     z = zscore(quality)
     same_ranges = qdit_objective(X, z, other[0], 0.5, ranges=full[2])["objective"]
     assert same_ranges == pytest.approx(qdit_objective(X, z, full[0], 0.5, ranges=full[2])["objective"], rel=1e-3)
+
+
+def test_exact_mode_caches_the_similarities_above_8192_rows():
+    X = blobs(8200, d=4, seed=5)  # 8,200² float32 = 269 MB, under the fixed 2 GiB cache
+    picked, _, stats = qdit_greedy(X, np.zeros(8200), 4, alpha=0.0, mode="exact")
+    assert stats["similarity_cache"] is True and np.unique(picked).size == 4
 
 
 def test_exact_mode_breaks_ties_like_the_naive_loop():

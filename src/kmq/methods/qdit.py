@@ -33,18 +33,22 @@ Modes (the gain of a candidate x is ``Σ_v max(0, sim(v, x) - m_v)`` with ``m_v`
 
 - ``exact``: lazy greedy (upper bounds, valid because the gains only shrink, kept in an array; the
   largest stale ones are re-evaluated in batches) over exact gains from dense similarities; O(n²·d) for
-  the first gains. Up to n = 8,192 the n×n similarities are kept (at most 256 MiB); above, every gain
-  evaluation recomputes its row, O(n·d), in batched matrix products. The selection equals plain greedy's
-  (ties to the lower row index), up to float32 rounding.
+  the first gains. Up to n = 23,170 the n×n similarities are kept (float32, at most 2 GiB: a fixed size,
+  not the machine's free memory, so the selection does not depend on the machine); above, every gain
+  evaluation recomputes its rows, O(n·d) each, in batched matrix products (10x slower at 12k rows,
+  BENCHMARKS.md "QDIT's similarity cache"). The selection equals plain greedy's (ties to the lower row
+  index), up to float32 rounding: the cache is one symmetric product ``X @ X.T`` (BLAS syrk) and a
+  recomputed row a general product of the candidate batch, whose last bits differ, so the two can break
+  a near-tie differently.
 - ``sparse``: lazy greedy on a top-``n_neighbors`` cosine graph: each row keeps its most similar rows
   (itself included), found by exact search inside its cell and the ``probes`` nearest cells of a faiss
   two-level k-means partition. FL is computed over the graph, a lower bound of the exact FL.
 - ``stochastic``: stochastic greedy (Mirzasoleiman et al., 2015) on the same graph: each step evaluates
   ``(n / b) · ln(1 / epsilon)`` random unselected rows. Cheaper steps, a somewhat lower objective. Its
   calibration run (alpha = 0) draws from a child stream, so the main run's samples do not depend on alpha.
-- ``auto``: ``exact`` up to 8,192 rows, else ``sparse`` (without the cache, exact lazy greedy needs
-  about 25-35 gain evaluations of O(n·d) per pick on clustered data: about 20 s at n = 20,000, b = 2,000
-  on two cores, and it grows as n²·b).
+- ``auto``: ``exact`` up to 8,192 rows, else ``sparse`` (exact's cache takes 4·n² bytes; without it,
+  exact lazy greedy needs about 25-35 gain evaluations of O(n·d) per pick on clustered data: about 20 s
+  at n = 20,000, b = 2,000 on two cores, and it grows as n²·b).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ __all__ = ["knn_graph", "qdit", "qdit_greedy", "qdit_objective", "term_weights"]
 
 QDIT_MODES = ("auto", "exact", "sparse", "stochastic")
 EXACT_MAX_N = 8_192
-CACHE_MAX_N = 8_192  # exact mode keeps the n×n similarities when they fit in 256 MiB (float32)
+CACHE_MAX_N = 23_170  # exact mode keeps the n×n similarities up to 23,170² float32 = 2 GiB (fixed, not machine-set)
 
 
 def qdit_objective(
@@ -117,20 +121,20 @@ def term_weights(alpha: float, coverage_range, quality_range) -> tuple[float, fl
 
 
 class _DenseGains:
-    """Exact facility-location gains from dense similarity rows: cached when n² floats fit 256 MiB, else chunked.
+    """Exact facility-location gains from dense similarity rows: cached up to ``cache_max_n`` rows, else chunked.
 
     A gain is ``Σ_v max(S[c, v] - m_v, 0)``, computed as ``max(S[c], m) - m`` (elementwise the same floats:
     numpy's maximum against an array is vectorised, against a scalar it is not) and summed by a float32
     matrix-vector product.
     """
 
-    def __init__(self, X: np.ndarray):
+    def __init__(self, X: np.ndarray, cache_max_n: int = CACHE_MAX_N):
         self.X = X
         n = X.shape[0]
         self.m = np.zeros(n, np.float32)  # coverage max(0, max_s cos(v, s)) of every row
         self._ones = np.ones(n, np.float32)
         self._chunk = row_chunk(n)
-        self.S = X @ X.T if n <= CACHE_MAX_N else None
+        self.S = X @ X.T if n <= cache_max_n else None
 
     def _rows(self, cand: np.ndarray) -> np.ndarray:
         return self.S[cand] if self.S is not None else self.X[cand] @ self.X.T
@@ -374,6 +378,7 @@ def qdit_greedy(
     probes: int = 8,
     epsilon: float = 0.01,
     random_state: np.random.Generator | int | None = None,
+    cache_max_n: int = CACHE_MAX_N,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Greedy maximisation of the QDIT objective (see the module docstring for F and the modes).
 
@@ -400,6 +405,9 @@ def qdit_greedy(
     random_state : numpy.random.Generator, int or None
         Seeds the graph's partition (sparse and stochastic modes, from a child stream) and the
         stochastic mode's samples.
+    cache_max_n : int, default=CACHE_MAX_N (23,170)
+        ``exact`` keeps the n×n float32 similarities when ``n <= cache_max_n`` (about ``4 n²`` bytes), else
+        recomputes rows; the selection is the same up to float32 rounding (module docstring).
 
     Returns
     -------
@@ -429,8 +437,8 @@ def qdit_greedy(
     if budget == 0:
         return np.zeros(0, np.int64), np.zeros(0), {**stats, "objective": None}
     if mode == "exact":
-        engine = _DenseGains(X)
-        stats["fl_on"] = "dense"
+        engine = _DenseGains(X, cache_max_n)
+        stats.update(fl_on="dense", similarity_cache=engine.S is not None)
     else:
         nbr, sim, graph = knn_graph(X, n_neighbors, probes=probes, seed=child_seed(rng))
         engine = _GraphGains(nbr, sim)
