@@ -19,7 +19,7 @@ BAD = [
     ("cluster: {clusters: many}", "'cluster.clusters'", "an int, 'auto' or None"),
     ("cluster: {candidates: '16,32'}", "'cluster.candidates'", "a list of ints"),
     ("embed: {batch_size: x}", "'embed.batch_size'", "must be an int"),
-    ("embed: {precision: fp8}", "'embed.precision'", "one of ['fp32', 'bf16', 'fp16', 'auto']"),
+    ("embed: {precision: fp8}", "'embed.precision'", "one of ['fp32', 'bf16', 'fp16', 'int8', 'auto']"),
     ("embed: {trust_remote_code: 'yes'}", "'embed.trust_remote_code'", "true or false"),
     ("embed: {embedder: 5}", "'embed.embedder'", "a string"),
     ("embed: [1, 2]", "'embed'", "a mapping of EmbedConfig settings"),

@@ -21,6 +21,8 @@ _PIP = {
     "vllm": "kmq[vllm]",
     "lm_eval": "kmq[eval]",
     "ray": "kmq[ray]",
+    "onnxruntime": "kmq[onnx]",
+    "onnx": "kmq[onnx]",
     "sklearn": "scikit-learn",
 }
 
@@ -32,4 +34,5 @@ def require(module: str, *, purpose: str) -> ModuleType:
     except ImportError as err:
         top = module.split(".")[0]
         pip = _PIP.get(top, top)
+        pip = f"'{pip}'" if "[" in pip else pip  # quoted: zsh and other shells expand brackets
         raise MissingDependencyError(f"Please install `{top}` to use {purpose} (`pip install {pip}`).") from err

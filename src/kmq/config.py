@@ -214,8 +214,15 @@ class EmbedConfig(Validated):
         "nothing more, 2 encoder passes instead of 3) or encode the joined text (joint)",
     )
     batch_size: int = opt(64, "windows per forward pass (openai: texts per request)", min=1)
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = opt(
-        "auto", "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively, else fp32"
+    precision: Literal["fp32", "bf16", "fp16", "int8", "auto"] = opt(
+        "auto",
+        "encoder precision; auto: bf16 where the CPU (AVX512-BF16/AMX) or GPU computes it natively, else fp32; "
+        "int8: sentence-transformers encoders on the CPU only (ONNX Runtime, cosine to fp32 about 0.96)",
+    )
+    encoder_backend: Literal["auto", "torch", "onnx"] = opt(
+        "auto",
+        "what runs a sentence-transformers encoder: torch, or onnx (ONNX Runtime, BERT encoders such as minilm; "
+        "pip install 'kmq[onnx]'); auto: torch, onnx for int8",
     )
     store_dtype: Literal["float32", "float16"] = opt(
         "float32",
@@ -234,7 +241,8 @@ class EmbedConfig(Validated):
     def encoder_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`kmq.embed.get_embedder` these settings give (one place for all callers)."""
         return {
-            "device": self.device, "precision": self.precision, "batch_size": self.batch_size,
+            "device": self.device, "precision": self.precision, "backend": self.encoder_backend,
+            "batch_size": self.batch_size,
             "trust_remote_code": self.trust_remote_code, "max_length": self.max_length,
             "concurrency": self.concurrency, "max_retries": self.max_retries, "timeout": self.timeout,
             "api_key_env": self.api_key_env, "dimensions": self.dimensions,
@@ -272,6 +280,9 @@ class ClusterConfig(Validated):
     niter: int = opt(25, "k-means iterations", min=1)
     nredo: int = opt(1, "k-means restarts (the best objective is kept)", min=1)
     max_points_per_centroid: int = opt(256, "training sample: at most this many points per centroid", min=1)
+    kmeans_backend: Literal["numpy", "faiss"] = opt(
+        "numpy", "k-means library: numpy (BLAS product + argmax, seeded Lloyd loop) or faiss (kmq before issue 15)"
+    )
     silhouette_sample: int = opt(20000, "points for the silhouette of clusters: auto", min=2)
 
     def __post_init__(self) -> None:

@@ -29,6 +29,7 @@ def add_embed_options(p: argparse.ArgumentParser, config: type, *, scorer_sectio
     setting(g, config, "embed.conversation_vectors", "--conversation-vectors")
     setting(g, config, "embed.batch_size", "--embed-batch-size")
     setting(g, config, "embed.precision", "--precision")
+    setting(g, config, "embed.encoder_backend", "--encoder-backend")
     setting(g, config, "embed.store_dtype", "--store-dtype")
     setting(g, config, "embed.device", "--device", also=tuple(f"{s}.device" for s in scorer_sections),
             help="torch device of model encoders (and of model scorers without their own device flag)")  # fmt: skip

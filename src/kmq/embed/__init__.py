@@ -38,6 +38,7 @@ def get_embedder(
     *,
     device: str = "cpu",
     precision: str = "auto",
+    backend: str = "auto",
     batch_size: int = 64,
     trust_remote_code: bool = False,
     max_length: int | None = None,
@@ -50,7 +51,9 @@ def get_embedder(
     """Build the embedder a spec names (``npy:`` specs are not embedders: use :func:`load_npy_embeddings`).
 
     ``device``, ``precision``, ``trust_remote_code`` and ``max_length`` are for the model encoders
-    (``minilm``, ``st:``, ``hf:``); ``batch_size`` is texts per forward pass, or per request for ``openai:``;
+    (``minilm``, ``st:``, ``hf:``); ``backend`` (``auto | torch | onnx``) and ``precision="int8"`` for the
+    sentence-transformers ones only (``minilm``, ``st:``: :class:`~kmq.embed.sentence.SentenceTransformerEmbedder`),
+    an error elsewhere; ``batch_size`` is texts per forward pass, or per request for ``openai:``;
     ``concurrency``, ``max_retries``, ``timeout``, ``api_key_env`` and ``dimensions`` are for ``openai:``.
     Building loads no weights and sends no request.
     """
@@ -58,9 +61,9 @@ def get_embedder(
         from kmq.embed.sentence import SentenceTransformerEmbedder
 
         model = "minilm" if spec == "minilm" else spec[3:]
-        return SentenceTransformerEmbedder(
-            model, device=device, precision=precision, batch_size=batch_size, trust_remote_code=trust_remote_code
-        )
+        return SentenceTransformerEmbedder(model, device=device, precision=precision, backend=backend,
+                                           batch_size=batch_size, trust_remote_code=trust_remote_code)  # fmt: skip
+    _only_sentence_transformers(spec, precision, backend)
     if spec.startswith("hf:") and len(spec) > 3:
         from kmq.embed.hf_pooled import HFEmbedder
 
@@ -87,6 +90,21 @@ def get_embedder(
     raise InvalidParameterError(
         f"The 'embedder' parameter must be one of {list(SPECS)}. Got {_redacted(spec)!r} instead."
     )
+
+
+def _only_sentence_transformers(spec: str, precision: str, backend: str) -> None:
+    """int8 and the ONNX backend are the sentence-transformers encoders' (``minilm``, ``st:``): an error elsewhere."""
+    if precision == "int8" or backend == "onnx":
+        what = "--precision int8" if precision == "int8" else "--encoder-backend onnx"
+        raise InvalidParameterError(
+            f"{what} runs only the sentence-transformers encoders (--embedder minilm or st:NAME_OR_PATH), not "
+            f"{_redacted(spec)!r}. Use --precision auto or fp32 and --encoder-backend auto or torch."
+        )
+    if backend not in ("auto", "torch"):
+        raise InvalidParameterError(
+            f"The 'encoder_backend' parameter (--encoder-backend) must be one of ['auto', 'torch', 'onnx']. "
+            f"Got {backend!r} instead."
+        )
 
 
 def _hf_spec(spec: str) -> tuple[str, str]:

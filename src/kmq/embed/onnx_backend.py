@@ -10,14 +10,15 @@ model files' bytes, the recipe, the precision and the onnxruntime and torch vers
 well under a second. Nothing is pickled (an ``.onnx`` file is a protobuf), nothing is downloaded.
 
 ``int8`` is ONNX Runtime's dynamic quantisation of the exported graph's matrix products (weights int8 per
-tensor, activations quantised per batch): faster still, but its vectors are another cache entry (cosine to fp32
-about 0.99, see BENCHMARKS.md).
+tensor, activations quantised per batch): faster still, but its vectors are another cache entry (mean cosine to
+fp32 0.96 on MiniLM, see BENCHMARKS.md).
 
 onnxruntime is optional (``pip install kmq[onnx]``); importing this module imports none of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -142,12 +143,28 @@ def export(model: Any, folder: Path, *, precision: str = "fp32") -> Path:
         else:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(raw), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
+            with _without_root_advice():
+                quantize_dynamic(str(raw), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
         raw.unlink()
         meta = {"recipe": RECIPE, "precision": precision, "model_files": files_digest(str(folder))}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     logger.info("exported %s to ONNX (%s) in %.1f s: %s", folder, precision, time.perf_counter() - start, path)
     return path
+
+
+@contextlib.contextmanager
+def _without_root_advice() -> Any:
+    """Drop onnxruntime's "run pre-processing before quantization" advice (a root-logger warning, even with -q)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 class _Pooled:

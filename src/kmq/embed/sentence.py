@@ -58,8 +58,9 @@ class SentenceTransformerEmbedder(Embedder):
         :attr:`stats_` (the manifest) and in the cache key: bf16 vectors differ from fp32 ones beyond float
         noise (cosine >= 0.9999, i.e. up to 1e-4, where two fp32 runs agree to 1e-6), enough to move k-means
         assignments, so a cache entry always holds vectors of one precision, reproducible to float32 noise.
-        ``int8`` (only when asked for; CPU, ONNX backend) is ONNX Runtime's dynamic quantisation: faster, cosine
-        to fp32 about 0.99, a cache entry of its own.
+        With ``backend="onnx"``, ``auto`` is fp32 on the CPU (ONNX Runtime runs fp32 and int8 only).
+        ``int8`` (only when asked for; CPU, ONNX backend) is ONNX Runtime's dynamic quantisation: faster, mean cosine
+        to fp32 0.96 on MiniLM (BENCHMARKS.md), a cache entry of its own.
     backend : {"auto", "torch", "onnx"}, default "auto"
         What runs the network (:func:`kmq._cpu.resolve_backend`). ``onnx`` is ONNX Runtime on a fused graph
         exported once from the model's weights (:mod:`kmq.embed.onnx_backend`; BERT encoders with mean pooling,
@@ -161,8 +162,16 @@ class SentenceTransformerEmbedder(Embedder):
                     f"The 'precision' parameter of {self.name} must be one of {list(PRECISIONS)}. "
                     f"Got {self.precision!r} instead."
                 )
-            precision = resolve_precision(self.precision, self.device)
             on_cpu = str(self.device).split(":", 1)[0] == "cpu"
+            if self.backend == "onnx" and self.precision == "auto" and on_cpu:
+                precision = "fp32"  # what ONNX Runtime runs of auto's choices (bf16 is torch's)
+            else:
+                precision = resolve_precision(self.precision, self.device)
+            if self.backend == "onnx" and precision in ("bf16", "fp16"):
+                raise InvalidParameterError(
+                    f"The 'precision' parameter of {self.name}: the ONNX backend runs fp32 and int8, not {precision}. "
+                    "Use --precision auto, fp32 or int8, or --encoder-backend torch."
+                )
             if precision == "fp16" and on_cpu:
                 raise InvalidParameterError(
                     f"The 'precision' parameter of {self.name}: fp16 runs on GPUs only (device {self.device!r}). "
@@ -192,8 +201,9 @@ class SentenceTransformerEmbedder(Embedder):
             takes = folder is not None and onnx_backend.takes_files(folder)
             backend = resolve_backend(self.backend, precision, self.device, onnx=onnx_backend.available() and takes)
             if backend == "onnx" and not onnx_backend.available():
-                require("onnxruntime", purpose=f"the ONNX backend of {self.name} (pip install kmq[onnx])")
-                require("onnx", purpose=f"the ONNX backend of {self.name} (pip install kmq[onnx])")
+                why = f"the ONNX backend of {self.name} (--encoder-backend onnx, --precision int8)"
+                require("onnxruntime", purpose=why)  # the hint: pip install 'kmq[onnx]'
+                require("onnx", purpose=why)
             self._backend = backend
         return self._backend
 
