@@ -162,6 +162,7 @@ def score(
     overwrite: bool = False,
     explain: bool = False,
     show_progress: bool | None = None,
+    engine: str | None = None,
 ) -> Scores:
     """Score every record of a pool (and write the scores when ``out`` is given).
 
@@ -185,6 +186,9 @@ def score(
         features, so a low score can be traced to its cause. Only the scorers in :data:`EXPLAIN_SCORERS` keep
         features; any other is an error. Cached with the scores.
     show_progress : bool or None
+    engine : {"local", "ray"}, optional
+        Where the cache misses of the model scorers and of the heuristic's encoder are computed (:mod:`kmq.engine`;
+        ``--engine``; the rest of ``engine:`` in ``config`` or ``settings``).
 
     Returns
     -------
@@ -198,7 +202,7 @@ def score(
 
     is_pool = in_memory(pool)
     given = {"pool": None if is_pool else str(pool), "score.scorer": scorer, "embed.embedder": embedder,
-             "format": format}  # fmt: skip
+             "format": format, "engine.engine": engine}  # fmt: skip
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = build_config(config, overrides)
     if explain and cfg.score.scorer not in EXPLAIN_SCORERS:

@@ -119,3 +119,32 @@ def test_engine_ray_without_ray_names_the_extra(tmp_path, datakit):
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'kmq[ray]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_engine_keyword_of_score_and_iterate_reaches_the_engine(tmp_path, datakit):
+    """``kmq.score(engine=)`` and ``kmq.iterate(engine=)`` mean ``--engine``: ray without Ray is its error."""
+    import kmq
+
+    pool = tmp_path / "pool.jsonl"
+    lines = (datakit / "dolly_3k" / "dolly_3k.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    pool.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # checked before the first step, never loaded here
+    proc = _without_ray(f"""
+        import kmq
+        from kmq.errors import MissingDependencyError
+        for call in (lambda: kmq.score({str(pool)!r}, scorer="heuristic", embedder="hashing", engine="ray"),
+                     lambda: kmq.iterate({str(pool)!r}, budget=10, rounds=2, model={str(model)!r},
+                                         embedder="hashing", judge="relevance", engine="ray",
+                                         run_dir={str(tmp_path / "run")!r}, show_progress=False)):
+            try:
+                call()
+            except MissingDependencyError as err:
+                print("ERR", err)
+    """)
+    assert proc.stdout.count("ERR Please install Ray Data to use --engine ray") == 2, proc.stderr
+    local = kmq.score(str(pool), scorer="heuristic", embedder="hashing", engine="local", show_progress=False)
+    assert len(local.values) == 40  # (before it the cache was cold: the Ray runs above had blocks to compute)
+    with pytest.raises(InvalidParameterError, match="'engine.engine' setting must be one of"):
+        kmq.score(str(pool), scorer="heuristic", embedder="hashing", engine="spark")

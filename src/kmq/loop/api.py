@@ -45,6 +45,7 @@ def iterate(
     restart_from: str | None = None,
     show_progress: bool | None = None,
     overwrite: bool = False,
+    engine: str | None = None,
 ) -> Any:
     """Select ``budget`` records in ``rounds`` rounds of iterative kMQ (train, generate, judge, reweight).
 
@@ -74,6 +75,9 @@ def iterate(
     overwrite : bool, default False
         Use a ``run_dir`` that is not empty and not a ``kmq iterate`` run, or replace an ``out`` kmq did not
         write. Inputs are never overwritten, and kmq deletes only what it made (see :mod:`kmq.publish`).
+    engine : {"local", "ray"}, optional
+        Where the cache misses of the encoder, the model scorers and the per-round judge are computed, and the
+        k-means assignment (:mod:`kmq.engine`; ``--engine``; the rest of ``engine:`` in ``config`` or ``settings``).
 
     Returns
     -------
@@ -89,7 +93,7 @@ def iterate(
         "out": str(out) if out is not None else None, "run_dir": str(run_dir) if run_dir is not None else None,
         "train.trainer": trainer, "generate.generator": generator, "judge.scorer": judge,
         "reweight.method": reweight, "embed.embedder": embedder, "score.scorer": scorer,
-        "cluster.clusters": clusters, "seed": seed, **(settings or {}),
+        "cluster.clusters": clusters, "seed": seed, "engine.engine": engine, **(settings or {}),
     }  # fmt: skip
     cfg = build_iterate_config(config, overrides)
     if is_pool:
