@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ from kmq.publish import OutputPlan, input_paths, plan_outputs
 STREAM_SHUFFLE = 5
 #: characters of the first user turn kept in pool.parquet's ``preview``
 PREVIEW_CHARS = 160
+#: rows of a pool.parquet row group: pyarrow.parquet's default row group length, so writing it a row group at
+#: a time gives the bytes one ``write_table`` of the whole table gives
+POOL_ROW_GROUP = 1024 * 1024
+#: the keys of :attr:`Selection.pool_info` that pool.parquet shows row by row
+_POOL_INFO = ("labels", "quality", "contaminated", "stratum", "cos_centroid")
 #: the per-pick explanation columns of selection.parquet and their Arrow types' names
 EXPLAIN_COLUMNS = {
     "quota": "int64", "cluster_size": "int64", "probability": "float64", "score": "float64",
@@ -154,6 +159,13 @@ class Selection:
         """One row per pool record (``pool.parquet``): where it went and why (see the module docstring)."""
         import pyarrow as pa
 
+        return pa.Table.from_batches(list(self.pool_batches()))
+
+    def pool_batches(self, rows: int = POOL_ROW_GROUP) -> Iterator[Any]:
+        """:meth:`pool_table` as ``pyarrow.RecordBatch`` es of ``rows`` records (the last one shorter; one empty
+        batch for an empty pool), built one at a time: no column of n Python objects."""
+        import pyarrow as pa
+
         n = len(self.pool)
         info = self.pool_info
         selected = np.zeros(n, dtype=bool)
@@ -162,25 +174,46 @@ class Selection:
         rank[self.indices] = np.arange(len(self.indices))
         ids = self.pool.ids
         dup_of = info.get("dup_of")
-        dup_ids = None
-        if dup_of is not None:
-            dup_ids = [ids[j] if j >= 0 else None for j in np.asarray(dup_of).tolist()]
-        previews = _previews(self.pool)
-        return pa.table(
-            {
-                "id": pa.array(ids, pa.string()),
-                "pool_index": pa.array(np.arange(n, dtype=np.int64), pa.int64()),
-                "cluster": _column(info.get("labels"), n, pa.int64()),
-                "quality": _column(info.get("quality"), n, pa.float64()),
-                "selected": pa.array(selected, pa.bool_()),
-                "rank": pa.array(rank, pa.int64(), mask=~selected),
-                "duplicate_of": pa.array(dup_ids if dup_ids is not None else [None] * n, pa.string()),
-                "contaminated": _column(info.get("contaminated"), n, pa.string()),
-                "stratum": _column(info.get("stratum"), n, pa.string()),
-                "preview": previews,
-                "cos_centroid": _column(info.get("cos_centroid"), n, pa.float32()),
-            }
-        )
+        dup_of = None if dup_of is None else np.asarray(dup_of)
+        for lo in range(0, max(n, 1), rows):
+            hi = min(n, lo + rows)
+            part = {key: None if info.get(key) is None else info[key][lo:hi] for key in _POOL_INFO}
+            m, sel = hi - lo, selected[lo:hi]
+            dup_ids: list[str | None] = [None] * m
+            if dup_of is not None:
+                d = dup_of[lo:hi]
+                at = np.flatnonzero(d >= 0)
+                for pos, rid in zip(at.tolist(), _ids_at(ids, d[at]), strict=True):
+                    dup_ids[pos] = rid
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "id": pa.array(ids[lo:hi], pa.string()),
+                    "pool_index": pa.array(np.arange(lo, hi, dtype=np.int64), pa.int64()),
+                    "cluster": _column(part["labels"], m, pa.int64()),
+                    "quality": _column(part["quality"], m, pa.float64()),
+                    "selected": pa.array(sel, pa.bool_()),
+                    "rank": pa.array(rank[lo:hi], pa.int64(), mask=~sel),
+                    "duplicate_of": pa.array(dup_ids, pa.string()),
+                    "contaminated": _column(part["contaminated"], m, pa.string()),
+                    "stratum": _column(part["stratum"], m, pa.string()),
+                    "preview": _previews(self.pool, lo, hi),
+                    "cos_centroid": _column(part["cos_centroid"], m, pa.float32()),
+                }
+            )
+
+    def write_pool(self, path: str | Path, rows: int = POOL_ROW_GROUP) -> None:
+        """Write ``pool.parquet``: :meth:`pool_batches` of ``rows``, one Parquet row group each (the bytes
+        ``pyarrow.parquet.write_table(self.pool_table(), path, row_group_size=rows)`` writes)."""
+        import pyarrow.parquet as pq
+
+        writer = None
+        try:
+            for batch in self.pool_batches(rows):
+                writer = writer or pq.ParquetWriter(path, batch.schema)
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
 
     def clusters_table(self) -> Any:
         """One row per cluster (``clusters.parquet``): size, quota, picks, mean quality, mean cosine to the centroid.
@@ -280,7 +313,7 @@ class Selection:
                     if self.contamination is not None
                     else {}
                 ),
-                "pool.parquet": lambda p: pq.write_table(self.pool_table(), p),
+                "pool.parquet": lambda p: self.write_pool(p),
                 "clusters.parquet": lambda p: pq.write_table(self.clusters_table(), p),
                 "map.parquet": lambda p: pq.write_table(self.map_table(), p),
             }
@@ -407,22 +440,26 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _previews(pool: Any) -> Any:
-    """The first :data:`PREVIEW_CHARS` characters of each record's prompt, as a ``pyarrow.StringArray``.
+def _ids_at(ids: Any, rows: np.ndarray) -> list[str]:
+    """``ids[j]`` for each of ``rows``: a list of str or a pool's :class:`~kmq.data._ids.Ids` (taken in Arrow)."""
+    take = getattr(ids, "take", None)
+    return take(rows) if take is not None else [ids[j] for j in rows.tolist()]
+
+
+def _previews(pool: Any, lo: int = 0, hi: int | None = None) -> Any:
+    """The first :data:`PREVIEW_CHARS` characters of the prompt of records ``lo:hi`` (all by default), as a
+    ``pyarrow.StringArray``.
 
     Sliced in Arrow (no Python str per record); Arrow strings are UTF-8, so when some text holds a lone
-    surrogate (kept in the records and the subset) the texts are decoded a batch at a time and it shows as U+FFFD.
+    surrogate (kept in the records and the subset) the texts are decoded and it shows as U+FFFD.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pool.text_array("prompt")
+    arr = pool.text_array("prompt", lo, hi)
     if pa.types.is_large_string(arr.type):
         return pc.utf8_slice_codeunits(arr, 0, PREVIEW_CHARS).cast(pa.string())
     from kmq.data.formats import LONE_SURROGATE
 
-    chunks = [
-        pa.array([LONE_SURROGATE.sub("\ufffd", t[:PREVIEW_CHARS]) for t in batch], pa.string())
-        for batch in pool.iter_texts("prompt")
-    ]
-    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    texts = [b.decode("utf-8", "surrogatepass") for b in arr.to_pylist()]
+    return pa.array([LONE_SURROGATE.sub("\ufffd", t[:PREVIEW_CHARS]) for t in texts], pa.string())

@@ -230,13 +230,11 @@ def _note_numbers(fast: PoolBuilder, columns: dict[str, pa.Array], row0: int) ->
 
 
 def _note_ids(fast: PoolBuilder, col: pa.Array | None) -> None:
-    if fast.raw_ids is None:
+    if not fast.ids.ok:
         return
     if col is None or col.null_count:
-        fast.raw_ids = None
-    elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        fast.raw_ids.extend(col.to_pylist())
-    elif pa.types.is_int64(col.type):
-        fast.raw_ids.extend(col.cast(pa.string()).to_pylist())
+        fast.ids.drop()
+    elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_int64(col.type):
+        fast.ids.extend(col.cast(pa.string()))
     else:
         raise Fallback(f"ids of type {col.type}")  # str() of floats, bools and lists is Python's own

@@ -122,7 +122,6 @@ class Messages(Sequence):
         self.roles = roles
         self.contents = contents
         self.utf8 = utf8
-        self._views: dict[str, pa.Array] = {}
         self._texts: dict[str, list[str]] = {}
 
     @classmethod
@@ -205,37 +204,41 @@ class Messages(Sequence):
 
     # ------------------------------------------------------------------------------------------- text views
 
-    def text_array(self, view: str) -> pa.Array:
-        """One text per record for ``view`` (``conversation``, ``prompt``, ``response``), as an Arrow array.
+    def text_array(self, view: str, lo: int = 0, hi: int | None = None) -> pa.Array:
+        """One text per record ``lo:hi`` (all by default) for ``view`` (``conversation``, ``prompt``,
+        ``response``), as an Arrow array.
 
         A ``pyarrow.LargeStringArray`` when the contents are valid UTF-8, else a ``LargeBinaryArray`` of
-        ``surrogatepass`` bytes. Computed once per view and kept (it holds the view's bytes).
+        ``surrogatepass`` bytes. Computed on each call and not kept (a whole view of 10M records is about a GB):
+        walk a big pool with :meth:`text_batches`.
         """
-        if view not in self._views:
-            self._views[view] = self._join(view)
-        return self._views[view]
-
-    def _join(self, view: str) -> pa.Array:
-        if view == "conversation":
-            offsets, contents = self.offsets, self.contents
-        else:
-            mask = np.isin(self.roles, _VIEW_CODES[view])
+        hi = len(self) if hi is None else max(lo, min(hi, len(self)))
+        offsets = self.offsets[lo : hi + 1]
+        start, stop = int(offsets[0]), int(offsets[-1])
+        contents = self.contents.slice(start, stop - start)
+        offsets = offsets - start
+        if view != "conversation":
+            mask = np.isin(self.roles[start:stop], _VIEW_CODES[view])
             counts = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-            offsets, contents = counts[self.offsets], self.contents.filter(pa.array(mask))
+            offsets, contents = counts[offsets], contents.filter(pa.array(mask))
         lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), contents)
         joined = pc.binary_join(lists, _SEP)
         return joined.view(pa.large_string()) if self.utf8 else joined
+
+    def text_batches(self, view: str, batch_size: int = _BATCH) -> Iterator[pa.Array]:
+        """Yield :meth:`text_array` of ``view`` ``batch_size`` records at a time."""
+        for lo in range(0, len(self), batch_size):
+            yield self.text_array(view, lo, lo + batch_size)
 
     def texts(self, view: str) -> list[str]:
         """One Python str per record for ``view`` (see :meth:`text_array`), decoded once and kept.
 
         Every call returns the same list (do not mutate it): a run that hashes a view and then encodes it
         decodes it once. Only the views asked for are held; :meth:`release_texts` drops them. The Arrow view is
-        not kept for it (:meth:`text_array` keeps its own).
+        not kept.
         """
         if view not in self._texts:
-            arr = self._views.get(view)
-            self._texts[view] = self._decode((self._join(view) if arr is None else arr).view(pa.large_binary()))
+            self._texts[view] = self._decode(self.text_array(view).view(pa.large_binary()))
         return self._texts[view]
 
     def release_texts(self, *views: str) -> None:
@@ -251,9 +254,8 @@ class Messages(Sequence):
             for lo in range(0, len(kept), batch_size):
                 yield kept[lo : lo + batch_size]
             return
-        arr = self.text_array(view).view(pa.large_binary())
-        for lo in range(0, len(arr), batch_size):
-            yield self._decode(arr.slice(lo, batch_size))
+        for arr in self.text_batches(view, batch_size):
+            yield self._decode(arr.view(pa.large_binary()))
 
     def lazy_texts(self, view: str, batch_size: int = _BATCH) -> LazyTexts:
         """The texts of ``view`` as a sequence that decodes them on access, a batch at a time (no list of n str)."""
@@ -291,17 +293,17 @@ class LazyTexts(Sequence):
         kept = self.messages._texts.get(self.view)
         if kept is not None:
             return kept[index]
-        arr = self.messages.text_array(self.view).view(pa.large_binary())
+        n, messages = len(self.messages), self.messages
         if isinstance(index, slice):
-            lo, hi, step = index.indices(len(arr))
+            lo, hi, step = index.indices(n)
             if step != 1:
                 return [self[i] for i in range(lo, hi, step)]
-            return self.messages._decode(arr.slice(lo, max(0, hi - lo)))
+            return messages._decode(messages.text_array(self.view, lo, max(lo, hi)).view(pa.large_binary()))
         i = operator.index(index)
-        i = i + len(arr) if i < 0 else i
-        if not 0 <= i < len(arr):
-            raise IndexError(f"text index {index} out of range for {len(arr)} records")
-        return self.messages._decode(arr.slice(i, 1))[0]
+        i = i + n if i < 0 else i
+        if not 0 <= i < n:
+            raise IndexError(f"text index {index} out of range for {n} records")
+        return messages._decode(messages.text_array(self.view, i, i + 1).view(pa.large_binary()))[0]
 
     def __iter__(self) -> Iterator[str]:
         for batch in self.messages.iter_texts(self.view, self.batch_size):

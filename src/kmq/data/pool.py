@@ -29,8 +29,9 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
+from kmq.data._ids import Ids, IdsBuilder
 from kmq.data.fields import FieldMap, MissingFieldError
-from kmq.data.formats import FORMATS, LONE_SURROGATE, Turn, detect_format, to_messages, undetectable
+from kmq.data.formats import FORMATS, Turn, detect_format, to_messages, undetectable
 from kmq.data.messages import Messages, MessagesBuilder
 from kmq.errors import DataFormatError, EmptyPoolError, InvalidParameterError, invalid_parameter
 
@@ -51,9 +52,10 @@ class Pool:
 
     Attributes
     ----------
-    ids : list of str, length n
+    ids : sequence of str, length n
         The records' own ``id`` field (as str) when every record has one, they are unique and valid text
-        (no lone surrogate), else the 0-based positions as str.
+        (no lone surrogate), else the 0-based positions as str: an :class:`~kmq.data._ids.Ids` (held in
+        Arrow; slices are lists of str) for a pool that was read, or the list given to the constructor.
     id_source : {"field", "position"}
         Where ``ids`` came from.
     messages : Messages, length n
@@ -163,10 +165,15 @@ class Pool:
         """Yield :meth:`texts` of ``view`` ``batch_size`` records at a time (no list of all n texts)."""
         return self.messages.iter_texts(_check_view(view, "Pool.iter_texts"), batch_size)
 
-    def text_array(self, view: str) -> Any:
-        """The texts of ``view`` as one Arrow array (``pyarrow.LargeStringArray``; a ``LargeBinaryArray`` of
-        ``surrogatepass`` bytes when some text holds a lone surrogate), computed once per view."""
-        return self.messages.text_array(_check_view(view, "Pool.text_array"))
+    def text_array(self, view: str, lo: int = 0, hi: int | None = None) -> Any:
+        """The texts of ``view`` for records ``lo:hi`` (all by default) as one Arrow array
+        (``pyarrow.LargeStringArray``; a ``LargeBinaryArray`` of ``surrogatepass`` bytes when some text holds a
+        lone surrogate), computed on each call and not kept."""
+        return self.messages.text_array(_check_view(view, "Pool.text_array"), lo, hi)
+
+    def text_batches(self, view: str, batch_size: int = 8192) -> Iterator[Any]:
+        """Yield :meth:`text_array` of ``view`` ``batch_size`` records at a time."""
+        return self.messages.text_batches(_check_view(view, "Pool.text_batches"), batch_size)
 
     def records(self, indices: Iterable[int]) -> list[dict[str, Any]]:
         """Return the raw input records at ``indices``, in that order, as JSON values exactly as read.
@@ -363,7 +370,7 @@ class PoolBuilder:
         self.unit = unit
         self.format = "fields" if self.field_map is not None else None if format == "auto" else format
         self.messages = MessagesBuilder()
-        self.raw_ids: list[str] | None = []
+        self.ids = IdsBuilder()
         self.fields: dict[str, None] = {}
         self._missing: tuple[str, MissingFieldError] | None = None  # the first record without its mapped field
         self._numbers: dict[str, array | None] = {}  # top-level fields whose values are all numbers (or absent)
@@ -417,12 +424,12 @@ class PoolBuilder:
                 col.append(value)
             elif value is not None:  # a string, bool, list...: not a number column (its values stay in the store)
                 numbers[key] = None
-        if self.raw_ids is not None:
+        if self.ids.ok:
             rid = record.get("id")
             if rid is None:
-                self.raw_ids = None
+                self.ids.drop()
             else:
-                self.raw_ids.append(str(rid))
+                self.ids.append(str(rid))
 
     def build(self, *, container: str, content_hash: Any, store: RecordStore, layout: dict | None = None) -> Pool:
         """Return the :class:`Pool`; ``content_hash`` is a hashlib sha256 object fed with the input content."""
@@ -459,17 +466,15 @@ class PoolBuilder:
             numbers=numbers,
         )
 
-    def _ids(self, n: int) -> tuple[list[str], str]:
-        if self.raw_ids is not None:
-            bad = LONE_SURROGATE.search("".join(self.raw_ids))  # ids go to Parquet, CSV and JSON tables
-            if bad is not None:
-                bad = next(rid for rid in self.raw_ids if LONE_SURROGATE.search(rid))
-                logger.warning(
-                    "%s: the 'id' value %r is not valid text (a lone surrogate); using 0-based positions as ids.",
-                    self.source, bad,
-                )  # fmt: skip
-            elif len(set(self.raw_ids)) == n:
-                return self.raw_ids, "field"
-            else:
-                logger.warning("%s: the 'id' field has duplicate values; using 0-based positions as ids.", self.source)
-        return [str(i) for i in range(n)], "position"
+    def _ids(self, n: int) -> tuple[Ids, str]:
+        ids = self.ids.build(n)
+        if ids is not None:
+            return ids, "field"
+        if self.ids.bad is not None:
+            logger.warning(
+                "%s: the 'id' value %r is not valid text (a lone surrogate); using 0-based positions as ids.",
+                self.source, self.ids.bad,
+            )  # fmt: skip
+        elif self.ids.ok:
+            logger.warning("%s: the 'id' field has duplicate values; using 0-based positions as ids.", self.source)
+        return Ids.positions(n), "position"
