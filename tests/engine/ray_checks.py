@@ -8,11 +8,11 @@ the checks share datasets where they can, and independent work overlaps (threads
 Checks: every listening socket is on loopback while Ray is up; a ``kmq select --engine ray`` process
 (connected with ``--ray-address``, hashing encoder, 300 dolly records, the blocks fed to Ray two at a time)
 killed between two cached blocks resumes on Ray from the cache and ends with the local engine's subset and
-cache contents, and a later local run is warm; the perplexity scorer on a tiny local Llama gives exactly the
-local values through a Ray actor and caches them; an error raised in an actor reaches the driver as the kmq
-error it is; with ``--minilm``, the bundled MiniLM gives the local vectors through Ray (loading torch and
-the model in the driver and in an actor doubles the script's time, so the test runs it only when
-``KMQ_TEST_RAY_MINILM=1``).
+cache contents, and a later local run is warm; the loop's perplexity judge of a tiny local Llama (the round's
+model) gives exactly the local values through a Ray actor and caches them; an error raised in an actor reaches
+the driver as the kmq error it is; with ``--minilm``, the bundled MiniLM gives the local vectors through Ray
+(loading torch and the model in the driver and in an actor doubles the script's time, so the test runs it only
+when ``KMQ_TEST_RAY_MINILM=1``).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main(work: Path, datakit: Path) -> None:
     scores = Background(perplexity, reference)
     assigned = Background(assignment)
     kill_and_resume(work, pool, texts, local)
-    check("perplexity_on_ray_equals_local", **scores.result())
+    check("judge_perplexity_on_ray_equals_local", **scores.result())
     check("kmeans_assignment_on_ray_equals_local", **assigned.result())
     message = error.result()
     check("worker_error_surfaces", message is not None and "not the driver's" in message and "\n" not in message,
@@ -218,27 +218,31 @@ def perplexity_reference(work: Path, pool: Path) -> tuple[Path, list, np.ndarray
 
 
 def perplexity(reference: Background) -> dict:
-    """The perplexity scorer through a Ray actor: exactly the local values, cached, and a local run is then warm.
+    """The loop's per-round judge (bare ``perplexity``: the round's model) with ``--engine ray``: the perplexity
+    scorer on a Ray actor (:func:`kmq.engine.attach_scorer`) gives exactly the local values, caches them, and the
+    local judge is then warm.
 
     Runs in a thread: the cache folder is the one ``KMQ_CACHE_DIR`` names when it starts (the kill check's).
     """
-    from kmq.engine import attach_scorer
-    from kmq.engine.ray import RayEngine
-    from kmq.scorers import get_scorer
+    from kmq.config import EmbedConfig, EngineConfig, ScoreConfig
+    from kmq.loop.judge import Judge
 
     model, convs, local = reference.result()
     t0 = time.perf_counter()
-    scorer = get_scorer(f"perplexity:{model}", **PPL)
-    scorer.block_size = 8  # the reference's blocks
-    remote = attach_scorer(scorer, RayEngine()).score_messages(convs)
-    stats = dict(scorer.stats_)
-    warm = get_scorer(f"perplexity:{model}", **PPL)
-    again = warm.score_messages(convs)
+    cfg = ScoreConfig(batch_size=PPL["batch_size"], max_length=PPL["max_length"])
+    gold, generated = convs[:12], convs[12:]  # scored as gold + generated: the reference's order and blocks
+    on_ray = Judge("perplexity", cfg, EmbedConfig(), show_progress=False, engine=EngineConfig(engine="ray",
+                                                                                               block_size=8))
+    g, h, stats = on_ray.score_pairs(gold, generated, round_model=str(model))
+    remote = np.concatenate([g, h])
+    warm = Judge("perplexity", cfg, EmbedConfig(), show_progress=False).score_pairs(gold, generated,
+                                                                                    round_model=str(model))
     RESULTS["perplexity_s"] = round(time.perf_counter() - t0, 1)
-    ok = (np.array_equal(local, remote) and stats["computed"] == len(convs) and np.array_equal(again, local)
-          and warm.stats_["computed"] == 0)  # fmt: skip
+    ok = (np.array_equal(local, remote) and stats["computed"] == len(convs) and stats.get("engine") == "ray"
+          and np.array_equal(np.concatenate(warm[:2]), local) and warm[2]["computed"] == 0
+          and "engine" not in warm[2])  # fmt: skip
     return {"ok": ok, "max_abs_diff": float(np.abs(local - remote).max()), "computed": stats["computed"],
-            "warm_computed": warm.stats_["computed"]}  # fmt: skip
+            "engine": stats.get("engine"), "warm_computed": warm[2]["computed"]}  # fmt: skip
 
 
 def minilm(work: Path, sample: list[str]) -> None:

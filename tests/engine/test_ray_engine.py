@@ -4,7 +4,7 @@ Ray binds the host's interface address (not 127.0.0.1), so the checks run in ``u
 namespace, so that every Ray process ends with the script): there the only interface is ``lo``, and
 ``ray_checks.py`` proves that every listening socket is on loopback while Ray is up, then runs every Ray check
 in that one Ray session (a killed and resumed ``kmq select --engine ray`` over several windows of blocks, the
-perplexity scorer of a tiny Llama on an actor, an actor's error). Without permission to
+loop's perplexity judge of a tiny Llama on an actor, an actor's error). Without permission to
 unshare (not root) the test is skipped, except under CI (``CI=true``), where it fails. The bundled MiniLM
 through Ray (vectors equal to the local engine's) is checked with ``KMQ_TEST_RAY_MINILM=1``: loading torch
 and the model twice doubles the test's time.
@@ -53,7 +53,7 @@ def test_ray_engine_matches_local_stays_on_loopback_and_resumes(tmp_path, dataki
     failed = {k: v for k, v in results.items() if isinstance(v, dict) and not v["ok"]}
     assert not failed and proc.returncode == 0, (failed, proc.stderr[-5000:])
     names = ["loopback_only", "same_selection", "same_cache", "local_after_ray_is_warm", "killed_mid_embedding",
-             "resumed_from_cache", "ray_encoded", "worker_error_surfaces", "perplexity_on_ray_equals_local",
+             "resumed_from_cache", "ray_encoded", "worker_error_surfaces", "judge_perplexity_on_ray_equals_local",
              "kmeans_assignment_on_ray_equals_local",
              "shut_down"]  # fmt: skip
     names += ["minilm_same_vectors"] if minilm else []

@@ -34,7 +34,7 @@ import pyarrow.json as pj
 
 from kmq.data._arrow_turns import Fallback, record_turns
 from kmq.data.formats import detect_format
-from kmq.data.pool import _BIG, MAX_NUMBER_COLUMNS, JsonlStore, Pool, PoolBuilder
+from kmq.data.pool import _BIG, JsonlStore, Pool, PoolBuilder
 from kmq.errors import KmqError
 
 logger = logging.getLogger(__name__)
@@ -207,25 +207,18 @@ def _add_table(fast: PoolBuilder, table: pa.Table, fmt: str) -> None:
 
 
 def _note_numbers(fast: PoolBuilder, columns: dict[str, pa.Array], row0: int) -> None:
-    numbers = fast._numbers
     for key, col in columns.items():
-        if key not in fast.fields:
-            fast.fields[key] = None
-            if len(numbers) < MAX_NUMBER_COLUMNS:
-                numbers[key] = array("d")
-        values = numbers.get(key)
+        values = fast.number_column(key, row0)
         if values is None or pa.types.is_null(col.type):
             continue
         if not (pa.types.is_int64(col.type) or pa.types.is_float64(col.type)):
-            numbers[key] = None  # strings, bools, lists: not a number column (all-null columns are typed null)
+            fast._numbers[key] = None  # strings, bools, lists: not a number column (all-null columns are typed null)
             continue
         x = col.to_numpy(zero_copy_only=False).astype(np.float64)
         if pa.types.is_float64(col.type):
             real = x[col.is_valid().to_numpy(zero_copy_only=False)]
             if not np.all(np.abs(real[~np.isnan(real)]) < _BIG):  # an int beyond 2**1023 or a float: unknown
                 raise Fallback(f"field {key!r} holds a number beyond 2**1023")
-        if len(values) < row0:
-            values.extend(array("d", [float("nan")]) * (row0 - len(values)))
         values.frombytes(x.tobytes())  # nulls came out as NaN
 
 

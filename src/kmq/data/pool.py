@@ -406,24 +406,30 @@ class PoolBuilder:
         how = f"mapped fields {self.field_map}" if self.field_map is not None else f"{self.format} format"
         return DataFormatError(f"{where}, {how}: {err}")
 
+    def number_column(self, key: str, row: int) -> array | None:
+        """Note the top-level field ``key``; its numbers so far, padded with NaN to ``row`` values, or None when
+        it is not watched (:data:`MAX_NUMBER_COLUMNS`) or some value was not a number. The record readers
+        (this builder's :meth:`add`, the pyarrow.json reader's columns) append to it."""
+        if key not in self.fields:
+            self.fields[key] = None
+            if len(self._numbers) < MAX_NUMBER_COLUMNS:
+                self._numbers[key] = array("d")
+        col = self._numbers.get(key)
+        if col is not None and len(col) < row:
+            col.extend(_NAN * (row - len(col)))
+        return col
+
     def _note_fields(self, record: dict[str, Any]) -> None:
         row = len(self.messages) - 1
-        numbers = self._numbers
         for key, value in record.items():
-            if key not in self.fields:
-                self.fields[key] = None
-                if len(numbers) < MAX_NUMBER_COLUMNS:
-                    numbers[key] = array("d")
-            col = numbers.get(key)
+            col = self.number_column(key, row)
             if col is None:
                 continue
             kind = type(value)
             if kind is float or (kind is int and -_BIG < value < _BIG):
-                if len(col) < row:
-                    col.extend(_NAN * (row - len(col)))
                 col.append(value)
             elif value is not None:  # a string, bool, list...: not a number column (its values stay in the store)
-                numbers[key] = None
+                self._numbers[key] = None
         if self.ids.ok:
             rid = record.get("id")
             if rid is None:

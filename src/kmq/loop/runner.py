@@ -250,7 +250,7 @@ class _Loop:
                 prompt, answer = split_prompt(self.pool.messages[row["pool_index"]])
                 gold.append(with_answer(prompt, answer))
                 gen.append(with_answer(prompt, row["answer"]))
-            judge = Judge(j.scorer, j, e, show_progress=self.show_progress)
+            judge = Judge(j.scorer, j, e, show_progress=self.show_progress, engine=self.cfg.engine)
             g, h, stats = judge.score_pairs(gold, gen, round_model=model)
             s = instance_scores(g, h, direction=judge.direction)
             save_arrays(tmp / "arrays", {}, pool_index=index, gold=g, generated=h, S=s)
