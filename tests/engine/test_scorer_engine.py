@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conversations import CONVERSATIONS
 from kmq.cache import VectorStore, text_keys
 from kmq.cli._flags import setting_overrides
 from kmq.cli.iterate import overrides
@@ -24,20 +25,6 @@ from kmq.engine import ScorerFactory, attach_scorer, identity_digest
 from kmq.errors import InvalidParameterError
 from kmq.loop.config import IterateConfig
 from kmq.scorers import get_scorer
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "What is the capital of France?"},
-     {"role": "assistant", "content": "The capital of France is Paris."}],
-    [{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"}],
-    [{"role": "system", "content": "You are a helpful assistant."},
-     {"role": "user", "content": "Give three tips for staying healthy."},
-     {"role": "assistant", "content": "Eat a balanced diet, exercise regularly and sleep well."},
-     {"role": "user", "content": "And one more?"}, {"role": "assistant", "content": "Drink water."}],
-    [{"role": "user", "content": "Write a short poem about the sea."},
-     {"role": "assistant", "content": "The sea is wide, the waves are blue, the wind is singing songs for you."}],
-    [{"role": "user", "content": "Translate 'good morning' into Spanish."},
-     {"role": "assistant", "content": "Buenos dias."}],
-]  # fmt: skip
 
 
 class PickledEngine:
@@ -187,3 +174,31 @@ def test_text_keys_of_scorer_inputs_are_what_the_cache_stores(tiny, tmp_path, mo
     texts = [scorer.tokenizer.apply_chat_template(c, tokenize=False) for c in CONVERSATIONS]
     (store,) = _stores(tmp_path).values()
     assert store.gather(text_keys(texts))[0].all()
+
+
+def test_the_loops_judge_runs_on_the_engine_with_the_local_values(tiny, tmp_path, monkeypatch):
+    """``Judge(engine=)``: model judges and the relevance encoder compute on the engine; an HTTP judge stays here."""
+    from kmq.loop.judge import Judge
+
+    gold, generated = CONVERSATIONS[:3], [[*c[:-1], {"role": "assistant", "content": "No idea."}] for c in
+                                          CONVERSATIONS[:3]]  # fmt: skip
+    cfg, embed = ScoreConfig(batch_size=2), EmbedConfig(embedder="hashing")
+    for spec, model in (("perplexity", str(tiny["llama"])), (f"reward:{tiny['rm']}", None), ("relevance", None)):
+        monkeypatch.setenv("KMQ_CACHE_DIR", str(tmp_path / spec.replace("/", "_") / "local"))
+        *local, stats = Judge(spec, cfg, embed, show_progress=False).score_pairs(gold, generated, round_model=model)
+        assert "engine" not in stats
+        monkeypatch.setenv("KMQ_CACHE_DIR", str(tmp_path / spec.replace("/", "_") / "engine"))
+        engine = PickledEngine()
+        *remote, stats = Judge(spec, cfg, embed, show_progress=False, engine=engine).score_pairs(
+            gold, generated, round_model=model)  # fmt: skip
+        assert engine.blocks and stats["engine"] == "pickled", spec
+        assert all(np.array_equal(a, b) for a, b in zip(local, remote, strict=True)), spec
+    ray = EngineConfig(engine="ray")
+    assert Judge(f"reward:{tiny['rm']}", cfg, embed, engine=ray).scorer(None).mapper is not None  # starts nothing
+    assert Judge("relevance", cfg, embed, engine=ray).scorer(None).embedder.mapper is not None
+    http = Judge("judge:m@http://127.0.0.1:9/v1", cfg, embed, engine=ray)
+    assert not http.on_engine and http.scorer(None).model_parts() == []
+    assert Judge(f"reward:{tiny['rm']}", cfg, embed, engine=EngineConfig()).scorer(None).mapper is None
+    import sys
+
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
