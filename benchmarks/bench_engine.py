@@ -103,17 +103,25 @@ def bench_scorer(args: argparse.Namespace, configs: list[tuple[str, int]]) -> No
     model = tiny_models.build_causal_lm(Path(tempfile.mkdtemp(prefix="kmq-bench-")) / "tiny-llama", arch="llama")
     convs = conversations(args.score_texts)
     score(model, "local", 1, convs[:16], args.score_block_size)  # warm the imports and the model files
+    times, diffs = alternate(lambda engine, actors: score(model, engine, actors, convs, args.score_block_size),
+                             configs, args.rounds)  # fmt: skip
+    table(f"perplexity (tiny Llama, {len(convs)} conversations, blocks of {args.score_block_size})", args.rounds,
+          times, diffs, len(convs), configs)  # fmt: skip
+
+
+def alternate(run, configs: list[tuple[str, int]], rounds: int) -> tuple[dict, dict]:
+    """``run(engine, actors) -> (seconds, values)`` of every config, round by round, the order reversed every
+    other round; the seconds of each config, and its values' max abs difference to the local engine's."""
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     ref, diffs = None, {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for engine, actors in configs if r % 2 == 0 else configs[::-1]:
-            sec, values = score(model, engine, actors, convs, args.score_block_size)
+            sec, values = run(engine, actors)
             times[(engine, actors)].append(sec)
             ref = values if ref is None and engine == "local" else ref
             if ref is not None:
                 diffs[(engine, actors)] = float(np.abs(values - ref).max())
-    table(f"perplexity (tiny Llama, {len(convs)} conversations, blocks of {args.score_block_size})", args.rounds,
-          times, diffs, len(convs), configs)  # fmt: skip
+    return times, diffs
 
 
 def table(what: str, rounds: int, times: dict, diffs: dict, n: int, configs: list[tuple[str, int]]) -> None:
@@ -151,17 +159,9 @@ def main() -> None:
     print(f"ray start (once per process): {time.perf_counter() - start:.1f} s; {len(data)} texts", flush=True)
     configs = [("local", 1), ("ray", 1), ("ray", 2)]
     for spec in [e for e in args.encoders.split(",") if e and e != "none"]:
-        times: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-        ref = None
-        diffs = {}
         encode(spec, "local", 1, data[:64], args.block_size)  # warm the imports and the model files
-        for r in range(args.rounds):
-            for engine, actors in configs if r % 2 == 0 else configs[::-1]:
-                sec, X = encode(spec, engine, actors, data, args.block_size)
-                times[(engine, actors)].append(sec)
-                ref = X if ref is None and engine == "local" else ref
-                if ref is not None:
-                    diffs[(engine, actors)] = float(np.abs(X - ref).max())
+        times, diffs = alternate(lambda engine, actors, spec=spec: encode(spec, engine, actors, data, args.block_size),
+                                 configs, args.rounds)  # fmt: skip
         table(spec, args.rounds, times, diffs, len(data), configs)
     if "perplexity" in args.scorers.split(","):
         bench_scorer(args, configs)

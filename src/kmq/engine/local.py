@@ -47,14 +47,20 @@ class EmbedderFactory:
     def __call__(self) -> Callable[[list[str]], np.ndarray]:
         from kmq.embed import get_embedder
 
-        embedder = get_embedder(self.spec, **self.options)
-        if self.identity is not None and identity_digest(embedder) != self.identity:
-            raise InvalidParameterError(
-                f"The {self.spec} encoder on this worker has identity {embedder.identity()}, not the driver's "
-                f"({self.identity}): its vectors would differ. Give an explicit --precision and --device that every "
-                "node supports."
-            )
+        embedder = _the_drivers(get_embedder(self.spec, **self.options), self.identity, f"{self.spec} encoder",
+                                "its vectors would differ. Give an explicit --precision and --device that every node "
+                                "supports.")  # fmt: skip
         return embedder.embed_batch
+
+
+def _the_drivers(built: Any, identity: str | None, what: str, why: str) -> Any:
+    """``built`` (an encoder or a scorer a worker made) if its :func:`identity_digest` is the driver's ``identity``
+    (None: not checked); else the refusal, naming both."""
+    if identity is not None and identity_digest(built) != identity:
+        raise InvalidParameterError(
+            f"The {what} on this worker has identity {built.identity()}, not the driver's ({identity}): {why}"
+        )
+    return built
 
 
 def identity_digest(embedder: Any) -> str:
@@ -88,10 +94,6 @@ class ScorerFactory:
 
     def __call__(self) -> Callable[[list[str]], np.ndarray]:
         scorer = self.cls(self.model, **self.options, show_progress=False, cache=False)
-        if self.identity is not None and identity_digest(scorer) != self.identity:
-            raise InvalidParameterError(
-                f"The {scorer.name} scorer on this worker has identity {scorer.identity()}, not the driver's "
-                f"({self.identity}): its values would differ. Give every node the same model files (or pin "
-                "--score-revision)."
-            )
+        why = "its values would differ. Give every node the same model files (or pin --score-revision)."
+        _the_drivers(scorer, self.identity, f"{scorer.name} scorer", why)
         return scorer.compute_block
