@@ -280,8 +280,8 @@ class ClusterConfig(Validated):
     niter: int = opt(25, "k-means iterations", min=1)
     nredo: int = opt(1, "k-means restarts (the best objective is kept)", min=1)
     max_points_per_centroid: int = opt(256, "training sample: at most this many points per centroid", min=1)
-    kmeans_backend: Literal["numpy", "faiss"] = opt(
-        "numpy", "k-means library: numpy (BLAS product + argmax, seeded Lloyd loop) or faiss (kmq before issue 15)"
+    kmeans_backend: Literal["auto", "numpy", "faiss"] = opt(
+        "auto", "k-means: auto (faiss trains, numpy BLAS assigns), numpy (both), faiss (both: kmq before issue 15)"
     )
     silhouette_sample: int = opt(20000, "points for the silhouette of clusters: auto", min=2)
 

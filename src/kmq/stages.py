@@ -144,7 +144,8 @@ def cluster_stage(
     (:func:`kmq.engine.arrays.assign_rows`: the same chunks and kernel, so the same labels and key).
     """
     c = cluster_cfg
-    params = {"niter": c.niter, "nredo": c.nredo, "max_points_per_centroid": c.max_points_per_centroid}
+    params = {"niter": c.niter, "nredo": c.nredo, "max_points_per_centroid": c.max_points_per_centroid,
+              "backend": c.kmeans_backend}  # fmt: skip
     key = digest("kmeans-v1", X.key, k, params, seed)
     hit = store.get("clusters", key, "labels", "centroids")
     if hit is not None:
@@ -182,7 +183,8 @@ def resolve_k(
         return default_n_clusters(n, budget), {"source": "default rule round(sqrt(n/2)) capped at budget//5"}
     if c.clusters == "auto":
         cands = c.candidates or candidate_ks(n, budget, c.silhouette_sample)
-        key = digest("choose-k-v1", X.key, sorted(cands), c.silhouette_sample, c.niter, c.nredo, seed)
+        key = digest("choose-k-v1", X.key, sorted(cands), c.silhouette_sample, c.niter, c.nredo, seed,
+                     c.kmeans_backend)  # fmt: skip
         hit = store.path("choose_k", key) / "meta.json"
         table = None
         if hit.is_file():
@@ -195,7 +197,8 @@ def resolve_k(
             _, table = choose_k(
                 X.value, cands, sample_size=c.silhouette_sample,
                 random_state=np.random.default_rng([seed, STREAM_CHOOSE_K]),
-                kmeans_params={"niter": c.niter, "nredo": c.nredo}, show_progress=show_progress,
+                kmeans_params={"niter": c.niter, "nredo": c.nredo, "backend": c.kmeans_backend},
+                show_progress=show_progress,
             )  # fmt: skip
             store.put("choose_k", key, {"table": table, "table_digest": digest(table)})
         best = max(table, key=lambda r: (r["silhouette"], -r["k"]))["k"]

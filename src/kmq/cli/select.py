@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     setting(g, C, "cluster.silhouette_sample", "--silhouette-sample")
     setting(g, C, "cluster.niter", "--niter")
     setting(g, C, "cluster.nredo", "--nredo")
+    setting(g, C, "cluster.kmeans_backend", "--kmeans-backend")
     g = p.add_argument_group("quality")
     setting(g, C, "score.scorer", "--scorer", help=SCORER_HELP)
     setting(g, C, "score.relevance_embedder", "--relevance-embedder")

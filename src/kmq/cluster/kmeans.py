@@ -1,10 +1,19 @@
-"""Seeded spherical k-means on faiss, fitted on an explicit sample and assigned in chunks.
+"""Seeded spherical k-means (numpy BLAS, or faiss), fitted on an explicit sample and assigned in chunks.
 
 On unit vectors, spherical k-means (centroids renormalised each iteration, assignment by inner
 product) is k-means under cosine geometry, which is what the paper's L2 k-means on unit-norm
 embeddings amounts to. faiss would silently subsample to ``max_points_per_centroid * k`` training
 points; we draw that sample ourselves from the seed, so its size is explicit, logged and reproducible,
 and then assign every point in bounded-memory chunks.
+
+Training and assignment each run in numpy (:mod:`kmq.cluster._lloyd`: a seeded Lloyd loop that follows
+faiss's, and a fixed-block float32 matrix product + argmax) or faiss (``faiss.Kmeans``, an
+``IndexFlatIP`` search). ``backend="auto"`` (the default) trains with faiss and assigns with numpy, the
+fastest pair measured on kmq's 2-core AVX2 machine (BENCHMARKS.md, "k-means backends": numpy assigns
+1.3-1.4x faster, and trains at the same speed with an equal objective over seeds, so training stays with
+faiss); it is a fixed choice, not a per-machine one. ``"numpy"`` does both in numpy (no faiss; faster
+where numpy's OpenBLAS has AVX512/AMX kernels that faiss's does not, issue 15), ``"faiss"`` both in faiss
+(kmq's k-means before issue 15, the same results as then).
 """
 
 from __future__ import annotations
@@ -12,14 +21,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from kmq._deps import require
+from kmq.cluster._lloyd import BLOCK_ROWS, assign_blocks, spherical_kmeans
 from kmq.errors import InvalidParameterError, NotFittedError
 
 logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "numpy", "faiss")
+_TRAIN_ASSIGN = {"auto": ("faiss", "numpy"), "numpy": ("numpy", "numpy"), "faiss": ("faiss", "faiss")}
 
 
 def default_n_clusters(n: int, budget: int) -> int:
@@ -42,7 +55,7 @@ def _check_random_state(random_state: int | np.random.Generator | None) -> np.ra
 
 
 class KMeans:
-    """Spherical k-means with faiss.
+    """Spherical k-means, in numpy (BLAS) or faiss.
 
     Parameters
     ----------
@@ -54,13 +67,20 @@ class KMeans:
     max_points_per_centroid : int, default 256
         The training sample holds at most ``max_points_per_centroid * n_clusters`` points.
     random_state : int or Generator, default 0
-        Seeds both the training sample and faiss.
+        Seeds the training sample and the training (initial centroids, empty-cluster splits).
     chunk_size : int, default 65536
-        Rows per assignment chunk.
+        Rows per assignment chunk (numpy: rounded up to a multiple of 4,096 rows, so the result does not
+        depend on it).
+    backend : {"auto", "numpy", "faiss"}, default "auto"
+        What trains and what assigns: ``"auto"`` faiss.Kmeans trains and numpy assigns (a float32 matrix
+        product + argmax, :mod:`kmq.cluster._lloyd`); ``"numpy"`` a seeded numpy Lloyd loop trains and numpy
+        assigns; ``"faiss"`` faiss trains and an ``IndexFlatIP`` search assigns (kmq's k-means before issue
+        15, the same results as then). Both assignments give the lowest centroid index among equal
+        similarities, so ``"auto"`` labels the rows as ``"faiss"`` does but for float32 near-ties.
     assigner : callable or None, default None
         ``assigner(X, centroids, chunk_size) -> (labels, similarity)`` assigns every row after training, for
-        instance on Ray (:func:`kmq.engine.arrays.assign_rows`); it must give what :func:`assign_chunk` gives
-        chunk by chunk. None: in this process.
+        instance on Ray (:func:`kmq.engine.arrays.assign_rows`); it must give what :func:`assign_chunk` (numpy)
+        gives chunk by chunk. None, or ``backend="faiss"``: in this process.
 
     Attributes
     ----------
@@ -89,6 +109,7 @@ class KMeans:
         random_state: int | np.random.Generator | None = 0,
         chunk_size: int = 65536,
         assigner: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+        backend: Literal["auto", "numpy", "faiss"] = "auto",
     ) -> None:
         self.n_clusters = n_clusters
         self.niter = niter
@@ -97,6 +118,7 @@ class KMeans:
         self.random_state = random_state
         self.chunk_size = chunk_size
         self.assigner = assigner
+        self.backend = backend
 
     def _check(self, X: np.ndarray) -> None:
         for name in ("n_clusters", "niter", "nredo", "max_points_per_centroid", "chunk_size"):
@@ -105,6 +127,10 @@ class KMeans:
                 raise InvalidParameterError(
                     f"The {name!r} parameter of KMeans must be an int in the range [1, inf). Got {value!r} instead."
                 )
+        if self.backend not in BACKENDS:
+            raise InvalidParameterError(
+                f"The 'backend' parameter of KMeans must be one of {BACKENDS}. Got {self.backend!r} instead."
+            )
         if X.ndim != 2 or X.shape[1] == 0:
             raise InvalidParameterError(f"KMeans expects a 2-D array (n, d) with d >= 1; got shape {X.shape}.")
         if self.n_clusters > len(X):
@@ -118,7 +144,6 @@ class KMeans:
         X may be float16 (rows a float16 ``npy:`` file kept resident): the training sample is converted to
         float32 and the rows are assigned in float32 chunks, so the result equals ``fit(X.astype(np.float32))``.
         """
-        faiss = require("faiss", purpose="k-means clustering")
         X = _rows(X)
         self._check(X)
         rng = _check_random_state(self.random_state)
@@ -128,20 +153,16 @@ class KMeans:
         train_idx = np.sort(rng.choice(n, n_train, replace=False)) if n_train < n else np.arange(n)
         seed = int(rng.integers(2**31 - 1))
         start = time.perf_counter()
-        km = faiss.Kmeans(
-            d,
-            k,
-            niter=int(self.niter),
-            nredo=int(self.nredo),
-            seed=seed,
-            spherical=True,
-            max_points_per_centroid=n_train + 1,  # we already sampled: faiss must not subsample again
-            min_points_per_centroid=1,
-            verbose=False,
-        )
         # the sample as float32 (sample-sized); float32 X whole: no copy of it
-        km.train(np.ascontiguousarray(X[train_idx] if n_train < n else X, dtype=np.float32))
-        self.centroids_ = np.ascontiguousarray(km.centroids, dtype=np.float32)
+        sample = np.ascontiguousarray(X[train_idx] if n_train < n else X, dtype=np.float32)
+        trainer, _ = _TRAIN_ASSIGN[self.backend]
+        if trainer == "faiss":
+            self.centroids_, train = _faiss_train(sample, k, int(self.niter), int(self.nredo), seed), {}
+        else:
+            self.centroids_, train = spherical_kmeans(
+                sample, k, niter=int(self.niter), nredo=int(self.nredo), rng=np.random.default_rng(seed)
+            )
+        del sample
         fit_s = time.perf_counter() - start
         self.labels_, self.similarity_ = self._assign(X)
         sizes = np.bincount(self.labels_, minlength=k)
@@ -151,7 +172,11 @@ class KMeans:
             "train_sample": "all" if n_train == n else f"{n_train} of {n} points, seeded",
             "niter": int(self.niter),
             "nredo": int(self.nredo),
-            "faiss_seed": seed,
+            "backend": self.backend,
+            "trained_with": trainer,
+            "assigned_with": _TRAIN_ASSIGN[self.backend][1],
+            "train_seed": seed,
+            "empty_splits": train.get("splits"),
             "objective_mean_cosine": float(self.similarity_.mean()),
             "size_min": int(sizes.min()),
             "size_max": int(sizes.max()),
@@ -168,13 +193,17 @@ class KMeans:
         return self
 
     def _assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.assigner is not None:
-            return self.assigner(X, self.centroids_, int(self.chunk_size))
+        chunk = int(self.chunk_size)
+        kernel = _TRAIN_ASSIGN[self.backend][1]
+        if kernel == "numpy":  # whole blocks per chunk: the labels do not depend on chunk_size
+            chunk = -(-chunk // BLOCK_ROWS) * BLOCK_ROWS
+            if self.assigner is not None:
+                return self.assigner(X, self.centroids_, chunk)
         labels = np.empty(len(X), dtype=np.int64)
         sims = np.empty(len(X), dtype=np.float32)
-        for lo in range(0, len(X), self.chunk_size):
-            labels[lo : lo + self.chunk_size], sims[lo : lo + self.chunk_size] = assign_chunk(
-                X[lo : lo + self.chunk_size], self.centroids_
+        for lo in range(0, len(X), chunk):
+            labels[lo : lo + chunk], sims[lo : lo + chunk] = assign_chunk(
+                X[lo : lo + chunk], self.centroids_, backend=kernel
             )
         return labels, sims
 
@@ -185,17 +214,40 @@ class KMeans:
         return self._assign(_rows(X))[0]
 
 
-def assign_chunk(X: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def assign_chunk(
+    X: np.ndarray, centroids: np.ndarray, *, backend: Literal["numpy", "faiss"] = "numpy"
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid (by inner product) of each row of one chunk: labels (m,) int64, similarity (m,) float32.
 
     A pure function of the chunk's bytes (and the BLAS thread count): the local loop and a distributed one
-    (:func:`kmq.engine.arrays.assign_rows`) call it on the same chunks and get the same values.
+    (:func:`kmq.engine.arrays.assign_rows`) call it on the same chunks and get the same values. ``backend``
+    ``"numpy"``: :func:`kmq.cluster._lloyd.assign_blocks`; ``"faiss"``: an ``IndexFlatIP`` search.
     """
+    if backend == "numpy":
+        return assign_blocks(X, centroids)
     faiss = require("faiss", purpose="k-means clustering")
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     s, i = index.search(np.ascontiguousarray(X, dtype=np.float32), 1)
     return i[:, 0].astype(np.int64, copy=False), s[:, 0]
+
+
+def _faiss_train(sample: np.ndarray, k: int, niter: int, nredo: int, seed: int) -> np.ndarray:
+    """Centroids (k, d) float32 of ``faiss.Kmeans(spherical=True)`` trained on every row of ``sample``."""
+    faiss = require("faiss", purpose="k-means clustering")
+    km = faiss.Kmeans(
+        sample.shape[1],
+        k,
+        niter=niter,
+        nredo=nredo,
+        seed=seed,
+        spherical=True,
+        max_points_per_centroid=len(sample) + 1,  # we already sampled: faiss must not subsample again
+        min_points_per_centroid=1,
+        verbose=False,
+    )
+    km.train(sample)
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
 def _rows(X: np.ndarray) -> np.ndarray:
