@@ -104,3 +104,21 @@ def test_empty_clusters_are_split_and_centroids_stay_unit():
 def test_unknown_backend_is_an_error():
     with pytest.raises(InvalidParameterError, match=r"'backend' parameter of KMeans must be one of \('auto', 'numpy'"):
         KMeans(2, backend="cuda").fit(blobs(10, 4, 2, 0.1, 0))
+
+
+def test_the_cluster_stage_runs_the_configured_backend_under_its_own_key(datakit, tmp_path, monkeypatch):
+    from kmq.data import read_pool
+    from kmq.pipeline import build_config
+    from kmq.stages import Stages
+
+    monkeypatch.setenv("KMQ_CACHE_DIR", str(tmp_path))
+    path = str(datakit / "dolly_3k" / "dolly_3k.jsonl")
+    pool, got = read_pool(path), {}
+    for backend in ("auto", "numpy", "faiss"):
+        cfg = build_config(None, {"pool": path, "budget": 300, "embed.embedder": "hashing",
+                                  "cluster.kmeans_backend": backend})  # fmt: skip
+        got[backend] = Stages(cfg, pool, False).clusters(300)
+        assert got[backend].stats["backend"] == backend and got[backend].stats["cached"] is False
+    assert len({st.key for st in got.values()}) == 3
+    assert got["numpy"].stats["trained_with"] == "numpy" and got["auto"].stats["trained_with"] == "faiss"
+    assert np.array_equal(got["auto"].value[1], got["faiss"].value[1])  # the same faiss centroids
