@@ -11,7 +11,9 @@ on access. Underneath, every turn of every record sits in one of three arrays:
   back exactly as read; ``utf8`` says whether the bytes are valid UTF-8 (they are unless such a text occurs).
 
 Text views (:meth:`Messages.text_array`) are computed in Arrow: ``binary_join`` over list arrays, with the
-roles of a view selected by a mask and the offsets recounted, so a view costs its bytes once.
+roles of a view selected by a mask and the offsets recounted. They are computed for a range of records on each
+call and not kept (a whole view of 10M records is about a GB): the batch readers (:meth:`Messages.iter_texts`,
+:meth:`Messages.text_batches`, :class:`LazyTexts`) hold one batch's bytes at a time.
 """
 
 from __future__ import annotations
