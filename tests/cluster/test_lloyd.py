@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kmq.cluster import KMeans, assign_chunk
 from kmq.cluster._lloyd import BLOCK_ROWS, assign_blocks
@@ -122,3 +124,18 @@ def test_the_cluster_stage_runs_the_configured_backend_under_its_own_key(datakit
     assert len({st.key for st in got.values()}) == 3
     assert got["numpy"].stats["trained_with"] == "numpy" and got["auto"].stats["trained_with"] == "faiss"
     assert np.array_equal(got["auto"].value[1], got["faiss"].value[1])  # the same faiss centroids
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 9000), d=st.integers(1, 12), k=st.integers(1, 20), cut=st.integers(0, 9000),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_block_assignment_is_the_nearest_centroid_and_a_prefix_keeps_its_bytes(m, d, k, cut, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, d), dtype=np.float32)
+    C = rng.standard_normal((k, d), dtype=np.float32)
+    labels, sims = assign_blocks(X, C)
+    S = X.astype(np.float64) @ C.astype(np.float64).T
+    assert np.all(S.max(axis=1) - S[np.arange(m), labels] <= 1e-4 * (1 + np.abs(S).max()))
+    np.testing.assert_allclose(sims, S[np.arange(m), labels], rtol=1e-4, atol=1e-4)
+    head_labels, head_sims = assign_blocks(X[: min(cut, m)], C)
+    assert head_sims.tobytes() == sims[: min(cut, m)].tobytes() and np.array_equal(head_labels, labels[: min(cut, m)])
