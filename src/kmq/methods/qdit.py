@@ -35,7 +35,7 @@ Modes (the gain of a candidate x is ``Σ_v max(0, sim(v, x) - m_v)`` with ``m_v`
   largest stale ones are re-evaluated in batches) over exact gains from dense similarities; O(n²·d) for
   the first gains. Up to n = 23,170 the n×n similarities are kept (float32, at most 2 GiB: a fixed size,
   not the machine's free memory, so the selection does not depend on the machine); above, every gain
-  evaluation recomputes its rows, O(n·d) each, in batched matrix products (10x slower at 12k rows,
+  evaluation recomputes its rows, O(n·d) each, in batched matrix products (8-10x slower at 12k rows,
   BENCHMARKS.md "QDIT's similarity cache"). The selection equals plain greedy's (ties to the lower row
   index), up to float32 rounding: the cache is one symmetric product ``X @ X.T`` (BLAS syrk) and a
   recomputed row a general product of the candidate batch, whose last bits differ, so the two can break
