@@ -72,7 +72,7 @@ def _reference(path, texts, pooling, *, max_length=None) -> np.ndarray:
      ("bert", "mean"), ("bert", "cls")],
 )  # fmt: skip
 def test_pooling_equals_unpadded_forward_passes(models, name, pooling):
-    emb = HFEmbedder(str(models[name]), pooling=pooling, batch_size=3)
+    emb = HFEmbedder(str(models[name]), pooling=pooling, batch_size=3, precision="fp32")  # as the reference
     got = emb.encode(TEXTS, show_progress=False, cache=False)
     assert got.dtype == np.float32 and got.shape == (len(TEXTS), emb.dim)
     np.testing.assert_allclose(got, _reference(models[name], TEXTS, pooling), atol=2e-5)
@@ -105,7 +105,7 @@ def test_last_token_of_left_and_right_padded_batches(models):
 
 def test_long_texts_are_cut_at_the_window(models):
     long = " ".join(TEXTS) * 4
-    emb = HFEmbedder(str(models["llama"]), pooling="last", max_length=16)
+    emb = HFEmbedder(str(models["llama"]), pooling="last", max_length=16, precision="fp32")
     got = emb.encode([long, "short text", long[::-1]], show_progress=False)
     np.testing.assert_allclose(got, _reference(models["llama"], [long, "short text", long[::-1]], "last",
                                                max_length=16), atol=2e-5)  # fmt: skip

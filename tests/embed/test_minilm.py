@@ -16,7 +16,7 @@ from kmq.embed import get_embedder  # noqa: E402
 
 @pytest.fixture(scope="module")
 def minilm():
-    emb = get_embedder("minilm")
+    emb = get_embedder("minilm", precision="fp32")  # the reference (sentence-transformers' encode) runs fp32
     assert emb.model is not None  # load once for the module
     return emb
 
