@@ -61,6 +61,7 @@ def test_ids_builder_and_ids_behave_like_the_list(raw, chunk, data):
         rows = data.draw(st.lists(st.integers(0, len(raw) - 1), max_size=10))
         assert ids.take(np.array(rows, dtype=np.int64)) == [raw[j] for j in rows]
     assert ids[2:5] == raw[2:5] and ids[::-2] == raw[::-2]
+    assert ids + ["more"] == raw + ["more"] and ("a",) + ids == ["a", *raw] and ids + ids == raw + raw
     with pytest.raises(IndexError):
         ids[len(raw)]
 

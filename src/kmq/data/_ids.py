@@ -31,6 +31,8 @@ class Ids(Sequence):
     >>> ids = Ids(None, 3)
     >>> ids[1], ids[-1], ids[:2], ids == ["0", "1", "2"]
     ('1', '2', ['0', '1'], True)
+    >>> ids + ["x"], ["x"] + ids
+    (['0', '1', '2', 'x'], ['x', '0', '1', '2'])
     """
 
     def __init__(self, array: pa.Array | None, n: int) -> None:
@@ -82,6 +84,17 @@ class Ids(Sequence):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: object) -> list[str]:
+        """``pool.ids + more_ids`` as a list (what it gave when ids were a list)."""
+        if isinstance(other, (list, tuple, Ids)):
+            return [*self, *other]
+        return NotImplemented
+
+    def __radd__(self, other: object) -> list[str]:
+        if isinstance(other, (list, tuple)):
+            return [*other, *self]
+        return NotImplemented
 
     def __repr__(self) -> str:
         if self._n <= 20:
