@@ -201,7 +201,8 @@ class _Ort:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.dir = Path(tempfile.mkdtemp(prefix="kmq-bench-ort-"))
+        self._tmp = tempfile.TemporaryDirectory(prefix="kmq-bench-ort-")  # removed when the process ends
+        self.dir = Path(self._tmp.name)
         self._raw: Path | None = None
 
     def raw(self) -> Path:
