@@ -5,9 +5,11 @@ bundled MiniLM ran 2x faster than fp32 (issue 15: 306 vs 152 texts/s, cosine >= 
 plain AVX-512) torch emulates bf16 and it is several times slower than fp32, so ``auto`` keeps fp32. On a
 GPU ``auto`` picks bf16 where the device supports it, else fp16.
 
-The backend: on this project's AVX2 CPU, ONNX Runtime's fused BERT graph ran the bundled MiniLM at the same
-vectors but no faster than torch on a quiet machine (1.00x; BENCHMARKS.md, "MiniLM on an AVX2 CPU: backends"),
-so ``auto`` keeps torch for fp32 and takes ONNX Runtime only for ``int8``, which runs only there.
+The backend: on an AVX2-only CPU (AMD EPYC family 25) ONNX Runtime's fused BERT graph ran the bundled MiniLM
+at the same vectors but no faster than torch on a quiet machine (1.00x; BENCHMARKS.md, "MiniLM on an AVX2 CPU:
+backends"); on an AVX-512 CPU with native bf16 (family 26) it ran 2.2x torch fp32, the speed of torch bf16, which
+``auto`` picks there (BENCHMARKS.md, "MiniLM forward paths and the main job on this session's CPU"). So ``auto``
+keeps torch, and takes ONNX Runtime only for ``int8``, which runs only there.
 
 Everything here is cheap and imports torch only when asked about a GPU.
 """
@@ -112,7 +114,8 @@ def resolve_backend(
     -------
     backend : str
         ``"onnx"`` for ``int8`` (it runs only there), else ``"torch"``: fp32 ONNX Runtime was measured no
-        faster than torch on an AVX2 CPU (``onnx`` and ``flags`` are the inputs a CPU where it wins would use).
+        faster than torch on an AVX2 CPU, and no faster than torch bf16 on a bf16 CPU (``onnx`` and ``flags``
+        are the inputs a CPU where it wins would use).
 
     Examples
     --------

@@ -9,11 +9,11 @@ and then assign every point in bounded-memory chunks.
 Training and assignment each run in numpy (:mod:`kmq.cluster._lloyd`: a seeded Lloyd loop that follows
 faiss's, and a fixed-block float32 matrix product + argmax) or faiss (``faiss.Kmeans``, an
 ``IndexFlatIP`` search). ``backend="auto"`` (the default) trains with faiss and assigns with numpy, the
-fastest pair measured on kmq's 2-core AVX2 machine (BENCHMARKS.md, "k-means backends": numpy assigns
-1.3-1.4x faster, and trains at the same speed with an equal objective over seeds, so training stays with
-faiss); it is a fixed choice, not a per-machine one. ``"numpy"`` does both in numpy (no faiss; faster
-where numpy's OpenBLAS has AVX512/AMX kernels that faiss's does not, issue 15), ``"faiss"`` both in faiss
-(kmq's k-means before issue 15, the same results as then).
+fastest pair measured on kmq's 2-core machines, with OpenBLAS on its AVX2 kernels (BENCHMARKS.md, "k-means
+backends": numpy assigns 1.3-1.4x faster, and trains at the same speed with an equal objective over seeds,
+so training stays with faiss); it is a fixed choice, not a per-machine one. ``"numpy"`` does both in numpy
+(no faiss; faster where numpy's OpenBLAS has AVX512/AMX kernels that faiss's does not, issue 15),
+``"faiss"`` both in faiss (kmq's k-means before issue 15, the same results as then).
 """
 
 from __future__ import annotations
