@@ -43,6 +43,19 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
+def _pool_rows(pv: np.ndarray, wp: np.ndarray, rv: np.ndarray, wr: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """``l2_normalize(wp * pv + wr * rv)`` in float32, a block of rows at a time: into ``pv`` itself when it is
+    float32 (one (n, d) matrix less), else into a new float32 matrix. Row by row the same float32 operations as
+    the whole-matrix expression, so the same bytes; the peak is the two inputs and the output, not five matrices."""
+    out = pv if pv.dtype == np.float32 else np.empty(pv.shape, np.float32)
+    wp32, wr32 = wp.astype(np.float32)[:, None], wr.astype(np.float32)[:, None]
+    for lo in range(0, len(pv), block):
+        rows = slice(lo, lo + block)
+        p, r = np.asarray(pv[rows], dtype=np.float32), np.asarray(rv[rows], dtype=np.float32)
+        out[rows] = l2_normalize(wp32[rows] * p + wr32[rows] * r)
+    return out
+
+
 class Embedder(ABC):
     """Base class of text encoders.
 
@@ -115,9 +128,15 @@ class Embedder(ABC):
         vectors : ndarray of shape (len(texts), d), float32
             Unit rows; the empty text maps to a zero row.
         """
+        return self._encode(texts, show_progress=show_progress, cache=cache, desc=desc, dtype=np.float32)
+
+    def _encode(
+        self, texts: Sequence[str], *, show_progress: bool | None, cache: bool, desc: str, dtype: Any
+    ) -> np.ndarray:
+        """:meth:`encode`, the cached rows gathered as ``dtype`` (float16 rows of a float16 store lose nothing)."""
         start = time.perf_counter()
         folder = default_cache_dir() / "vectors" / self.key
-        store = VectorStore(folder, self.dim, store_dtype=self.store_dtype) if cache else None
+        store = VectorStore(folder, self.dim, dtype=dtype, store_dtype=self.store_dtype) if cache else None
         res = cached_map(
             texts,
             self.embed_batch,
@@ -203,12 +222,14 @@ class Embedder(ABC):
                 "response view per record."
             )
         start = time.perf_counter()
-        pv = self.encode(prompts, show_progress=show_progress, cache=cache, desc="embedding prompts")
+        # a float16 store's rows come back as they are stored (exactly: half the memory of float32 copies)
+        rows = np.float16 if np.dtype(self.store_dtype) == np.float16 else np.float32
+        pv = self._encode(prompts, show_progress=show_progress, cache=cache, desc="embedding prompts", dtype=rows)
         p_stats, p_keys = self.stats_, self.text_keys_
-        rv = self.encode(responses, show_progress=show_progress, cache=cache, desc="embedding responses")
+        rv = self._encode(responses, show_progress=show_progress, cache=cache, desc="embedding responses", dtype=rows)
         r_stats, r_keys = self.stats_, self.text_keys_
-        wp, wr = self.text_weights(prompts), self.text_weights(responses)
-        pooled = l2_normalize(wp[:, None].astype(np.float32) * pv + wr[:, None].astype(np.float32) * rv)
+        pooled = _pool_rows(pv, self.text_weights(prompts), rv, self.text_weights(responses))
+        del pv, rv
         self.text_keys_ = np.concatenate([p_keys, r_keys])  # the keys encode() computed: no second hashing pass
         self.pooled_key_ = self._pooled_digest(p_keys, r_keys)
         counts = ("texts", "unique", "cached", "encoded", "empty")
