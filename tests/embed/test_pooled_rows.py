@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,3 +40,14 @@ def test_a_float16_store_pools_its_rows_as_stored_and_a_warm_run_gives_the_same_
     wp, wr = emb.text_weights(PROMPTS), emb.text_weights(RESPONSES)
     assert np.array_equal(cold, l2_normalize(wp[:, None].astype(np.float32) * p + wr[:, None].astype(np.float32) * r))
     assert not cold[4].any()  # blank prompt and response: a zero row
+
+
+def test_the_encoders_own_stats_survive_the_pooled_path(tmp_path):
+    """``encode_conversations`` goes through the subclass's ``encode``: its stats (precision, truncation) stay."""
+    pytest.importorskip("transformers")
+    from kmq.embed.hf_pooled import HFEmbedder
+    from tiny_models import build_causal_lm
+
+    emb = HFEmbedder(str(build_causal_lm(tmp_path / "llama")), pooling="mean", precision="fp32")
+    emb.encode_conversations(PROMPTS, RESPONSES, cache=False)
+    assert emb.stats_["precision"] == "fp32" and "truncated" in emb.stats_ and emb.stats_["records"] == len(PROMPTS)

@@ -112,6 +112,7 @@ class Embedder(ABC):
         show_progress: bool | None = None,
         cache: bool = True,
         desc: str = "embedding",
+        dtype: Any = np.float32,
     ) -> np.ndarray:
         """Embed texts, reusing cached vectors and persisting new ones block by block.
 
@@ -122,18 +123,17 @@ class Embedder(ABC):
             Progress bar on stderr; None shows it when the ``kmq`` logger is at INFO or below.
         cache : bool
             Read and write the vector cache (``$KMQ_CACHE_DIR/vectors/<key>``).
+        desc : str
+            The progress bar's label.
+        dtype : numpy dtype, default float32
+            Of the rows returned from the cache: float16 gives a float16 store's rows exactly as stored, in half
+            the memory (``cache=False`` always gives float32).
 
         Returns
         -------
-        vectors : ndarray of shape (len(texts), d), float32
+        vectors : ndarray of shape (len(texts), d), float32 (or ``dtype``)
             Unit rows; the empty text maps to a zero row.
         """
-        return self._encode(texts, show_progress=show_progress, cache=cache, desc=desc, dtype=np.float32)
-
-    def _encode(
-        self, texts: Sequence[str], *, show_progress: bool | None, cache: bool, desc: str, dtype: Any
-    ) -> np.ndarray:
-        """:meth:`encode`, the cached rows gathered as ``dtype`` (float16 rows of a float16 store lose nothing)."""
         start = time.perf_counter()
         folder = default_cache_dir() / "vectors" / self.key
         store = VectorStore(folder, self.dim, dtype=dtype, store_dtype=self.store_dtype) if cache else None
@@ -224,9 +224,9 @@ class Embedder(ABC):
         start = time.perf_counter()
         # a float16 store's rows come back as they are stored (exactly: half the memory of float32 copies)
         rows = np.float16 if np.dtype(self.store_dtype) == np.float16 else np.float32
-        pv = self._encode(prompts, show_progress=show_progress, cache=cache, desc="embedding prompts", dtype=rows)
+        pv = self.encode(prompts, show_progress=show_progress, cache=cache, desc="embedding prompts", dtype=rows)
         p_stats, p_keys = self.stats_, self.text_keys_
-        rv = self._encode(responses, show_progress=show_progress, cache=cache, desc="embedding responses", dtype=rows)
+        rv = self.encode(responses, show_progress=show_progress, cache=cache, desc="embedding responses", dtype=rows)
         r_stats, r_keys = self.stats_, self.text_keys_
         pooled = _pool_rows(pv, self.text_weights(prompts), rv, self.text_weights(responses))
         del pv, rv
