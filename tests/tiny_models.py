@@ -125,6 +125,22 @@ def build_reward_model(path: str | Path, *, hidden_size: int = 64, num_layers: i
     return path
 
 
+def build_tiny_bert(path: str | Path, *, num_layers: int = 1, max_positions: int = 128, seed: int = 0) -> Path:
+    """Save a random ``BertModel`` (hidden 32, 2 heads, FFN 64) and its tokenizer (no chat template)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tok = make_tokenizer(chat_template=False)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=max_positions,
+                     pad_token_id=tok.pad_token_id)  # fmt: skip
+    path = Path(path)
+    BertModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def _llama_config(cls, tok, hidden, layers, heads, inter, positions):
     return cls(
         vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,

@@ -51,19 +51,9 @@ def test_bundled_minilm_key_is_byte_identical_without_loading(precision):
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A random tiny BERT with a 128-token window, saved with its tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
+    from tiny_models import build_tiny_bert
 
-    from tiny_models import make_tokenizer
-
-    tok = make_tokenizer(chat_template=False)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)  # fmt: skip
-    path = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), num_layers=1, max_positions=128)
 
 
 def build_st(bert: Path, folder: Path, *, modes=("mean",), dense: int | None = None, window: int | None = None):

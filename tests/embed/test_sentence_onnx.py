@@ -25,20 +25,12 @@ TEXTS = ["Name three primary colours.", "Red, yellow and blue are the primary co
 
 @pytest.fixture(scope="module")
 def tiny_st(tmp_path_factory):
-    import torch
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
-    from transformers import BertConfig, BertModel
 
-    from tiny_models import make_tokenizer
+    from tiny_models import build_tiny_bert
 
-    tok = make_tokenizer(chat_template=False)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)  # fmt: skip
-    bert = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(cfg).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), num_layers=2, max_positions=64)
     first = Transformer(str(bert), max_seq_length=64)
     folder = tmp_path_factory.mktemp("tiny-st")
     st.SentenceTransformer(modules=[first, Pooling(32, pooling_mode="mean"), Normalize()], device="cpu").save(
