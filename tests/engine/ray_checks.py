@@ -163,8 +163,8 @@ class Background(threading.Thread):
 
 
 def assignment() -> dict:
-    """k-means with its rows assigned as Ray tasks (float16 rows, 5 chunks) gives the local labels and similarities
-    to the bit (runs in a thread)."""
+    """k-means with its rows assigned as Ray tasks (float16 rows, several chunks; the numpy and the faiss kernel)
+    gives the local labels and similarities to the bit (runs in a thread)."""
     from functools import partial
 
     from kmq.cluster import KMeans
@@ -173,11 +173,16 @@ def assignment() -> dict:
     from kmq.engine.arrays import assign_rows
 
     X = np.random.default_rng(7).standard_normal((18_000, 48)).astype(np.float16)
-    local = KMeans(40, random_state=3, chunk_size=4_000).fit(X)
     ray_engine = get_engine(EngineConfig(engine="ray", actors=2))
-    on_ray = KMeans(40, random_state=3, chunk_size=4_000, assigner=partial(assign_rows, ray_engine)).fit(X)
-    return {"ok": np.array_equal(local.centroids_, on_ray.centroids_) and np.array_equal(local.labels_, on_ray.labels_)
-            and np.array_equal(local.similarity_, on_ray.similarity_), "n": len(X)}  # fmt: skip
+    same = {}
+    for backend in ("auto", "faiss"):  # numpy's kernel, and faiss's search (its OpenMP BLAS loads in the task)
+        local = KMeans(40, random_state=3, chunk_size=4_000, backend=backend).fit(X)
+        on_ray = KMeans(40, random_state=3, chunk_size=4_000, backend=backend,
+                        assigner=partial(assign_rows, ray_engine)).fit(X)  # fmt: skip
+        same[backend] = (np.array_equal(local.centroids_, on_ray.centroids_)
+                         and np.array_equal(local.labels_, on_ray.labels_)
+                         and np.array_equal(local.similarity_, on_ray.similarity_))  # fmt: skip
+    return {"ok": all(same.values()), "same": same, "n": len(X)}
 
 
 def worker_error() -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 
@@ -26,11 +24,19 @@ def test_map_chunks_local_is_the_plain_loop():
     assert len(got) == 8 and [len(g) for g in got] == [7] * 7 + [1] and np.array_equal(np.concatenate(got), X * 3.0)
 
 
-def test_assigner_hook_gives_the_loop_values_and_the_kernel_is_the_nearest_centroid():
+@pytest.mark.parametrize("backend", ["auto", "numpy", "faiss"])
+def test_assigner_hook_gives_the_loop_values_and_the_kernel_is_the_nearest_centroid(backend):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((3_000, 16)).astype(np.float16)
-    plain = KMeans(12, random_state=5, chunk_size=700).fit(X)
-    hooked = KMeans(12, random_state=5, chunk_size=700, assigner=partial(assign_rows, LocalEngine())).fit(X)
+    plain = KMeans(12, random_state=5, chunk_size=700, backend=backend).fit(X)
+    calls = []
+
+    def assigner(*args):
+        calls.append(args[2:])
+        return assign_rows(LocalEngine(), *args)
+
+    hooked = KMeans(12, random_state=5, chunk_size=700, backend=backend, assigner=assigner).fit(X)
+    assert calls == [(4096 if backend != "faiss" else 700, "faiss" if backend == "faiss" else "numpy")]
     assert np.array_equal(plain.labels_, hooked.labels_) and np.array_equal(plain.similarity_, hooked.similarity_)
     labels, sims = assign_chunk(X[:100], plain.centroids_)
     ref = X[:100].astype(np.float32) @ plain.centroids_.T

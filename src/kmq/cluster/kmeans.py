@@ -78,9 +78,9 @@ class KMeans:
         15, the same results as then). Both assignments give the lowest centroid index among equal
         similarities, so ``"auto"`` labels the rows as ``"faiss"`` does but for float32 near-ties.
     assigner : callable or None, default None
-        ``assigner(X, centroids, chunk_size) -> (labels, similarity)`` assigns every row after training, for
-        instance on Ray (:func:`kmq.engine.arrays.assign_rows`); it must give what :func:`assign_chunk` (numpy)
-        gives chunk by chunk. None, or ``backend="faiss"``: in this process.
+        ``assigner(X, centroids, chunk_size, backend) -> (labels, similarity)`` assigns every row after training,
+        for instance on Ray (:func:`kmq.engine.arrays.assign_rows`); it must give what
+        ``assign_chunk(chunk, centroids, backend=backend)`` gives chunk by chunk. None: in this process.
 
     Attributes
     ----------
@@ -108,7 +108,7 @@ class KMeans:
         max_points_per_centroid: int = 256,
         random_state: int | np.random.Generator | None = 0,
         chunk_size: int = 65536,
-        assigner: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+        assigner: Callable[[np.ndarray, np.ndarray, int, str], tuple[np.ndarray, np.ndarray]] | None = None,
         backend: Literal["auto", "numpy", "faiss"] = "auto",
     ) -> None:
         self.n_clusters = n_clusters
@@ -197,8 +197,8 @@ class KMeans:
         kernel = _TRAIN_ASSIGN[self.backend][1]
         if kernel == "numpy":  # whole blocks per chunk: the labels do not depend on chunk_size
             chunk = -(-chunk // BLOCK_ROWS) * BLOCK_ROWS
-            if self.assigner is not None:
-                return self.assigner(X, self.centroids_, chunk)
+        if self.assigner is not None:
+            return self.assigner(X, self.centroids_, chunk, kernel)
         labels = np.empty(len(X), dtype=np.int64)
         sims = np.empty(len(X), dtype=np.float32)
         for lo in range(0, len(X), chunk):

@@ -6,13 +6,14 @@ that is a loop in this process; on Ray each chunk is one task (``cpus`` CPUs eac
 kernels are BLAS), the shared arguments (the centroids) go to the object store once, at most ``2 x actors``
 chunks are in flight (so the object store never holds more than that many chunks of the matrix), and the
 results come back in the chunks' order. The function must be importable by name (a module-level function of
-kmq): Ray sends it by reference, so a worker runs the very code the driver would, on the very bytes, and the
-results are the local ones bit for bit.
+kmq, or a ``functools.partial`` of one): Ray sends it by reference, so a worker runs the very code the driver
+would, on the very bytes, and the results are the local ones bit for bit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -87,15 +88,19 @@ def _run(fn: Callable[..., Any], threads: dict[str, int], part: np.ndarray, *sha
         return {"__kmq_error__": f"{type(err).__name__}:{err}"}
 
 
-def assign_rows(engine: Any, X: np.ndarray, centroids: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """k-means' assignment of every row of ``X`` on ``engine``, chunk by chunk (:func:`kmq.cluster.assign_chunk`):
-    labels (n,) int64 and similarity (n,) float32, the local loop's values (the same chunks, the same kernel)."""
+def assign_rows(
+    engine: Any, X: np.ndarray, centroids: np.ndarray, chunk_size: int, backend: str = "numpy"
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means' assignment of every row of ``X`` on ``engine``, chunk by chunk (:func:`kmq.cluster.assign_chunk`
+    with ``backend``): labels (n,) int64 and similarity (n,) float32, the local loop's values (the same chunks, the
+    same kernel)."""
     from kmq.cluster.kmeans import assign_chunk
 
     labels = np.empty(len(X), dtype=np.int64)
     sims = np.empty(len(X), dtype=np.float32)
     lo = 0
-    for part_labels, part_sims in map_chunks(engine, assign_chunk, chunks(X, chunk_size), centroids):
+    kernel = partial(assign_chunk, backend=backend)
+    for part_labels, part_sims in map_chunks(engine, kernel, chunks(X, chunk_size), centroids):
         labels[lo : lo + len(part_labels)], sims[lo : lo + len(part_labels)] = part_labels, part_sims
         lo += len(part_labels)
     return labels, sims
